@@ -1,0 +1,94 @@
+// The Python module nspl_filler._C: importing it registers the ops (TORCH_LIBRARY in
+// ops.cpp and the backend files) and exposes the Caffe-style filler API and the shared
+// math (fans, second moment, scale), so Python computes nothing of its own.
+#include <torch/extension.h>
+
+#include "fill.h"
+#include "filler.h"
+
+namespace py = pybind11;
+
+namespace {
+
+nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "nspl_filler compiled core: ops are under torch.ops.nspl_filler";
+
+  py::class_<nspl::FillerParameter>(m, "FillerParameter",
+                                    "Caffe-style filler settings (type, variance_norm, alpha, ratio, "
+                                    "min, max, gain, seed).")
+      .def(py::init([](const std::string& type, const std::string& variance_norm, double alpha,
+                       double ratio, double min, double max, double gain, std::optional<int64_t> seed) {
+             nspl::FillerParameter p;
+             p.type = type;
+             p.variance_norm = to_norm(variance_norm);
+             p.alpha = alpha;
+             p.ratio = ratio;
+             p.min = min;
+             p.max = max;
+             p.gain = gain;
+             p.seed = seed;
+             return p;
+           }),
+           py::arg("type") = "nspl", py::arg("variance_norm") = "fan_in", py::arg("alpha") = 1.0,
+           py::arg("ratio") = 100.0, py::arg("min") = 0.01, py::arg("max") = 1.0,
+           py::arg("gain") = 1.4142135623730951, py::arg("seed") = py::none())
+      .def_readwrite("type", &nspl::FillerParameter::type)
+      .def_property(
+          "variance_norm",
+          [](const nspl::FillerParameter& p) { return std::string(nspl::variance_norm_name(p.variance_norm)); },
+          [](nspl::FillerParameter& p, const std::string& mode) { p.variance_norm = to_norm(mode); })
+      .def_readwrite("alpha", &nspl::FillerParameter::alpha)
+      .def_readwrite("ratio", &nspl::FillerParameter::ratio)
+      .def_readwrite("min", &nspl::FillerParameter::min)
+      .def_readwrite("max", &nspl::FillerParameter::max)
+      .def_readwrite("gain", &nspl::FillerParameter::gain)
+      .def_readwrite("seed", &nspl::FillerParameter::seed)
+      .def("__repr__", [](const nspl::FillerParameter& p) {
+        return "FillerParameter(type='" + p.type + "', variance_norm='" +
+               nspl::variance_norm_name(p.variance_norm) + "', alpha=" + std::to_string(p.alpha) +
+               ", ratio=" + std::to_string(p.ratio) + ", min=" + std::to_string(p.min) +
+               ", max=" + std::to_string(p.max) + ", gain=" + std::to_string(p.gain) + ", seed=" +
+               (p.seed ? std::to_string(*p.seed) : std::string("None")) + ")";
+      });
+
+  py::class_<nspl::Filler>(m, "Filler", "A Caffe-style filler; fill(tensor) fills in place.")
+      .def(
+          "fill",
+          [](nspl::Filler& f, const at::Tensor& t) {
+            py::gil_scoped_release no_gil;
+            f.Fill(t);
+            return t;
+          },
+          py::arg("tensor"), "Fills tensor in place and returns it.")
+      .def_property_readonly("param", &nspl::Filler::filler_param)
+      .def_property_readonly("offset", &nspl::Filler::offset,
+                             "Philox blocks consumed so far by a seeded filler.");
+
+  m.def("get_filler", &nspl::GetFiller, py::arg("param"),
+        "The filler named by param.type: 'nspl', 'symmetric_power_law', 'xavier' or 'msra'.");
+
+  m.def(
+      "compute_fans",
+      [](std::vector<int64_t> sizes, std::optional<double> fan_in, std::optional<double> fan_out,
+         const std::string& mode, bool caffe_1d) {
+        const auto fans = nspl::compute_fans(sizes, fan_in, fan_out, to_norm(mode), caffe_1d);
+        return py::make_tuple(fans.fan_in, fans.fan_out);
+      },
+      py::arg("sizes"), py::arg("fan_in") = py::none(), py::arg("fan_out") = py::none(),
+      py::arg("mode") = "fan_in", py::arg("caffe_1d") = false);
+  m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
+  m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
+        py::arg("n"));
+  m.def("cuda_built", []() {
+#ifdef NSPL_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
+  m.attr("torch_version") = py::str(NSPL_TORCH_VERSION);
+}

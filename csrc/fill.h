@@ -1,0 +1,123 @@
+// Host-side pieces shared by every backend: what to sample (SampleSpec), where each
+// element sits in the random stream (StreamPosition, ShardView), argument checking and
+// the op bodies. A backend provides one function, FillFn, and registers the op bodies
+// instantiated with it (see ops_impl.h).
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/OptionalArrayRef.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nspl_math.h"
+
+namespace nspl {
+
+enum class Distribution : int32_t { PowerLaw, Uniform, Normal };
+
+// The distribution in float64, as the caller gave it. Kernels turn it into a sampler of
+// their arithmetic type with make_*_sampler, so every constant is computed in float64.
+struct SampleSpec {
+  Distribution distribution = Distribution::PowerLaw;
+  double alpha = 1.0;  // power law: exponent of the magnitude density
+  double ratio = 2.0;  // power law: r = high / low
+  double scale = 1.0;  // power law: c (|w| = c·y); uniform: bound; normal: std
+  // |value| bounds, used to keep rounding from stepping outside [c, c·r].
+  double magnitude_low() const;
+  double magnitude_high() const;
+};
+
+template <typename acc_t>
+PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec);
+
+// Key and first block of a fill.
+struct StreamPosition {
+  uint64_t key = 0;
+  uint64_t offset = 0;
+};
+
+// Elements of a float64 tensor take two words of a block, the rest one (SPEC §4).
+inline int64_t elements_per_block(c10::ScalarType dtype) {
+  return dtype == c10::kDouble ? 2 : 4;
+}
+inline uint64_t blocks_for(int64_t numel, c10::ScalarType dtype) {
+  const int64_t per = elements_per_block(dtype);
+  return static_cast<uint64_t>((numel + per - 1) / per);
+}
+
+// Maps each element of the tensor being filled to its logical row-major index in a
+// (possibly larger) global tensor: the tensor is the block of `global_sizes` that starts
+// at `starts`. Unsharded, global_sizes are the tensor's own sizes and starts are zero.
+struct ShardView {
+  std::vector<int64_t> local_sizes;
+  std::vector<int64_t> global_sizes;
+  std::vector<int64_t> global_strides;  // row-major strides of global_sizes
+  int64_t base = 0;                     // global index of local element (0, ..., 0)
+  // True when local logical index i maps to global index base + i.
+  bool affine = true;
+
+  static ShardView make(const at::Tensor& self, at::OptionalIntArrayRef global_shape,
+                        at::OptionalIntArrayRef global_start);
+  int64_t global_numel() const;
+};
+
+// A backend: fill `self` (already checked, non-empty, not meta) with `spec`. With a seed
+// the stream is (seed, offset); without, it comes from `generator` or the default
+// generator of self's device.
+using FillFn = void (*)(const at::Tensor& self, const SampleSpec& spec,
+                        std::optional<int64_t> seed, int64_t offset,
+                        const std::optional<at::Generator>& generator, const ShardView& view);
+
+enum class VarianceNorm : int32_t { FanIn = 0, FanOut = 1, Average = 2 };
+
+VarianceNorm parse_variance_norm(c10::string_view mode);
+const char* variance_norm_name(VarianceNorm norm);
+
+// (fan_in, fan_out) of a shape, as torch.nn.init and Caffe compute them:
+// receptive = prod(sizes[2:]), fan_in = sizes[1]·receptive, fan_out = sizes[0]·receptive.
+// Fewer than two dims: Caffe's rule (fan_in = 1, fan_out = numel) when caffe_1d, else an
+// error unless the fan that `norm` needs is given explicitly.
+struct Fans {
+  double fan_in;
+  double fan_out;
+};
+Fans compute_fans(c10::IntArrayRef sizes, std::optional<double> fan_in,
+                  std::optional<double> fan_out, VarianceNorm norm, bool caffe_1d);
+double variance_fan(const Fans& fans, VarianceNorm norm);
+
+// E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha:
+// b(r^(b+2) - 1) / ((b+2)(r^b - 1)) with b = 1 - alpha, written as g((b+2)L) / g(bL),
+// g(x) = expm1(x) / x, which is finite and exact at b = 0 and b = -2 too.
+double power_law_second_moment(double alpha, double ratio);
+
+// c such that the variance of the filled values is gain² / n.
+double normalised_scale(double alpha, double ratio, double gain, double n);
+
+// Argument checks: ValueError naming the argument and value.
+void check_finite(const char* name, double value);
+void check_positive(const char* name, double value);
+void check_power_law(double alpha, double ratio);
+// TypeError for unsupported dtypes and layouts, ValueError for overlapping memory.
+void check_fillable(const at::Tensor& self);
+// ValueError if the largest |value| does not fit the dtype.
+void check_range(const SampleSpec& spec, c10::ScalarType dtype);
+
+SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
+                     double ratio, double gain, std::optional<double> fan_in,
+                     std::optional<double> fan_out, bool caffe_1d);
+SampleSpec power_law_spec(double alpha, double low, double high);
+SampleSpec uniform_spec(double bound);
+SampleSpec normal_spec(double std);
+
+// Checks the tensor and the stream arguments, then fills unless there is nothing to write.
+void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
+              std::optional<int64_t> seed, int64_t offset,
+              const std::optional<at::Generator>& generator, const ShardView& view);
+
+}  // namespace nspl

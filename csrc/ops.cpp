@@ -1,0 +1,361 @@
+// Op schemas, the Meta kernels, and the backend-independent host code of fill.h:
+// argument checks, fans, the normalising scale and the shard view.
+#include <ATen/MemoryOverlap.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+
+#include "fill.h"
+#include "ops_impl.h"
+
+namespace nspl {
+
+double SampleSpec::magnitude_low() const {
+  switch (distribution) {
+    case Distribution::PowerLaw:
+      return scale;
+    default:
+      return 0.0;
+  }
+}
+
+double SampleSpec::magnitude_high() const {
+  switch (distribution) {
+    case Distribution::PowerLaw:
+      return scale * ratio;
+    case Distribution::Uniform:
+      return scale;
+    case Distribution::Normal:
+      // The largest |z| a 53-bit u can give is below 8.3 standard deviations.
+      return scale * 8.3;
+  }
+  return scale;
+}
+
+namespace {
+
+// The acc_t value nearest to x that is not outside [x, ...] (inward = up) or [..., x].
+template <typename acc_t>
+acc_t round_inward(double x, bool up) {
+  acc_t r = static_cast<acc_t>(x);
+  if (up && static_cast<double>(r) < x) r = std::nextafter(r, std::numeric_limits<acc_t>::infinity());
+  if (!up && static_cast<double>(r) > x) r = std::nextafter(r, acc_t(0));
+  return r;
+}
+
+}  // namespace
+
+template <typename acc_t>
+PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec) {
+  const double log_ratio = std::log(spec.ratio);
+  const double b = 1.0 - spec.alpha;
+  const double b_log_ratio = b * log_ratio;
+  PowerLawSampler<acc_t> s{};
+  s.scale = static_cast<acc_t>(spec.scale);
+  s.log_ratio = static_cast<acc_t>(log_ratio);
+  s.low = round_inward<acc_t>(spec.magnitude_low(), /*up=*/true);
+  s.high = round_inward<acc_t>(spec.magnitude_high(), /*up=*/false);
+  // Below this |bL| the log-uniform form differs from the exact one by less than a
+  // float64 rounding, while expm1(K) still has full precision in float32.
+  if (std::fabs(b_log_ratio) < 1e-20) {
+    s.form = PowerLawForm::LogUniform;
+    s.base = 0;
+    s.inv_b = 0;
+    s.expm1_k = 0;
+    s.exp_k = 1;
+    return s;
+  }
+  const double k = -std::fabs(b_log_ratio);
+  s.form = b < 0 ? PowerLawForm::SmallU : PowerLawForm::SmallOneMinusU;
+  s.base = static_cast<acc_t>(b > 0 ? log_ratio : 0.0);
+  s.inv_b = static_cast<acc_t>(1.0 / b);
+  s.expm1_k = static_cast<acc_t>(std::expm1(k));
+  s.exp_k = static_cast<acc_t>(std::exp(k));
+  return s;
+}
+
+template PowerLawSampler<float> make_power_law_sampler<float>(const SampleSpec&);
+template PowerLawSampler<double> make_power_law_sampler<double>(const SampleSpec&);
+
+// ---------------------------------------------------------------------------------
+// Argument checks
+// ---------------------------------------------------------------------------------
+void check_finite(const char* name, double value) {
+  TORCH_CHECK_VALUE(std::isfinite(value), "nspl_filler: ", name, " must be finite, got ", value);
+}
+
+void check_positive(const char* name, double value) {
+  TORCH_CHECK_VALUE(std::isfinite(value) && value > 0, "nspl_filler: ", name,
+                    " must be finite and > 0, got ", value);
+}
+
+void check_power_law(double alpha, double ratio) {
+  check_finite("alpha", alpha);
+  TORCH_CHECK_VALUE(std::isfinite(ratio) && ratio > 1, "nspl_filler: ratio must be finite and > 1, got ",
+                    ratio);
+}
+
+void check_fillable(const at::Tensor& self) {
+  TORCH_CHECK_TYPE(self.defined(), "nspl_filler: tensor must be defined");
+  TORCH_CHECK_TYPE(self.layout() == c10::kStrided && !self.is_quantized() && !self.is_nested(),
+                   "nspl_filler: tensor must have a strided layout (not sparse, quantized or nested), got ",
+                   self.is_quantized() ? std::string("quantized") : c10::str(self.layout()));
+  const auto dtype = self.scalar_type();
+  TORCH_CHECK_TYPE(dtype == c10::kHalf || dtype == c10::kBFloat16 || dtype == c10::kFloat ||
+                       dtype == c10::kDouble,
+                   "nspl_filler: tensor dtype must be float16, bfloat16, float32 or float64, got ",
+                   dtype);
+  TORCH_CHECK_VALUE(at::has_internal_overlap(self) != at::MemOverlap::Yes,
+                    "nspl_filler: tensor has elements that share memory (e.g. from expand()); "
+                    "fill a tensor whose elements are distinct, e.g. tensor.clone()");
+}
+
+void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
+  double max_value = DBL_MAX;
+  switch (dtype) {
+    case c10::kHalf:
+      max_value = 65504.0;
+      break;
+    case c10::kBFloat16:
+      max_value = 3.3895313892515355e38;
+      break;
+    case c10::kFloat:
+      max_value = FLT_MAX;
+      break;
+    default:
+      break;
+  }
+  const double high = spec.magnitude_high();
+  TORCH_CHECK_VALUE(std::isfinite(high) && high <= max_value, "nspl_filler: the largest |value| ", high,
+                    " (scale ", spec.scale, ") overflows ", dtype, " (max ", max_value, ")");
+}
+
+// ---------------------------------------------------------------------------------
+// Fans, variance_norm, scale
+// ---------------------------------------------------------------------------------
+VarianceNorm parse_variance_norm(c10::string_view mode) {
+  std::string m(mode.data(), mode.size());
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (m == "fan_in") return VarianceNorm::FanIn;
+  if (m == "fan_out") return VarianceNorm::FanOut;
+  if (m == "average" || m == "fan_avg") return VarianceNorm::Average;
+  TORCH_CHECK_VALUE(false, "nspl_filler: mode must be 'fan_in', 'fan_out' or 'average' (alias 'fan_avg'), got '",
+                    std::string(mode.data(), mode.size()), "'");
+}
+
+const char* variance_norm_name(VarianceNorm norm) {
+  switch (norm) {
+    case VarianceNorm::FanIn:
+      return "fan_in";
+    case VarianceNorm::FanOut:
+      return "fan_out";
+    case VarianceNorm::Average:
+      return "average";
+  }
+  return "?";
+}
+
+Fans compute_fans(c10::IntArrayRef sizes, std::optional<double> fan_in,
+                  std::optional<double> fan_out, VarianceNorm norm, bool caffe_1d) {
+  if (fan_in) check_positive("fan_in", *fan_in);
+  if (fan_out) check_positive("fan_out", *fan_out);
+  Fans fans{0.0, 0.0};
+  if (sizes.size() >= 2) {
+    double receptive = 1.0;
+    for (size_t d = 2; d < sizes.size(); ++d) receptive *= static_cast<double>(sizes[d]);
+    fans.fan_in = static_cast<double>(sizes[1]) * receptive;
+    fans.fan_out = static_cast<double>(sizes[0]) * receptive;
+  } else if (caffe_1d && sizes.size() == 1) {
+    fans.fan_in = 1.0;
+    fans.fan_out = static_cast<double>(sizes[0]);
+  } else {
+    const bool need_in = norm != VarianceNorm::FanOut;
+    const bool need_out = norm != VarianceNorm::FanIn;
+    TORCH_CHECK_VALUE((!need_in || fan_in) && (!need_out || fan_out),
+                      "nspl_filler: fans cannot be computed for a tensor with ", sizes.size(),
+                      " dimension(s) (shape ", sizes, "); pass ",
+                      norm == VarianceNorm::FanIn ? "fan_in=" : norm == VarianceNorm::FanOut ? "fan_out=" : "fan_in= and fan_out=",
+                      " explicitly");
+  }
+  if (fan_in) fans.fan_in = *fan_in;
+  if (fan_out) fans.fan_out = *fan_out;
+  return fans;
+}
+
+double variance_fan(const Fans& fans, VarianceNorm norm) {
+  switch (norm) {
+    case VarianceNorm::FanIn:
+      return fans.fan_in;
+    case VarianceNorm::FanOut:
+      return fans.fan_out;
+    case VarianceNorm::Average:
+      return 0.5 * (fans.fan_in + fans.fan_out);
+  }
+  return fans.fan_in;
+}
+
+namespace {
+// log(expm1(x) / x), finite for every finite x (the x > 0 branch never forms e^x).
+double log_expm1_ratio(double x) {
+  if (x == 0.0) return 0.0;
+  if (x > 0.0) return x + std::log(-std::expm1(-x) / x);
+  return std::log(std::expm1(x) / x);
+}
+}  // namespace
+
+double power_law_second_moment(double alpha, double ratio) {
+  check_power_law(alpha, ratio);
+  const double log_ratio = std::log(ratio);
+  const double b = 1.0 - alpha;
+  return std::exp(log_expm1_ratio((b + 2.0) * log_ratio) - log_expm1_ratio(b * log_ratio));
+}
+
+double normalised_scale(double alpha, double ratio, double gain, double n) {
+  check_positive("gain", gain);
+  check_positive("fan", n);
+  const double sigma = gain / std::sqrt(n);
+  return sigma / std::sqrt(power_law_second_moment(alpha, ratio));
+}
+
+SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
+                     double ratio, double gain, std::optional<double> fan_in,
+                     std::optional<double> fan_out, bool caffe_1d) {
+  const VarianceNorm norm = parse_variance_norm(mode);
+  check_power_law(alpha, ratio);
+  check_positive("gain", gain);
+  int64_t numel = 1;
+  for (auto s : global_sizes) numel *= s;
+  SampleSpec spec;
+  spec.distribution = Distribution::PowerLaw;
+  spec.alpha = alpha;
+  spec.ratio = ratio;
+  if (numel == 0 && !(fan_in && fan_out)) {
+    // Nothing will be written; fans of an empty shape may be zero, which is not an error.
+    if (fan_in) check_positive("fan_in", *fan_in);
+    if (fan_out) check_positive("fan_out", *fan_out);
+    return spec;
+  }
+  const Fans fans = compute_fans(global_sizes, fan_in, fan_out, norm, caffe_1d);
+  const double n = variance_fan(fans, norm);
+  TORCH_CHECK_VALUE(n > 0, "nspl_filler: ", variance_norm_name(norm), " must be > 0, got ", n,
+                    " for shape ", global_sizes);
+  spec.scale = normalised_scale(alpha, ratio, gain, n);
+  return spec;
+}
+
+SampleSpec power_law_spec(double alpha, double low, double high) {
+  check_finite("alpha", alpha);
+  check_positive("low", low);
+  TORCH_CHECK_VALUE(std::isfinite(high) && high > low, "nspl_filler: high must be finite and > low (",
+                    low, "), got ", high);
+  SampleSpec spec;
+  spec.distribution = Distribution::PowerLaw;
+  spec.alpha = alpha;
+  spec.ratio = high / low;
+  TORCH_CHECK_VALUE(spec.ratio > 1 && std::isfinite(spec.ratio),
+                    "nspl_filler: high / low must be finite and > 1, got ", spec.ratio);
+  spec.scale = low;
+  return spec;
+}
+
+SampleSpec uniform_spec(double bound) {
+  check_positive("bound", bound);
+  SampleSpec spec;
+  spec.distribution = Distribution::Uniform;
+  spec.scale = bound;
+  return spec;
+}
+
+SampleSpec normal_spec(double std) {
+  check_positive("std", std);
+  SampleSpec spec;
+  spec.distribution = Distribution::Normal;
+  spec.scale = std;
+  return spec;
+}
+
+// ---------------------------------------------------------------------------------
+// Shard view
+// ---------------------------------------------------------------------------------
+ShardView ShardView::make(const at::Tensor& self, at::OptionalIntArrayRef global_shape,
+                          at::OptionalIntArrayRef global_start) {
+  ShardView v;
+  v.local_sizes = self.sizes().vec();
+  const size_t nd = v.local_sizes.size();
+  TORCH_CHECK_VALUE(global_shape.has_value() || !global_start.has_value(),
+                    "nspl_filler: global_start needs global_shape");
+  v.global_sizes = global_shape ? global_shape->vec() : v.local_sizes;
+  std::vector<int64_t> starts =
+      global_start ? global_start->vec() : std::vector<int64_t>(nd, 0);
+  TORCH_CHECK_VALUE(v.global_sizes.size() == nd && starts.size() == nd,
+                    "nspl_filler: global_shape ", c10::IntArrayRef(v.global_sizes), " and global_start ",
+                    c10::IntArrayRef(starts), " must each have one entry per dimension of the tensor ",
+                    self.sizes());
+  for (size_t d = 0; d < nd; ++d) {
+    TORCH_CHECK_VALUE(starts[d] >= 0 && v.global_sizes[d] >= 0 &&
+                          starts[d] + v.local_sizes[d] <= v.global_sizes[d],
+                      "nspl_filler: the tensor of shape ", self.sizes(), " at global_start ",
+                      c10::IntArrayRef(starts), " does not lie inside global_shape ",
+                      c10::IntArrayRef(v.global_sizes));
+  }
+  v.global_strides.assign(nd, 1);
+  for (size_t d = nd; d-- > 1;) v.global_strides[d - 1] = v.global_strides[d] * v.global_sizes[d];
+  v.base = 0;
+  for (size_t d = 0; d < nd; ++d) v.base += starts[d] * v.global_strides[d];
+  // Consecutive local indices stay consecutive globally when every dim but the first
+  // is whole (an unsharded tensor, or a shard along dim 0).
+  v.affine = true;
+  for (size_t d = 1; d < nd; ++d) v.affine = v.affine && v.local_sizes[d] == v.global_sizes[d];
+  return v;
+}
+
+int64_t ShardView::global_numel() const {
+  int64_t n = 1;
+  for (auto s : global_sizes) n *= s;
+  return n;
+}
+
+void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
+              std::optional<int64_t> seed, int64_t offset,
+              const std::optional<at::Generator>& generator, const ShardView& view) {
+  TORCH_CHECK_VALUE(offset >= 0, "nspl_filler: offset must be >= 0, got ", offset);
+  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
+                    "nspl_filler: pass seed or generator, not both");
+  check_range(spec, self.scalar_type());
+  if (self.numel() == 0 || self.is_meta()) return;
+  fill(self, spec, seed, offset, generator, view);
+}
+
+namespace {
+void fill_nothing(const at::Tensor&, const SampleSpec&, std::optional<int64_t>, int64_t,
+                  const std::optional<at::Generator>&, const ShardView&) {}
+}  // namespace
+
+}  // namespace nspl
+
+TORCH_LIBRARY(nspl_filler, m) {
+  m.def(
+      "nspl_(Tensor(a!) self, str mode=\"fan_in\", float alpha=1.0, float ratio=100.0, "
+      "float gain=1.4142135623730951, float? fan_in=None, float? fan_out=None, int? seed=None, "
+      "int offset=0, Generator? generator=None, int[]? global_shape=None, "
+      "int[]? global_start=None) -> ()");
+  m.def(
+      "symmetric_power_law_(Tensor(a!) self, float alpha, float low, float high, int? seed=None, "
+      "int offset=0, Generator? generator=None, int[]? global_shape=None, "
+      "int[]? global_start=None) -> ()");
+  m.def(
+      "symmetric_uniform_(Tensor(a!) self, float bound, int? seed=None, int offset=0, "
+      "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
+  m.def(
+      "normal_(Tensor(a!) self, float std, int? seed=None, int offset=0, "
+      "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
+}
+
+// Meta tensors (and fake tensors under torch.compile): check the arguments, write nothing.
+TORCH_LIBRARY_IMPL(nspl_filler, Meta, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_nothing); }

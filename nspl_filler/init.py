@@ -1,0 +1,200 @@
+"""The initialisers: fill_ (NSPL, alias nspl_) and symmetric_power_law_, in the manner of
+torch.nn.init. Thin wrappers over torch.ops.nspl_filler; fans, scale and argument checks
+live in the compiled core, so Python, C++ and every device agree on them."""
+from __future__ import annotations
+
+import enum
+import numbers
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from ._extension import _C, ops
+from .generator import Generator, _check_seed, as_signed64
+
+#: Default power-law exponent and truncation ratio (see README, "Defaults").
+DEFAULT_ALPHA = 1.0
+DEFAULT_RATIO = 100.0
+
+
+class VarianceNorm(str, enum.Enum):
+    """Caffe's variance_norm: which fan n sets the target variance gain² / n."""
+
+    FAN_IN = "fan_in"
+    FAN_OUT = "fan_out"
+    AVERAGE = "average"
+
+
+_MODE_ALIASES = {"fan_in": "fan_in", "fan_out": "fan_out", "average": "average", "fan_avg": "average"}
+
+GeneratorLike = Union[None, Generator, torch.Generator]
+
+
+def _mode_name(mode: Union[str, VarianceNorm]) -> str:
+    if isinstance(mode, VarianceNorm):
+        return mode.value
+    if not isinstance(mode, str):
+        raise TypeError(f"nspl_filler: mode must be a str or VarianceNorm, got {type(mode).__name__} {mode!r}")
+    try:
+        return _MODE_ALIASES[mode.lower()]
+    except KeyError:
+        raise ValueError(
+            f"nspl_filler: mode must be 'fan_in', 'fan_out' or 'average' (alias 'fan_avg'), got {mode!r}"
+        ) from None
+
+
+def _real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"nspl_filler: {name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _optional_real(name: str, value: object) -> Optional[float]:
+    return None if value is None else _real(name, value)
+
+
+def _check_tensor(tensor: object) -> Tensor:
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"nspl_filler: tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    return tensor
+
+
+def _blocks(tensor: Tensor) -> int:
+    """Philox blocks a fill of `tensor` consumes: ceil(numel / 4), float64 ceil(numel / 2)."""
+    per_block = 2 if tensor.dtype == torch.float64 else 4
+    return -(-tensor.numel() // per_block)
+
+
+def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args, **shard) -> Tensor:
+    """Calls `op(tensor, *args, seed, offset, torch_generator)` with the stream that seed /
+    generator select (SPEC §4), under no_grad, and returns the tensor."""
+    if seed is not None and generator is not None:
+        raise ValueError("nspl_filler: pass seed or generator, not both")
+    with torch.no_grad():
+        if seed is not None:
+            op(tensor, *args, seed=as_signed64(_check_seed(seed)), offset=0, **shard)
+        elif isinstance(generator, Generator):
+            generator._consume(
+                _blocks(tensor),
+                lambda key, offset: op(tensor, *args, seed=as_signed64(key), offset=offset, **shard),
+            )
+        elif generator is None or isinstance(generator, torch.Generator):
+            op(tensor, *args, generator=generator, **shard)
+        else:
+            raise TypeError(
+                "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
+                f"got {type(generator).__name__}"
+            )
+    return tensor
+
+
+def compute_fans(
+    tensor_or_shape: Union[Tensor, torch.Size, tuple, list],
+    fan_in: Optional[float] = None,
+    fan_out: Optional[float] = None,
+    mode: Union[str, VarianceNorm] = "fan_in",
+) -> tuple[float, float]:
+    """(fan_in, fan_out) of a weight of shape (d0, d1, *rest).
+
+    receptive = prod(rest), fan_in = d1 · receptive, fan_out = d0 · receptive: Caffe's
+    count / num and count / channels, and torch.nn.init's fans. A shape with fewer than two
+    dims raises ValueError unless the fan(s) that `mode` needs are passed explicitly;
+    explicit fans always win.
+    """
+    shape = tensor_or_shape.shape if isinstance(tensor_or_shape, Tensor) else tensor_or_shape
+    fans = _C.compute_fans(
+        [int(s) for s in shape], _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out),
+        _mode_name(mode), False,
+    )
+    return tuple(int(f) if float(f).is_integer() else f for f in fans)
+
+
+def second_moment(alpha: float = DEFAULT_ALPHA, ratio: float = DEFAULT_RATIO) -> float:
+    """E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha (b = 1 - alpha):
+    b(r^(b+2) - 1) / ((b+2)(r^b - 1)); (r² - 1) / (2 ln r) at b = 0, 2 ln r / (1 - r^-2) at b = -2."""
+    return _C.power_law_second_moment(_real("alpha", alpha), _real("ratio", ratio))
+
+
+def fill_(
+    tensor: Tensor,
+    mode: Union[str, VarianceNorm] = "fan_in",
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    ratio: float = DEFAULT_RATIO,
+    gain: Optional[float] = None,
+    nonlinearity: str = "relu",
+    param: Optional[float] = None,
+    fan_in: Optional[float] = None,
+    fan_out: Optional[float] = None,
+    seed: Optional[int] = None,
+    generator: GeneratorLike = None,
+) -> Tensor:
+    """Fill `tensor` in place with the Normalized Symmetric Power Law and return it.
+
+    w = s · c · y with s a fair sign, y on [1, r] with density ∝ y^-alpha, and
+    c = sigma / sqrt(E[y²]) so that Var[w] = sigma² = gain² / n exactly, where n is
+    fan_in, fan_out or (fan_in + fan_out) / 2 for mode 'fan_in', 'fan_out', 'average'.
+    |w| therefore lies in [c, c·r]. gain defaults to torch.nn.init.calculate_gain(
+    nonlinearity, param), sqrt(2) for the default 'relu' (He et al.).
+
+    Randomness: ``seed=int`` (key = seed, offset 0) or ``generator=nspl_filler.Generator``
+    give the same values on every device, thread count, layout and sharding; a
+    ``torch.Generator`` or nothing draws the stream from torch's (default) generator, so
+    ``torch.manual_seed`` governs it as with torch.nn.init.
+
+    Errors (before anything is written): TypeError for a non-float dtype or a non-strided
+    layout; ValueError for non-finite or out-of-domain arguments, unknown mode or
+    nonlinearity, fans <= 0, overlapping memory, or a range c·r that overflows the dtype.
+    """
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            fill_, (tensor,), tensor, mode, alpha=alpha, ratio=ratio, gain=gain,
+            nonlinearity=nonlinearity, param=param, fan_in=fan_in, fan_out=fan_out,
+            seed=seed, generator=generator,
+        )
+    _check_tensor(tensor)
+    mode_name = _mode_name(mode)
+    alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
+    gain = torch.nn.init.calculate_gain(nonlinearity, param) if gain is None else _real("gain", gain)
+    return _run(
+        tensor, seed, generator, ops.nspl_, mode_name, alpha, ratio, gain,
+        _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out),
+    )
+
+
+nspl_ = fill_
+
+
+def symmetric_power_law_(
+    tensor: Tensor,
+    alpha: float = DEFAULT_ALPHA,
+    low: float = 0.01,
+    high: float = 1.0,
+    *,
+    seed: Optional[int] = None,
+    generator: GeneratorLike = None,
+) -> Tensor:
+    """Fill `tensor` in place with s · |w|, |w| on [low, high] with density ∝ |w|^-alpha
+    (the raw, unnormalised law: c = low, r = high / low) and a fair sign s; return it.
+
+    Inverse CDF of y = |w| / low with L = ln r, b = 1 - alpha, u in (0, 1):
+    y = exp(u·L) at b = 0, else y = (1 + u·(r^b - 1))^(1/b), evaluated without overflow
+    or cancellation for every finite alpha. Every |value| lies in [low, high].
+    Seeding and errors as for fill_.
+    """
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            symmetric_power_law_, (tensor,), tensor, alpha, low, high, seed=seed, generator=generator
+        )
+    _check_tensor(tensor)
+    return _run(
+        tensor, seed, generator, ops.symmetric_power_law_,
+        _real("alpha", alpha), _real("low", low), _real("high", high),
+    )
+
+
+__all__ = [
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "VarianceNorm", "compute_fans", "second_moment",
+    "fill_", "nspl_", "symmetric_power_law_",
+]
