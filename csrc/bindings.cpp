@@ -3,6 +3,8 @@
 // math (fans, second moment, scale), so Python computes nothing of its own.
 #include <torch/extension.h>
 
+#include <array>
+
 #include "fill.h"
 #include "filler.h"
 
@@ -83,6 +85,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
         py::arg("n"));
+  m.def(
+      "philox4x32_10",
+      [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
+        const auto x = nspl::philox4x32_10(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+        return std::array<uint32_t, 4>{x.w[0], x.w[1], x.w[2], x.w[3]};
+      },
+      py::arg("counter"), py::arg("key"),
+      "The engine itself: Philox4x32-10 of a 4-word counter and 2-word key (for known-answer tests).");
   m.def("cuda_built", []() {
 #ifdef NSPL_WITH_CUDA
     return true;

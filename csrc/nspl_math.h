@@ -200,14 +200,28 @@ NSPL_HD float erfinv_approx(float x) {
   return p * x;
 }
 
-// float64: the float32 estimate refined by two Newton steps on erf(z) = x, which takes
-// the 1e-7 relative error to double precision.
+// float64: the float32 estimate refined by Newton's method. Where |x| <= 1/2, on erf(z) = x.
+// Beyond, erf(z) is within 1/2 of 1 and 1 - x would lose the digits that place z, so
+// iterate on log(erfc(z)) = log(1 - |x|) instead: 1 - |x| is exact there, and the log
+// makes the equation nearly linear in z, so a few steps reach full precision even from
+// the float estimate at |x| = 1 - 2^-24 to the largest |z| of a 53-bit variate.
 NSPL_HD double erfinv_refined(double x) {
-  double z = static_cast<double>(erfinv_approx(static_cast<float>(x)));
-  for (int i = 0; i < 2; ++i) {
-    z -= (::erf(z) - x) / (1.1283791670955126 * ::exp(-z * z));
+  constexpr double kTwoOverSqrtPi = 1.1283791670955126;
+  const double a = ::fabs(x);
+  const float a_float = static_cast<float>(a) < 1.0f ? static_cast<float>(a) : 0.99999994f;
+  double z = static_cast<double>(erfinv_approx(a_float));
+  if (a <= 0.5) {
+    for (int i = 0; i < 2; ++i) z -= (::erf(z) - a) / (kTwoOverSqrtPi * ::exp(-z * z));
+  } else {
+    const double log_tail = ::log(1.0 - a);
+    for (int i = 0; i < 8; ++i) {
+      const double tail = ::erfc(z);
+      const double step = (::log(tail) - log_tail) * tail / (kTwoOverSqrtPi * ::exp(-z * z));
+      z += step;
+      if (::fabs(step) <= 1e-16 * z) break;
+    }
   }
-  return z;
+  return x < 0 ? -z : z;
 }
 
 // Gaussian N(0, std²) by inversion: z = sqrt(2)·erfinv(2u - 1). Caffe's MSRAFiller with
