@@ -82,6 +82,26 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       py::arg("sizes"), py::arg("fan_in") = py::none(), py::arg("fan_out") = py::none(),
       py::arg("mode") = "fan_in", py::arg("caffe_1d") = false);
+  // Shape-independent argument checks of each op, for the fake (meta) kernels.
+  m.def(
+      "check_nspl_args",
+      [](const std::string& variance_norm, double alpha, double ratio, double gain,
+         std::optional<double> fan_in, std::optional<double> fan_out, int64_t offset) {
+        nspl::parse_variance_norm(variance_norm);
+        nspl::check_power_law(alpha, ratio);
+        nspl::check_positive("gain", gain);
+        if (fan_in) nspl::check_positive("fan_in", *fan_in);
+        if (fan_out) nspl::check_positive("fan_out", *fan_out);
+        nspl::check_offset(offset);
+      });
+  m.def("check_power_law_args", [](double alpha, double low, double high, int64_t offset) {
+    nspl::power_law_spec(alpha, low, high);
+    nspl::check_offset(offset);
+  });
+  m.def("check_width_arg", [](const std::string& name, double width, int64_t offset) {
+    nspl::check_positive(name.c_str(), width);
+    nspl::check_offset(offset);
+  });
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
         py::arg("n"));

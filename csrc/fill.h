@@ -103,6 +103,7 @@ double normalised_scale(double alpha, double ratio, double gain, double n);
 void check_finite(const char* name, double value);
 void check_positive(const char* name, double value);
 void check_power_law(double alpha, double ratio);
+void check_offset(int64_t offset);
 // TypeError for unsupported dtypes and layouts, ValueError for overlapping memory.
 void check_fillable(const at::Tensor& self);
 // ValueError if the largest |value| does not fit the dtype.

@@ -47,6 +47,12 @@ OneParamOp one_param_op(const char* qualified_name) {
 Filler::Filler(FillerParameter param) : param_(std::move(param)) {}
 
 void Filler::Fill(const at::Tensor& tensor) {
+  if (tensor.is_meta()) {
+    // Nothing to write; the parameters were checked by GetFiller. The stream still
+    // advances, so positions depend on shapes alone.
+    if (param_.seed) offset_ += blocks_for(tensor.numel(), tensor.scalar_type());
+    return;
+  }
   if (!param_.seed) {
     FillWith(tensor, std::nullopt, 0);
     return;

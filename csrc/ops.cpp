@@ -12,7 +12,6 @@
 #include <limits>
 
 #include "fill.h"
-#include "ops_impl.h"
 
 namespace nspl {
 
@@ -99,6 +98,10 @@ void check_power_law(double alpha, double ratio) {
   check_finite("alpha", alpha);
   TORCH_CHECK_VALUE(std::isfinite(ratio) && ratio > 1, "nspl_filler: ratio must be finite and > 1, got ",
                     ratio);
+}
+
+void check_offset(int64_t offset) {
+  TORCH_CHECK_VALUE(offset >= 0, "nspl_filler: offset must be >= 0, got ", offset);
 }
 
 void check_fillable(const at::Tensor& self) {
@@ -324,7 +327,7 @@ int64_t ShardView::global_numel() const {
 void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
               std::optional<int64_t> seed, int64_t offset,
               const std::optional<at::Generator>& generator, const ShardView& view) {
-  TORCH_CHECK_VALUE(offset >= 0, "nspl_filler: offset must be >= 0, got ", offset);
+  check_offset(offset);
   TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
                     "nspl_filler: pass seed or generator, not both");
   check_range(spec, self.scalar_type());
@@ -332,16 +335,11 @@ void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
   fill(self, spec, seed, offset, generator, view);
 }
 
-namespace {
-void fill_nothing(const at::Tensor&, const SampleSpec&, std::optional<int64_t>, int64_t,
-                  const std::optional<at::Generator>&, const ShardView&) {}
-}  // namespace
-
 }  // namespace nspl
 
 TORCH_LIBRARY(nspl_filler, m) {
   m.def(
-      "nspl_(Tensor(a!) self, str mode=\"fan_in\", float alpha=1.0, float ratio=100.0, "
+      "nspl_(Tensor(a!) self, str variance_norm=\"fan_in\", float alpha=1.0, float ratio=100.0, "
       "float gain=1.4142135623730951, float? fan_in=None, float? fan_out=None, int? seed=None, "
       "int offset=0, Generator? generator=None, int[]? global_shape=None, "
       "int[]? global_start=None) -> ()");
@@ -356,6 +354,5 @@ TORCH_LIBRARY(nspl_filler, m) {
       "normal_(Tensor(a!) self, float std, int? seed=None, int offset=0, "
       "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
 }
-
-// Meta tensors (and fake tensors under torch.compile): check the arguments, write nothing.
-TORCH_LIBRARY_IMPL(nspl_filler, Meta, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_nothing); }
+// Meta and fake tensors: nspl_filler/_extension.py registers the fake kernels, which check
+// the arguments that do not depend on (possibly symbolic) shapes and write nothing.

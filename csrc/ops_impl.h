@@ -8,14 +8,14 @@
 namespace nspl {
 
 template <FillFn fill>
-void nspl_op(const at::Tensor& self, c10::string_view mode, double alpha, double ratio,
+void nspl_op(const at::Tensor& self, c10::string_view variance_norm, double alpha, double ratio,
              double gain, std::optional<double> fan_in, std::optional<double> fan_out,
              std::optional<int64_t> seed, int64_t offset, std::optional<at::Generator> generator,
              at::OptionalIntArrayRef global_shape, at::OptionalIntArrayRef global_start) {
   check_fillable(self);
   const ShardView view = ShardView::make(self, global_shape, global_start);
   const SampleSpec spec =
-      nspl_spec(view.global_sizes, mode, alpha, ratio, gain, fan_in, fan_out, /*caffe_1d=*/false);
+      nspl_spec(view.global_sizes, variance_norm, alpha, ratio, gain, fan_in, fan_out, /*caffe_1d=*/false);
   run_fill(fill, self, spec, seed, offset, generator, view);
 }
 

@@ -29,3 +29,29 @@ if not _same_release(_C.torch_version, torch.__version__):  # pragma: no cover
 
 ops = torch.ops.nspl_filler
 cuda_built: bool = _C.cuda_built()
+
+
+# Fake (meta) kernels: the ops write in place and return nothing, so a fake kernel has no
+# output to describe; it checks the arguments that do not depend on (possibly symbolic)
+# shapes, so meta tensors and traced programs reject what eager would.
+@torch.library.register_fake("nspl_filler::nspl_")
+def _nspl_fake(self, variance_norm="fan_in", alpha=1.0, ratio=100.0, gain=2**0.5, fan_in=None,
+               fan_out=None, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
+    _C.check_nspl_args(variance_norm, alpha, ratio, gain, fan_in, fan_out, offset)
+
+
+@torch.library.register_fake("nspl_filler::symmetric_power_law_")
+def _symmetric_power_law_fake(self, alpha, low, high, seed=None, offset=0, generator=None,
+                              global_shape=None, global_start=None):
+    _C.check_power_law_args(alpha, low, high, offset)
+
+
+@torch.library.register_fake("nspl_filler::symmetric_uniform_")
+def _symmetric_uniform_fake(self, bound, seed=None, offset=0, generator=None, global_shape=None,
+                            global_start=None):
+    _C.check_width_arg("bound", bound, offset)
+
+
+@torch.library.register_fake("nspl_filler::normal_")
+def _normal_fake(self, std, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
+    _C.check_width_arg("std", std, offset)

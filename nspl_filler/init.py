@@ -55,8 +55,15 @@ def _optional_real(name: str, value: object) -> Optional[float]:
 
 
 def _check_tensor(tensor: object) -> Tensor:
+    # Sparse, quantized and nested tensors have no kernel under their dispatch keys, so
+    # they are turned away here, with the TypeError the compiled checks would give.
     if not isinstance(tensor, Tensor):
         raise TypeError(f"nspl_filler: tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
+        kind = "quantized" if tensor.is_quantized else "nested" if tensor.is_nested else str(tensor.layout)
+        raise TypeError(
+            f"nspl_filler: tensor must have a strided layout (not sparse, quantized or nested), got {kind}"
+        )
     return tensor
 
 

@@ -103,7 +103,8 @@ def second_moment(alpha: float, ratio: float, power: int = 2) -> float:
 
     def integral(exponent_plus_one: float) -> float:
         e = exponent_plus_one
-        return math.log(ratio) if abs(e) < 1e-15 else (ratio**e - 1.0) / e
+        L = math.log(ratio)
+        return L if e == 0 else math.expm1(e * L) / e
 
     return integral(power + 1 - alpha) / integral(1 - alpha)
 
