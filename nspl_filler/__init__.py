@@ -7,6 +7,7 @@ See fill_, symmetric_power_law_, Generator and the Caffe-style get_filler.
 """
 from ._extension import cuda_built
 from .caffe import Filler, FillerParameter, get_filler
+from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
 from .generator import Generator
 from .init import (
     DEFAULT_ALPHA,
@@ -23,6 +24,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "VarianceNorm",
-    "compute_fans", "cuda_built", "fill_", "get_filler", "nspl_", "second_moment",
+    "PowerLawFit", "compute_fans", "cuda_built", "fill_", "fit", "get_filler", "load_weights", "nspl_", "plot_fit", "plot_fits", "second_moment",
     "symmetric_power_law_",
 ]

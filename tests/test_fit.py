@@ -33,7 +33,7 @@ from nspl_filler.fit import (
 
 LOW, HIGH = 1e-3, 1e-1  # r = 100, the package's default ratio
 ALPHAS = (0.5, 1.0, 2.0, 3.0)
-FINE_GRID = tuple(round(0.01 * k, 2) for k in range(1, 96))
+FINE_GRID = tuple(round(0.02 * k, 2) for k in range(1, 48))  # 2%, 4%, ..., 94%
 
 
 def draw(n: int, alpha: float, seed: int, low: float = LOW, high: float = HIGH) -> torch.Tensor:
@@ -65,9 +65,11 @@ def reference_negative_log_likelihood(alpha: float, y: np.ndarray, low: float, h
 def test_recovers_alpha_with_ks_cutoff(alpha: float) -> None:
     w = draw(100_000, alpha, seed=11)
     result = fit(w)
-    # The reported se is calibrated (test_standard_error_matches_spread): 4 se is a
-    # two-sided 6e-5 tail. At 1e5 samples se <= 0.01 on this range whatever cut-off KS
-    # picks, so 0.04 is the stated absolute bound.
+    # The reported se is calibrated for a fixed cut-off (test_standard_error_matches_spread);
+    # choosing the cut-off by KS widens the spread of (estimate − alpha)/se to a standard
+    # deviation of 1.0–1.3 (40 seeds per alpha), so 4 se is still about 3 of those. At 1e5
+    # samples se <= 0.01 on this range whatever cut-off KS picks, so 0.04 is the stated
+    # absolute bound.
     assert abs(result.alpha - alpha) < 4 * result.alpha_se
     assert abs(result.alpha - alpha) < 0.04
     assert result.alpha_se < 0.01
@@ -174,8 +176,8 @@ def test_ks_finds_planted_cutoff(seed: int) -> None:
     result = fit(w, quantiles=FINE_GRID)
     # No bulk sample is admitted, and the cut-off does not drift far into the tail:
     # every cut-off above xmin is consistent with the law, so KS noise moves it up by a
-    # few grid steps (over 20 seeds the chosen low stayed within [1, 1.45]·xmin).
-    assert xmin <= result.low < 1.5 * xmin
+    # few grid steps (over 20 seeds the chosen low stayed within [1, 1.46]·xmin).
+    assert xmin <= result.low < 1.6 * xmin
     assert abs(result.alpha - 2.5) < 4 * result.alpha_se
     # A cut-off inside the bulk fits visibly worse.
     assert fit(w, quantiles=(0.2,)).ks > 5 * result.ks
@@ -196,7 +198,8 @@ def test_standard_error_matches_spread_across_seeds() -> None:
 def test_likelihood_ratio_prefers_the_true_model() -> None:
     power = fit(draw(100_000, 2.0, seed=7), low=LOW)
     assert power.lr > 0 and power.lr_normalized > 0 and power.lr_p < 1e-6
-    normal = fit(torch.randn(100_000, generator=torch.Generator().manual_seed(7), dtype=torch.float64), quantiles=(0.5,))
+    gaussian = torch.randn(100_000, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    normal = fit(gaussian, quantiles=(0.5,))
     assert normal.lr < 0 and normal.lr_normalized < 0 and normal.lr_p < 1e-6
     # The half-normal MLE on the upper half of |N(0, 1)| recovers σ = 1; its se there is
     # about 0.005, so 0.03 is six of them.
@@ -316,8 +319,13 @@ def test_module_entry_point(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "classifier.weight" in done.stdout
-    missing = subprocess.run([sys.executable, "-m", "nspl_filler"], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and "required" in missing.stderr
+
+
+def test_cli_without_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "required" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,8 +341,10 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     figure = plot_fits(state, fits, out)
     assert len([ax for ax in figure.axes if ax.get_visible()]) == 2
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    ax = plot_fit(state["classifier.weight"], fits["classifier.weight"])
+    weight = state["classifier.weight"]
+    ax = plot_fit(weight, [fits["classifier.weight"], fit(weight, quantiles=(0.05,))])
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.get_legend().get_texts()) == 4  # data, two fits, log-log line
 
 
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
