@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <math.h>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
@@ -106,12 +107,139 @@ struct Lanes<double> {
   NSPL_HD static bool negative(const PhiloxWords& x, int lane) { return (x.w[2 * lane + 1] & 1u) != 0u; }
 };
 
+// ---------------------------------------------------------------------------------
+// float32 exp, log and log1p of our own, used by every path in place of libm's.
+//
+// Why not libm: the magnitude is y = exp(base + t/b) with t a logarithm, and a one-ulp
+// change in t moves y by up to |base + t/b| ulp, about 69 ulp at r = 1e30. Libraries
+// disagree in the last place often enough to matter (glibc 2.36's log1pf is not the
+// nearest float for about 7% of arguments; CUDA's, newer glibc's and the AVX2 kernels'
+// are others again), so the stream would give different values on different machines.
+// These functions are plain float multiplies and adds (no fma: -ffp-contract=off and
+// nvcc --fmad=false keep them unfused), integer bit operations and comparisons, which
+// every IEEE-754 machine rounds alike; cpu/fill_cpu_avx2.cpp performs the same operations
+// in the same order on eight lanes. So every path gives the same bits, and each function
+// is within about one ulp of the exact value (tests/test_simd.py measures it).
+// The polynomial coefficients are minimax fits: tools/fit_polynomials.py.
+// ---------------------------------------------------------------------------------
+NSPL_HD uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+NSPL_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// 2^n for -126 <= n <= 127.
+NSPL_HD float pow2i(int32_t n) { return bits_float(static_cast<uint32_t>(n + 127) << 23); }
+
+namespace f32 {
+constexpr float kLog2e = 1.442695f;
+// ln 2 = kLn2Hi + kLn2Lo; kLn2Hi = 355/512 has 9 significant bits, so n·kLn2Hi is exact
+// for every exponent n a float can have.
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.1219444e-4f;
+// x + 1.5·2^23 - 1.5·2^23 rounds x to the nearest integer for |x| < 2^22.
+constexpr float kRoundMagic = 12582912.0f;
+constexpr uint32_t kSqrtHalfBits = 0x3f3504f3u;  // sqrt(1/2)
+constexpr float kMinNormal = 1.17549435e-38f;
+constexpr float kTwo23 = 8388608.0f;
+// e^r = 1 + r + r^2·P(r) on |r| <= ln(2)/2, relative error 2^-28.
+constexpr float kExpP0 = 0.49999994f, kExpP1 = 0.16666515f, kExpP2 = 0.041668456f,
+                kExpP3 = 0.008369419f, kExpP4 = 0.0013813145f;
+// log(1 + f) = f - f^2/2 + f^3·Q(f) on sqrt(1/2) - 1 <= f <= sqrt(2) - 1, relative
+// error 2^-27.
+constexpr float kLogQ0 = 0.3333333f, kLogQ1 = -0.25000837f, kLogQ2 = 0.20001292f,
+                kLogQ3 = -0.16622765f, kLogQ4 = 0.14199696f, kLogQ5 = -0.13164185f,
+                kLogQ6 = 0.12779112f, kLogQ7 = -0.07646102f;
+}  // namespace f32
+
+// e^x: x = n·ln 2 + r with |r| <= ln(2)/2, e^x = 2^n·e^r. Results down to the smallest
+// denormal; overflows to inf past ln(FLT_MAX); NaN stays NaN.
+NSPL_HD float exp_f32(float x) {
+  using namespace f32;
+  // Outside [-104, 89] e^x is 0 or inf in float32; the clamp keeps n in [-150, 128].
+  x = x > 89.0f ? 89.0f : x;
+  x = x < -104.0f ? -104.0f : x;
+  const float shifted = x * kLog2e + kRoundMagic;
+  const float n = shifted - kRoundMagic;
+  const int32_t ni = static_cast<int32_t>(float_bits(shifted) - float_bits(kRoundMagic));
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float q = kExpP4;
+  q = q * r + kExpP3;
+  q = q * r + kExpP2;
+  q = q * r + kExpP1;
+  q = q * r + kExpP0;
+  const float er = 1.0f + (r + (r * r) * q);
+  // 2^n as two normal factors: the first product is exact, so a denormal result is
+  // rounded once.
+  const int32_t n1 = ni >> 1;
+  return (er * pow2i(n1)) * pow2i(ni - n1);
+}
+
+// log(a + c) where c is the rounding error of a sum a (|c| <= ulp(a)/2; 0 for a plain
+// log): a = 2^e·m with m in [sqrt(1/2), sqrt(2)), log(a + c) = e·ln 2 + log(1 + f) with
+// f = m - 1 + c·2^-e. a = 0 gives -inf, a < 0 or NaN gives NaN, a = inf gives inf.
+NSPL_HD float log_f32_corrected(float a, float c) {
+  using namespace f32;
+  if (!(a > 0.0f)) return a == 0.0f ? -INFINITY : NAN;
+  if (a == INFINITY) return a;
+  int32_t e_denormal = 0;
+  if (a < kMinNormal) {
+    a *= kTwo23;
+    c *= kTwo23;
+    e_denormal = -23;
+  }
+  // Subtracting sqrt(1/2)'s bits moves the exponent boundary from 1 to sqrt(1/2).
+  const uint32_t shifted = float_bits(a) - kSqrtHalfBits;
+  const int32_t e = static_cast<int32_t>(shifted) >> 23;
+  const float m = bits_float((shifted & 0x007fffffu) + kSqrtHalfBits);
+  // c matters only next to f's last bits; 2^-126 stands in for 2^-127 and 2^-128 there.
+  const float f = (m - 1.0f) + c * pow2i(-(e < 126 ? e : 126));
+  const float f2 = f * f;
+  float q = kLogQ7;
+  q = q * f + kLogQ6;
+  q = q * f + kLogQ5;
+  q = q * f + kLogQ4;
+  q = q * f + kLogQ3;
+  q = q * f + kLogQ2;
+  q = q * f + kLogQ1;
+  q = q * f + kLogQ0;
+  const float ef = static_cast<float>(e + e_denormal);
+  const float tail = (f2 * f) * q + ef * kLn2Lo;
+  return ((tail - 0.5f * f2) + f) + ef * kLn2Hi;
+}
+
+NSPL_HD float log_f32(float x) { return log_f32_corrected(x, 0.0f); }
+
+// log(1 + p): 1 + p = a + c exactly (Knuth's TwoSum), and log(a + c) keeps every digit
+// of p that the rounded sum a drops.
+NSPL_HD float log1p_f32(float p) {
+  const float a = 1.0f + p;
+  const float p_part = a - 1.0f;
+  const float c = (1.0f - (a - p_part)) + (p - p_part);
+  return log_f32_corrected(a, c);
+}
+
 // Overloads so one template body serves float and double on host and device.
-NSPL_HD float m_exp(float x) { return ::expf(x); }
+NSPL_HD float m_exp(float x) { return exp_f32(x); }
 NSPL_HD double m_exp(double x) { return ::exp(x); }
-NSPL_HD float m_log(float x) { return ::logf(x); }
+NSPL_HD float m_log(float x) { return log_f32(x); }
 NSPL_HD double m_log(double x) { return ::log(x); }
-NSPL_HD float m_log1p(float x) { return ::log1pf(x); }
+NSPL_HD float m_log1p(float x) { return log1p_f32(x); }
 NSPL_HD double m_log1p(double x) { return ::log1p(x); }
 NSPL_HD float m_sqrt(float x) { return ::sqrtf(x); }
 NSPL_HD double m_sqrt(double x) { return ::sqrt(x); }
