@@ -14,32 +14,49 @@ namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
 
-// exp_f32 / log_f32 / log1p_f32 of nspl_math.h element-wise over a float32 tensor, by
-// the scalar code or the AVX2 kernels: the tests compare the two and measure accuracy.
-at::Tensor math_f32(const std::string& name, const at::Tensor& x, const std::string& capability) {
+// exp / log / log1p of nspl_math.h element-wise over a float32 or float64 tensor, by the
+// scalar code or the AVX2 kernels: the tests compare the two and measure accuracy.
+template <typename T>
+void scalar_math(const std::string& name, const T* in, T* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      out[i] = name == "exp" ? nspl::exp_f32(in[i]) : name == "log" ? nspl::log_f32(in[i]) : nspl::log1p_f32(in[i]);
+    } else {
+      out[i] = name == "exp" ? nspl::exp_f64(in[i]) : name == "log" ? nspl::log_f64(in[i]) : nspl::log1p_f64(in[i]);
+    }
+  }
+}
+
+at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability) {
   TORCH_CHECK_VALUE(name == "exp" || name == "log" || name == "log1p",
                     "nspl_filler: function must be 'exp', 'log' or 'log1p', got '", name, "'");
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat && x.device().is_cpu(), "nspl_filler: expected a CPU float32 tensor");
+  TORCH_CHECK_TYPE((x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.device().is_cpu(),
+                   "nspl_filler: expected a CPU float32 or float64 tensor");
+  TORCH_CHECK_VALUE(capability == "scalar" || capability == "avx2",
+                    "nspl_filler: capability must be 'scalar' or 'avx2', got '", capability, "'");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty_like(in);
-  const float* src = in.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
   const int64_t n = in.numel();
-  if (capability == "avx2") {
-    TORCH_CHECK_VALUE(nspl::cpu::avx2_supported(), "nspl_filler: this CPU or build has no AVX2 kernels");
-#if NSPL_HAVE_AVX2_KERNELS
-    const auto fn = name == "exp" ? nspl::avx2::MathFunction::Exp
-                    : name == "log" ? nspl::avx2::MathFunction::Log
-                                    : nspl::avx2::MathFunction::Log1p;
-    nspl::avx2::math_f32(fn, src, dst, n);
-#endif
+  const bool is_float = in.scalar_type() == at::kFloat;
+  if (capability == "scalar") {
+    if (is_float) {
+      scalar_math(name, in.data_ptr<float>(), out.data_ptr<float>(), n);
+    } else {
+      scalar_math(name, in.data_ptr<double>(), out.data_ptr<double>(), n);
+    }
     return out;
   }
-  TORCH_CHECK_VALUE(capability == "scalar", "nspl_filler: capability must be 'scalar' or 'avx2', got '",
-                    capability, "'");
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = name == "exp" ? nspl::exp_f32(src[i]) : name == "log" ? nspl::log_f32(src[i]) : nspl::log1p_f32(src[i]);
+  TORCH_CHECK_VALUE(nspl::cpu::avx2_supported(), "nspl_filler: this CPU or build has no AVX2 kernels");
+#if NSPL_HAVE_AVX2_KERNELS
+  const auto fn = name == "exp" ? nspl::avx2::MathFunction::Exp
+                  : name == "log" ? nspl::avx2::MathFunction::Log
+                                  : nspl::avx2::MathFunction::Log1p;
+  if (is_float) {
+    nspl::avx2::math_f32(fn, in.data_ptr<float>(), out.data_ptr<float>(), n);
+  } else {
+    nspl::avx2::math_f64(fn, in.data_ptr<double>(), out.data_ptr<double>(), n);
   }
+#endif
   return out;
 }
 
@@ -131,6 +148,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_cpu_capability", []() { return std::string(nspl::cpu::capability_name(nspl::cpu::capability())); },
       "The CPU kernels fills use now: 'scalar' or 'avx2'.");
   m.def("_avx2_supported", &nspl::cpu::avx2_supported, "Whether this CPU and build run the AVX2 kernels.");
-  m.def("_math_f32", &math_f32, py::arg("function"), py::arg("x"), py::arg("capability"),
-        "nspl_filler's own float32 exp, log or log1p, element-wise, by the 'scalar' or 'avx2' code.");
+  m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
+        "nspl_filler's own exp, log or log1p (float32 or float64), element-wise, by the 'scalar' "
+        "or 'avx2' code.");
 }

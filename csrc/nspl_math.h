@@ -234,13 +234,135 @@ NSPL_HD float log1p_f32(float p) {
   return log_f32_corrected(a, c);
 }
 
+// ---------------------------------------------------------------------------------
+// The float64 counterparts, for the same reason and with the same structure; log uses
+// the atanh form log(1 + f) = 2·atanh(f / (2 + f)), whose series in s^2 converges fast
+// enough for double precision (one correctly rounded division, the same everywhere).
+// ---------------------------------------------------------------------------------
+NSPL_HD uint64_t double_bits(double x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(x));
+#else
+  uint64_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+NSPL_HD double bits_double(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// 2^n for -1022 <= n <= 1023.
+NSPL_HD double pow2i_f64(int64_t n) { return bits_double(static_cast<uint64_t>(n + 1023) << 52); }
+
+namespace f64 {
+constexpr double kLog2e = 1.4426950408889634;
+// ln 2 = kLn2Hi + kLn2Lo; kLn2Hi has 32 significant bits, so n·kLn2Hi is exact for
+// every exponent n a double can have.
+constexpr double kLn2Hi = 0.6931471803691238;
+constexpr double kLn2Lo = 1.9082149292705877e-10;
+constexpr double kRoundMagic = 6755399441055744.0;  // 1.5·2^52
+constexpr uint64_t kSqrtHalfBits = 0x3fe6a09e667f3bcdull;
+constexpr uint64_t kMantissaMask = 0x000fffffffffffffull;
+// Added to the exponent field so the (signed) exponent difference stays positive.
+constexpr uint64_t kExponentBias = uint64_t(1024) << 52;
+constexpr double kMinNormal = 2.2250738585072014e-308;
+constexpr double kTwo54 = 18014398509481984.0;
+// e^r = 1 + r + r^2·P(r) on |r| <= ln(2)/2, relative error 2^-57.8.
+constexpr double kExpP0 = 0.5000000000000012, kExpP1 = 0.16666666666666385, kExpP2 = 0.04166666666651916,
+                 kExpP3 = 0.008333333333507656, kExpP4 = 0.001388888894691977,
+                 kExpP5 = 0.0001984126948617589, kExpP6 = 2.480148935244164e-05,
+                 kExpP7 = 2.755759717274139e-06, kExpP8 = 2.7631687291807605e-07,
+                 kExpP9 = 2.499899734355423e-08;
+// 2·atanh(s) = 2s + s·z·T(z), z = s^2, |s| <= 3 - 2·sqrt(2), relative error 2^-59.3.
+constexpr double kLogT0 = 0.6666666666666744, kLogT1 = 0.3999999999934089, kLogT2 = 0.28571428760269146,
+                 kLogT3 = 0.22222196601517677, kLogT4 = 0.18183673301765763,
+                 kLogT5 = 0.15311108796450834, kLogT6 = 0.1482681178421262;
+}  // namespace f64
+
+// e^x as exp_f32 does it, in double: down to the smallest denormal, inf past
+// ln(DBL_MAX), NaN stays NaN.
+NSPL_HD double exp_f64(double x) {
+  using namespace f64;
+  // Outside [-746, 710] e^x is 0 or inf in float64; the clamp keeps n in [-1077, 1025].
+  x = x > 710.0 ? 710.0 : x;
+  x = x < -746.0 ? -746.0 : x;
+  const double shifted = x * kLog2e + kRoundMagic;
+  const double n = shifted - kRoundMagic;
+  // n + 2048 > 0, so halving it is a logical shift (AVX2 has no 64-bit arithmetic one).
+  const int64_t n_biased = static_cast<int64_t>(double_bits(shifted) - double_bits(kRoundMagic)) + 2048;
+  double r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  double q = kExpP9;
+  q = q * r + kExpP8;
+  q = q * r + kExpP7;
+  q = q * r + kExpP6;
+  q = q * r + kExpP5;
+  q = q * r + kExpP4;
+  q = q * r + kExpP3;
+  q = q * r + kExpP2;
+  q = q * r + kExpP1;
+  q = q * r + kExpP0;
+  const double er = 1.0 + (r + (r * r) * q);
+  const int64_t n1 = (n_biased >> 1) - 1024;
+  return (er * pow2i_f64(n1)) * pow2i_f64(n_biased - 2048 - n1);
+}
+
+// log(a + c) as log_f32_corrected does it, in double.
+NSPL_HD double log_f64_corrected(double a, double c) {
+  using namespace f64;
+  if (!(a > 0.0)) return a == 0.0 ? -INFINITY : NAN;
+  if (a == INFINITY) return a;
+  int64_t e_denormal = 0;
+  if (a < kMinNormal) {
+    a *= kTwo54;
+    c *= kTwo54;
+    e_denormal = -54;
+  }
+  const uint64_t shifted = double_bits(a) - kSqrtHalfBits + kExponentBias;
+  const int64_t e = static_cast<int64_t>(shifted >> 52) - 1024;
+  const double m = bits_double((shifted & kMantissaMask) + kSqrtHalfBits);
+  const double f = (m - 1.0) + c * pow2i_f64(-(e < 1022 ? e : 1022));
+  const double s = f / (2.0 + f);
+  const double z = s * s;
+  double t = kLogT6;
+  t = t * z + kLogT5;
+  t = t * z + kLogT4;
+  t = t * z + kLogT3;
+  t = t * z + kLogT2;
+  t = t * z + kLogT1;
+  t = t * z + kLogT0;
+  // 2s = f - s·f, so log(1 + f) = f - h + s·(h + z·T) with h = f^2 / 2: f is exact and
+  // the rest is small, which keeps the rounding errors small against the result.
+  const double half_f2 = 0.5 * (f * f);
+  const double ed = static_cast<double>(e + e_denormal);
+  const double tail = s * (half_f2 + z * t) + ed * kLn2Lo;
+  return ((tail - half_f2) + f) + ed * kLn2Hi;
+}
+
+NSPL_HD double log_f64(double x) { return log_f64_corrected(x, 0.0); }
+
+NSPL_HD double log1p_f64(double p) {
+  const double a = 1.0 + p;
+  const double p_part = a - 1.0;
+  const double c = (1.0 - (a - p_part)) + (p - p_part);
+  return log_f64_corrected(a, c);
+}
+
 // Overloads so one template body serves float and double on host and device.
 NSPL_HD float m_exp(float x) { return exp_f32(x); }
-NSPL_HD double m_exp(double x) { return ::exp(x); }
+NSPL_HD double m_exp(double x) { return exp_f64(x); }
 NSPL_HD float m_log(float x) { return log_f32(x); }
-NSPL_HD double m_log(double x) { return ::log(x); }
+NSPL_HD double m_log(double x) { return log_f64(x); }
 NSPL_HD float m_log1p(float x) { return log1p_f32(x); }
-NSPL_HD double m_log1p(double x) { return ::log1p(x); }
+NSPL_HD double m_log1p(double x) { return log1p_f64(x); }
 NSPL_HD float m_sqrt(float x) { return ::sqrtf(x); }
 NSPL_HD double m_sqrt(double x) { return ::sqrt(x); }
 

@@ -40,6 +40,14 @@ template <int N>
 struct I {  // 32-bit integer lanes
   __m256i v[N];
 };
+template <int N>
+struct D {  // double lanes
+  __m256d v[N];
+};
+template <int N>
+struct L {  // 64-bit integer lanes
+  __m256i v[N];
+};
 
 #define NSPL_LANEWISE(Result, expr)    \
   Result<N> r;                         \
@@ -138,6 +146,95 @@ NSPL_AVX2_INLINE I<N> shift_right_signed(I<N> a) {  // arithmetic
   NSPL_LANEWISE(I, _mm256_srai_epi32(a.v[i], S));
 }
 
+template <int N>
+NSPL_AVX2_INLINE D<N> splat_double(double x) {
+  NSPL_LANEWISE(D, _mm256_set1_pd(x));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> splat_long(uint64_t x) {
+  NSPL_LANEWISE(L, _mm256_set1_epi64x(static_cast<int64_t>(x)));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> add(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_add_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> sub(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_sub_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> mul(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_mul_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> div(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_div_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> less_or(D<N> a, D<N> b) {  // a < b ? a : b
+  NSPL_LANEWISE(D, _mm256_min_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> greater_or(D<N> a, D<N> b) {  // a > b ? a : b
+  NSPL_LANEWISE(D, _mm256_max_pd(a.v[i], b.v[i]));
+}
+template <int P, int N>
+NSPL_AVX2_INLINE D<N> compare(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_cmp_pd(a.v[i], b.v[i], P));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> select(D<N> mask, D<N> b, D<N> a) {
+  NSPL_LANEWISE(D, _mm256_blendv_pd(a.v[i], b.v[i], mask.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> bit_and(D<N> a, D<N> b) {
+  NSPL_LANEWISE(D, _mm256_and_pd(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE D<N> as_double(L<N> a) {
+  NSPL_LANEWISE(D, _mm256_castsi256_pd(a.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> as_long(D<N> a) {
+  NSPL_LANEWISE(L, _mm256_castpd_si256(a.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> add(L<N> a, L<N> b) {
+  NSPL_LANEWISE(L, _mm256_add_epi64(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> sub(L<N> a, L<N> b) {
+  NSPL_LANEWISE(L, _mm256_sub_epi64(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> bit_and(L<N> a, L<N> b) {
+  NSPL_LANEWISE(L, _mm256_and_si256(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> bit_or(L<N> a, L<N> b) {
+  NSPL_LANEWISE(L, _mm256_or_si256(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> bit_xor(L<N> a, L<N> b) {
+  NSPL_LANEWISE(L, _mm256_xor_si256(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> greater(L<N> a, L<N> b) {  // all ones where a > b (signed)
+  NSPL_LANEWISE(L, _mm256_cmpgt_epi64(a.v[i], b.v[i]));
+}
+template <int N>
+NSPL_AVX2_INLINE L<N> select(L<N> mask, L<N> b, L<N> a) {
+  NSPL_LANEWISE(L, _mm256_blendv_epi8(a.v[i], b.v[i], mask.v[i]));
+}
+template <int S, int N>
+NSPL_AVX2_INLINE L<N> shift_left(L<N> a) {
+  NSPL_LANEWISE(L, _mm256_slli_epi64(a.v[i], S));
+}
+template <int S, int N>
+NSPL_AVX2_INLINE L<N> shift_right(L<N> a) {  // logical
+  NSPL_LANEWISE(L, _mm256_srli_epi64(a.v[i], S));
+}
+
 #undef NSPL_LANEWISE
 
 // 2^n for -126 <= n <= 127 (pow2i of nspl_math.h).
@@ -219,6 +316,103 @@ NSPL_AVX2_INLINE void two_sum_one(F<N> p, F<N>& a, F<N>& c) {
 template <int N>
 NSPL_AVX2_INLINE F<N> log1p_v(F<N> p) {
   F<N> a, c;
+  two_sum_one(p, a, c);
+  return log_v(a, c);
+}
+
+// The double value of integers 0 <= k < 2^52: k placed in the mantissa of 2^52, minus
+// 2^52 (AVX2 has no 64-bit integer conversion).
+template <int N>
+NSPL_AVX2_INLINE D<N> small_to_double(L<N> k) {
+  const uint64_t two52_bits = 0x4330000000000000ull;
+  return sub(as_double(bit_or(k, splat_long<N>(two52_bits))), splat_double<N>(4503599627370496.0));
+}
+
+// 2^n for -1022 <= n <= 1023 (pow2i_f64 of nspl_math.h), n given as n + 1023.
+template <int N>
+NSPL_AVX2_INLINE D<N> pow2_biased(L<N> n_plus_1023) {
+  return as_double(shift_left<52>(n_plus_1023));
+}
+
+// exp_f64 of nspl_math.h.
+template <int N>
+NSPL_AVX2_INLINE D<N> exp_v(D<N> x) {
+  using namespace f64;
+  x = less_or(splat_double<N>(710.0), x);     // x > 710 ? 710 : x
+  x = greater_or(splat_double<N>(-746.0), x);  // x < -746 ? -746 : x
+  const D<N> shifted = add(mul(x, splat_double<N>(kLog2e)), splat_double<N>(kRoundMagic));
+  const D<N> n = sub(shifted, splat_double<N>(kRoundMagic));
+  const L<N> n_biased = add(sub(as_long(shifted), splat_long<N>(double_bits(kRoundMagic))), splat_long<N>(2048));
+  D<N> r = sub(x, mul(n, splat_double<N>(kLn2Hi)));
+  r = sub(r, mul(n, splat_double<N>(kLn2Lo)));
+  D<N> q = splat_double<N>(kExpP9);
+  q = add(mul(q, r), splat_double<N>(kExpP8));
+  q = add(mul(q, r), splat_double<N>(kExpP7));
+  q = add(mul(q, r), splat_double<N>(kExpP6));
+  q = add(mul(q, r), splat_double<N>(kExpP5));
+  q = add(mul(q, r), splat_double<N>(kExpP4));
+  q = add(mul(q, r), splat_double<N>(kExpP3));
+  q = add(mul(q, r), splat_double<N>(kExpP2));
+  q = add(mul(q, r), splat_double<N>(kExpP1));
+  q = add(mul(q, r), splat_double<N>(kExpP0));
+  const D<N> er = add(splat_double<N>(1.0), add(r, mul(mul(r, r), q)));
+  // n1 + 1023 = (n + 2048) / 2 - 1; n - n1 + 1023 = (n + 2048) - (n1 + 1023) - 2.
+  const L<N> n1_plus_1023 = sub(shift_right<1>(n_biased), splat_long<N>(1));
+  const L<N> n2_plus_1023 = sub(sub(n_biased, n1_plus_1023), splat_long<N>(2));
+  return mul(mul(er, pow2_biased(n1_plus_1023)), pow2_biased(n2_plus_1023));
+}
+
+// log_f64_corrected of nspl_math.h: log(a + c).
+template <int N>
+NSPL_AVX2_INLINE D<N> log_v(D<N> a, D<N> c) {
+  using namespace f64;
+  const D<N> zero = splat_double<N>(0.0);
+  const D<N> not_positive = compare<_CMP_NGT_UQ>(a, zero);
+  const D<N> is_zero = compare<_CMP_EQ_OQ>(a, zero);
+  const D<N> is_inf = compare<_CMP_EQ_OQ>(a, splat_double<N>(INFINITY));
+  const D<N> tiny = compare<_CMP_LT_OQ>(a, splat_double<N>(kMinNormal));
+  a = select(tiny, mul(a, splat_double<N>(kTwo54)), a);
+  c = select(tiny, mul(c, splat_double<N>(kTwo54)), c);
+  const L<N> shifted = add(sub(as_long(a), splat_long<N>(kSqrtHalfBits)), splat_long<N>(kExponentBias));
+  const L<N> e_plus_1024 = shift_right<52>(shifted);
+  // e + e_denormal + 2048, a small positive integer.
+  const L<N> e_total_plus_2048 =
+      sub(add(e_plus_1024, splat_long<N>(1024)), bit_and(as_long(tiny), splat_long<N>(54)));
+  const D<N> m = as_double(add(bit_and(shifted, splat_long<N>(kMantissaMask)), splat_long<N>(kSqrtHalfBits)));
+  // 2^-min(e, 1022): exponent field 1023 - min(e, 1022) = 2047 - min(e + 1024, 2046).
+  const L<N> cap = splat_long<N>(2046);
+  const L<N> e_capped = select(greater(e_plus_1024, cap), cap, e_plus_1024);
+  const D<N> scale = pow2_biased(sub(splat_long<N>(2047), e_capped));
+  const D<N> f = add(sub(m, splat_double<N>(1.0)), mul(c, scale));
+  const D<N> s = div(f, add(splat_double<N>(2.0), f));
+  const D<N> z = mul(s, s);
+  D<N> t = splat_double<N>(kLogT6);
+  t = add(mul(t, z), splat_double<N>(kLogT5));
+  t = add(mul(t, z), splat_double<N>(kLogT4));
+  t = add(mul(t, z), splat_double<N>(kLogT3));
+  t = add(mul(t, z), splat_double<N>(kLogT2));
+  t = add(mul(t, z), splat_double<N>(kLogT1));
+  t = add(mul(t, z), splat_double<N>(kLogT0));
+  const D<N> half_f2 = mul(splat_double<N>(0.5), mul(f, f));
+  const D<N> ed = sub(small_to_double(e_total_plus_2048), splat_double<N>(2048.0));
+  const D<N> tail = add(mul(s, add(half_f2, mul(z, t))), mul(ed, splat_double<N>(kLn2Lo)));
+  D<N> result = add(add(sub(tail, half_f2), f), mul(ed, splat_double<N>(kLn2Hi)));
+  result = select(is_inf, splat_double<N>(INFINITY), result);
+  result = select(not_positive, splat_double<N>(NAN), result);
+  return select(is_zero, splat_double<N>(-INFINITY), result);
+}
+
+template <int N>
+NSPL_AVX2_INLINE void two_sum_one(D<N> p, D<N>& a, D<N>& c) {
+  const D<N> one = splat_double<N>(1.0);
+  a = add(one, p);
+  const D<N> p_part = sub(a, one);
+  c = add(sub(one, sub(a, p_part)), sub(p, p_part));
+}
+
+template <int N>
+NSPL_AVX2_INLINE D<N> log1p_v(D<N> p) {
+  D<N> a, c;
   two_sum_one(p, a, c);
   return log_v(a, c);
 }
@@ -320,6 +514,7 @@ NSPL_AVX2_INLINE F<N> apply_sign(F<N> v, I<N> w) {
 }
 
 struct PowerLawVector {
+  static constexpr int kPerBlock = Lanes<float>::kPerBlock;
   PowerLawSampler<float> s;
 
   template <int N>
@@ -351,6 +546,7 @@ struct PowerLawVector {
 };
 
 struct UniformVector {
+  static constexpr int kPerBlock = Lanes<float>::kPerBlock;
   UniformSampler<float> s;
   template <int N>
   NSPL_AVX2_INLINE F<N> operator()(I<N> w) const {
@@ -359,6 +555,7 @@ struct UniformVector {
 };
 
 struct NormalVector {
+  static constexpr int kPerBlock = Lanes<float>::kPerBlock;
   NormalSampler<float> s;
 
   // erfinv_approx of nspl_math.h, both polynomials computed and the right one kept.
@@ -396,8 +593,79 @@ struct NormalVector {
   }
 };
 
+// float64 elements: the two words of an element are the low (wa) and high (wb) halves of
+// one 64-bit lane, v = wa·2^32 + wb (Lanes<double>).
+template <int N>
+NSPL_AVX2_INLINE L<N> element_bits(I<N> w) {
+  L<N> r;
+  for (int i = 0; i < N; ++i) r.v[i] = w.v[i];
+  return r;
+}
+
+// v >> 11 = wa·2^21 + (wb >> 11) as a double, exactly.
+template <int N>
+NSPL_AVX2_INLINE D<N> top53(L<N> v) {
+  const D<N> wa = small_to_double(bit_and(v, splat_long<N>(0xffffffffull)));
+  return add(mul(wa, splat_double<N>(2097152.0)), small_to_double(shift_right<43>(v)));
+}
+
+template <int N>
+NSPL_AVX2_INLINE D<N> apply_sign(D<N> x, L<N> v) {  // bit 0 of wb is bit 32 of the lane
+  const L<N> sign = bit_and(shift_left<31>(v), splat_long<N>(0x8000000000000000ull));
+  return as_double(bit_xor(as_long(x), sign));
+}
+
+struct PowerLawVector64 {
+  static constexpr int kPerBlock = Lanes<double>::kPerBlock;
+  PowerLawSampler<double> s;
+
+  template <int N>
+  NSPL_AVX2_INLINE D<N> magnitude(D<N> u) const {
+    if (s.form == PowerLawForm::LogUniform) return exp_v(mul(u, splat_double<N>(s.log_ratio)));
+    const D<N> one_minus_u = sub(splat_double<N>(1.0), u);
+    const bool small_u = s.form == PowerLawForm::SmallU;
+    const D<N> sv = small_u ? u : one_minus_u;
+    const D<N> sv_bar = small_u ? one_minus_u : u;
+    const D<N> p = mul(sv, splat_double<N>(s.expm1_k));
+    const D<N> use_log1p = compare<_CMP_GE_OQ>(p, splat_double<N>(-0.5));
+    D<N> a1, c1;
+    two_sum_one(p, a1, c1);
+    const D<N> a = select(use_log1p, a1, add(sv_bar, mul(sv, splat_double<N>(s.exp_k))));
+    const D<N> t = log_v(a, bit_and(use_log1p, c1));
+    return exp_v(add(splat_double<N>(s.base), mul(t, splat_double<N>(s.inv_b))));
+  }
+
+  template <int N>
+  NSPL_AVX2_INLINE D<N> operator()(I<N> w) const {
+    const L<N> v = element_bits(w);
+    const D<N> u = mul(add(top53(v), splat_double<N>(0.5)), splat_double<N>(1.1102230246251565e-16));
+    const D<N> x = mul(splat_double<N>(s.scale), magnitude(u));
+    const D<N> low = splat_double<N>(s.low);
+    const D<N> clamped = select(compare<_CMP_LT_OQ>(x, low), low, less_or(x, splat_double<N>(s.high)));
+    return apply_sign(clamped, v);
+  }
+};
+
+struct UniformVector64 {
+  static constexpr int kPerBlock = Lanes<double>::kPerBlock;
+  UniformSampler<double> s;
+  template <int N>
+  NSPL_AVX2_INLINE D<N> operator()(I<N> w) const {
+    const D<N> k = sub(top53(element_bits(w)), splat_double<N>(4503599627370496.0));
+    return mul(splat_double<N>(s.bound), mul(add(k, splat_double<N>(0.5)), splat_double<N>(2.220446049250313e-16)));
+  }
+};
+
 template <typename Sampler>
 struct Vector;
+template <>
+struct Vector<PowerLawSampler<double>> {
+  using type = PowerLawVector64;
+};
+template <>
+struct Vector<UniformSampler<double>> {
+  using type = UniformVector64;
+};
 template <>
 struct Vector<PowerLawSampler<float>> {
   using type = PowerLawVector;
@@ -414,13 +682,15 @@ struct Vector<NormalSampler<float>> {
 // ---------------------------------------------------------------------------------
 // Stores, rounded as c10's float -> Half / BFloat16 conversions round (to nearest even)
 // ---------------------------------------------------------------------------------
-NSPL_AVX2_INLINE void store8(float* out, __m256 v) { _mm256_storeu_ps(out, v); }
+NSPL_AVX2_INLINE void store_vector(double* out, __m256d v) { _mm256_storeu_pd(out, v); }
 
-NSPL_AVX2_INLINE void store8(c10::Half* out, __m256 v) {
+NSPL_AVX2_INLINE void store_vector(float* out, __m256 v) { _mm256_storeu_ps(out, v); }
+
+NSPL_AVX2_INLINE void store_vector(c10::Half* out, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-NSPL_AVX2_INLINE void store8(c10::BFloat16* out, __m256 v) {
+NSPL_AVX2_INLINE void store_vector(c10::BFloat16* out, __m256 v) {
   const __m256i bits = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
   __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
@@ -437,29 +707,32 @@ NSPL_AVX2_INLINE void store8(c10::BFloat16* out, __m256 v) {
 // multiplies and of the long polynomial chains without running out of registers.
 constexpr int kPhiloxGroups = 2;
 constexpr int kBlocks = 8 * kPhiloxGroups;
-constexpr int kBatch = 4 * kBlocks;  // elements per batch
-constexpr int kVectors = kBatch / 8;
+constexpr int kWordVectors = kBlocks / 2;
 constexpr int kPack = 8;
 
 template <typename scalar_t, typename Sampler>
 NSPL_AVX2 void fill_run_avx2(scalar_t* out, int64_t stride, uint64_t first, int64_t count,
                              const Sampler& scalar_sampler, const StreamPosition& pos) {
-  const typename Vector<Sampler>::type sampler{scalar_sampler};
-  uint64_t block = pos.offset + first / 4;
-  int skip = static_cast<int>(first % 4);
+  using Vectorised = typename Vector<Sampler>::type;
+  constexpr int kPerBlock = Vectorised::kPerBlock;
+  constexpr int kPerVector = 2 * kPerBlock;  // a vector of words covers two blocks
+  constexpr int kBatch = kBlocks * kPerBlock;
+  const Vectorised sampler{scalar_sampler};
+  uint64_t block = pos.offset + first / kPerBlock;
+  int skip = static_cast<int>(first % kPerBlock);
   while (count > 0) {
     const int take = static_cast<int>(std::min<int64_t>(kBatch - skip, count));
-    const I<kVectors> words = philox<kPhiloxGroups>(block, pos.key);
+    const I<kWordVectors> words = philox<kPhiloxGroups>(block, pos.key);
     // A full contiguous batch goes straight to `out`; a partial batch (row head or
     // tail) or a strided row goes through a buffer, element by element.
     alignas(32) scalar_t buffer[kBatch];
     const bool direct = stride == 1 && take == kBatch;
     scalar_t* const dst = direct ? out : buffer;
-    for (int g = 0; g < kVectors; g += kPack) {
+    for (int g = 0; g < kWordVectors; g += kPack) {
       I<kPack> w;
       for (int i = 0; i < kPack; ++i) w.v[i] = words.v[g + i];
-      const F<kPack> v = sampler(w);
-      for (int i = 0; i < kPack; ++i) store8(dst + 8 * (g + i), v.v[i]);
+      const auto v = sampler(w);
+      for (int i = 0; i < kPack; ++i) store_vector(dst + kPerVector * (g + i), v.v[i]);
     }
     if (!direct) {
       for (int j = 0; j < take; ++j) out[j * stride] = buffer[skip + j];
@@ -471,16 +744,32 @@ NSPL_AVX2 void fill_run_avx2(scalar_t* out, int64_t stride, uint64_t first, int6
   }
 }
 
-template <MathFunction fn>
-NSPL_AVX2 void math_f32_avx2(const float* in, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; i += 8) {
-    alignas(32) float buffer[8] = {};
-    const int64_t k = std::min<int64_t>(8, n - i);
-    std::memcpy(buffer, in + i, k * sizeof(float));
-    F<1> x{{_mm256_load_ps(buffer)}};
-    x = fn == MathFunction::Exp ? exp_v(x) : fn == MathFunction::Log ? log_v(x, splat<1>(0.0f)) : log1p_v(x);
-    _mm256_store_ps(buffer, x.v[0]);
-    std::memcpy(out + i, buffer, k * sizeof(float));
+template <MathFunction fn, typename T, typename V>
+NSPL_AVX2 void math_avx2(const T* in, T* out, int64_t n) {
+  constexpr int kLanes = 32 / sizeof(T);
+  for (int64_t i = 0; i < n; i += kLanes) {
+    alignas(32) T buffer[kLanes] = {};
+    const int64_t k = std::min<int64_t>(kLanes, n - i);
+    std::memcpy(buffer, in + i, k * sizeof(T));
+    V x;
+    std::memcpy(&x, buffer, sizeof x);
+    V zero;
+    std::memset(&zero, 0, sizeof zero);
+    x = fn == MathFunction::Exp ? exp_v(x) : fn == MathFunction::Log ? log_v(x, zero) : log1p_v(x);
+    std::memcpy(buffer, &x, sizeof x);
+    std::memcpy(out + i, buffer, k * sizeof(T));
+  }
+}
+
+template <typename T, typename V>
+void math_dispatch(MathFunction fn, const T* in, T* out, int64_t n) {
+  switch (fn) {
+    case MathFunction::Exp:
+      return math_avx2<MathFunction::Exp, T, V>(in, out, n);
+    case MathFunction::Log:
+      return math_avx2<MathFunction::Log, T, V>(in, out, n);
+    case MathFunction::Log1p:
+      return math_avx2<MathFunction::Log1p, T, V>(in, out, n);
   }
 }
 
@@ -502,16 +791,15 @@ void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, cons
 NSPL_INSTANTIATE_AVX2_SAMPLER(PowerLawSampler<float>);
 NSPL_INSTANTIATE_AVX2_SAMPLER(UniformSampler<float>);
 NSPL_INSTANTIATE_AVX2_SAMPLER(NormalSampler<float>);
+NSPL_INSTANTIATE_AVX2_RUN(double, PowerLawSampler<double>);
+NSPL_INSTANTIATE_AVX2_RUN(double, UniformSampler<double>);
 
 void math_f32(MathFunction fn, const float* in, float* out, int64_t n) {
-  switch (fn) {
-    case MathFunction::Exp:
-      return math_f32_avx2<MathFunction::Exp>(in, out, n);
-    case MathFunction::Log:
-      return math_f32_avx2<MathFunction::Log>(in, out, n);
-    case MathFunction::Log1p:
-      return math_f32_avx2<MathFunction::Log1p>(in, out, n);
-  }
+  math_dispatch<float, F<1>>(fn, in, out, n);
+}
+
+void math_f64(MathFunction fn, const double* in, double* out, int64_t n) {
+  math_dispatch<double, D<1>>(fn, in, out, n);
 }
 
 }  // namespace avx2
