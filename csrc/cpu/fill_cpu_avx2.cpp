@@ -1,5 +1,8 @@
-// AVX2 kernels of the CPU backend: Philox4x32-10 for eight blocks at once, then the
-// samplers of nspl_math.h on eight elements at once.
+// AVX2 kernels of the CPU backend: Philox4x32-10 on eight blocks per vector, then the
+// samplers of nspl_math.h on eight float (four double) elements per vector.
+//
+// FMA is not used: fusing would change the roundings, and the point is to round
+// exactly as the scalar code (and the CUDA kernels) do.
 //
 // The values are those of the scalar path bit for bit: every sampler here performs the
 // scalar code's float operations in the same order (plain multiplies and adds, no fma;
