@@ -375,8 +375,10 @@ NSPL_HD double m_sqrt(double x) { return ::sqrt(x); }
 // Both non-degenerate forms are log(1 + s·E) with s = u or 1-u and E = expm1(K) in (-1, 0).
 // Where s·E >= -1/2, log1p(s·E) is accurate to an ulp. Below, 1 + s·E nears zero and
 // would cancel; there the same quantity is (1 - s) + s·exp(K), a sum of two positive
-// terms, so no digits are lost. Hence every float32 value is within a few ulp of the
-// exact inverse CDF at the same u, for any alpha and r up to 1e30.
+// terms, so no digits are lost: no cancellation for any alpha and r up to 1e30. What
+// remains is the rounding of the exponent z = base + t/b, which y = e^z turns into a
+// relative error of up to |z|·2^-24 (float32): measured against the exact inverse CDF
+// at the same u, at most 8 ulp for r = 100 and about 70 ulp (4e-6) for r = 1e30.
 // ---------------------------------------------------------------------------------
 enum class PowerLawForm : int32_t { LogUniform = 0, SmallU = 1, SmallOneMinusU = 2 };
 
