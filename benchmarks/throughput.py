@@ -1,6 +1,7 @@
 """Throughput of nspl_filler.fill_ against torch's own samplers and initialisers.
 
-Three measurements, each the median of --repeat timed calls after one warm-up call:
+Three measurements, each the median of --repeat timed calls after one warm-up call
+(3 calls for ops slower than a second per call):
 
 * table: samples/s and GB/s (bytes written) of nspl_filler.fill_ (the NSPL with its
   defaults, alpha = 1, ratio = 100), Tensor.uniform_, Tensor.normal_,
@@ -60,14 +61,17 @@ def naive_nspl_(tensor: torch.Tensor, alpha: float = nspl_filler.DEFAULT_ALPHA, 
     return tensor
 
 
+# The NSPL's parameters for fill_ and the naive composition (--alpha, --ratio).
+NSPL_PARAMETERS = {"alpha": nspl_filler.DEFAULT_ALPHA, "ratio": nspl_filler.DEFAULT_RATIO}
+
 METHODS = {
-    "nspl_filler.fill_": lambda t: nspl_filler.fill_(t),
+    "nspl_filler.fill_": lambda t: nspl_filler.fill_(t, **NSPL_PARAMETERS),
     UNIFORM: lambda t: t.uniform_(),
     "Tensor.normal_": lambda t: t.normal_(),
     "kaiming_uniform_": lambda t: torch.nn.init.kaiming_uniform_(t),
     "kaiming_normal_": lambda t: torch.nn.init.kaiming_normal_(t),
     "trunc_normal_": lambda t: torch.nn.init.trunc_normal_(t),
-    NAIVE: naive_nspl_,
+    NAIVE: lambda t: naive_nspl_(t, **NSPL_PARAMETERS),
     "Tensor.fill_(1.0)": lambda t: t.fill_(1.0),
 }
 
@@ -76,8 +80,15 @@ METHODS = {
 # Timing
 # ---------------------------------------------------------------------------------
 def median_seconds(fn, device: str, repeat: int) -> float:
-    """Median wall time of `repeat` calls of fn() after one warm-up call."""
+    """Median wall time of `repeat` calls of fn() after one warm-up call; 3 calls when
+    the warm-up took over a second (trunc_normal_ on 2^25 elements), to keep the
+    default run short."""
+    begin = time.perf_counter()
     fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    if time.perf_counter() - begin > 1.0:
+        repeat = min(repeat, 3)
     times = []
     if device == "cuda":
         torch.cuda.synchronize()
@@ -253,6 +264,8 @@ def main(argv=None):
                         "(default 2^25 on CPU, 2^28 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--alpha", type=float, default=nspl_filler.DEFAULT_ALPHA, help="NSPL exponent")
+    parser.add_argument("--ratio", type=float, default=nspl_filler.DEFAULT_RATIO, help="NSPL ratio r")
     parser.add_argument("--sweep", action="store_true", help="also run the size sweep, 2^10 .. 2^26")
     parser.add_argument("--sweep-threads", default="1,2", help="thread counts of the sweep (CPU)")
     parser.add_argument("--json", default=None, help="write all results to this JSON file")
@@ -266,6 +279,7 @@ def main(argv=None):
     if args.device == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    NSPL_PARAMETERS.update(alpha=args.alpha, ratio=args.ratio)
 
     meta = {
         "device": device_name(args.device),
@@ -276,10 +290,11 @@ def main(argv=None):
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "threads": threads,
         "repeat": args.repeat,
+        "nspl_parameters": dict(NSPL_PARAMETERS),
         "load_average_before": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     print(f"# {meta['device']} | torch {meta['torch']} | threads {threads} | nspl CPU kernels "
-          f"{meta['nspl_cpu_kernels']} | load {meta['load_average_before']}")
+          f"{meta['nspl_cpu_kernels']} | NSPL {NSPL_PARAMETERS} | load {meta['load_average_before']}")
 
     table = run_table(args.device, dtypes, sizes, args.repeat)
     print(table_markdown(table), end="\n\n")
@@ -300,7 +315,8 @@ def main(argv=None):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"Device: {meta['device']}  \ntorch {meta['torch']}, nspl_filler {meta['nspl_filler']} "
-                    f"(CPU kernels: {meta['nspl_cpu_kernels']}), {threads} threads, median of {args.repeat}, "
+                    f"(CPU kernels: {meta['nspl_cpu_kernels']}), NSPL alpha {args.alpha}, ratio {args.ratio}, "
+                    f"{threads} threads, median of {args.repeat}, "
                     f"{meta['date']}, load average {meta['load_average_before']} -> {meta['load_average_after']}\n\n")
             f.write(table_markdown(table) + "\n\n" + per_call_markdown(per_call) + "\n")
             if sweep:
