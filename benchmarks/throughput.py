@@ -13,10 +13,12 @@ Three measurements, each the median of --repeat timed calls after one warm-up ca
   fill_(seed=1), fill_ with torch's generator, kaiming_uniform_, uniform_;
 * sweep (--sweep): fill_ and uniform_ over sizes 2^10 .. 2^26 on 1 and 2 threads (CPU).
 
-CPU timing uses time.perf_counter; CUDA timing uses CUDA events, synchronised.
+CPU timing uses time.perf_counter; CUDA timing uses CUDA events, synchronised. On a
+machine shared with other work, --runs N repeats everything and reports the best run of
+each measurement (other work only slows a run down); the JSON keeps every run's value.
 
     python benchmarks/throughput.py                          # table + per-call
-    python benchmarks/throughput.py --sweep --json out.json --markdown out.md
+    python benchmarks/throughput.py --sweep --runs 3 --json out.json --markdown out.md
     python benchmarks/throughput.py --device cuda --dtype float32 --sizes 2^28
 """
 from __future__ import annotations
@@ -133,32 +135,44 @@ def shape_for(numel: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------
 # The three measurements
 # ---------------------------------------------------------------------------------
-def run_table(device: str, dtypes: list[torch.dtype], sizes: list[int], repeat: int) -> list[dict]:
-    rows = []
+def run_table(device: str, dtypes: list[torch.dtype], sizes: list[int], repeat: int) -> dict:
+    """{(dtype, numel): {method: samples/s}}."""
+    rates = {}
     for dtype in dtypes:
         for numel in sizes:
             tensor = torch.empty(shape_for(numel), dtype=dtype, device=device)
-            rates = {}
+            rates[(dtype, numel)] = {}
             for name, fn in METHODS.items():
                 try:
                     seconds = median_seconds(lambda: fn(tensor), device, repeat)
                 except RuntimeError as error:  # e.g. an op without a kernel for this dtype
                     print(f"  {name} on {dtype}: not run ({error})")
                     continue
-                rates[name] = numel / seconds
+                rates[(dtype, numel)][name] = numel / seconds
             del tensor
-            for name, rate in rates.items():
-                rows.append(
-                    {
-                        "dtype": str(dtype).replace("torch.", ""),
-                        "numel": numel,
-                        "method": name,
-                        "samples_per_s": rate,
-                        "gb_per_s": rate * torch.empty((), dtype=dtype).element_size() / 1e9,
-                        "vs_uniform": rate / rates[UNIFORM] if UNIFORM in rates else None,
-                        "vs_naive": rate / rates[NAIVE] if NAIVE in rates else None,
-                    }
-                )
+    return rates
+
+
+def table_rows(runs: list[dict]) -> list[dict]:
+    """One row per (dtype, numel, method) with the best of the runs' medians (other work
+    on a shared machine only ever slows a run down), and ratios between those."""
+    rows = []
+    for key in runs[0]:
+        dtype, numel = key
+        best = {name: max(run[key][name] for run in runs if name in run[key]) for name in runs[0][key]}
+        for name, rate in best.items():
+            rows.append(
+                {
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "numel": numel,
+                    "method": name,
+                    "samples_per_s": rate,
+                    "samples_per_s_each_run": [run[key].get(name) for run in runs],
+                    "gb_per_s": rate * torch.empty((), dtype=dtype).element_size() / 1e9,
+                    "vs_uniform": rate / best[UNIFORM] if UNIFORM in best else None,
+                    "vs_naive": rate / best[NAIVE] if NAIVE in best else None,
+                }
+            )
     return rows
 
 
@@ -170,14 +184,16 @@ def run_per_call(device: str, repeat: int) -> list[dict]:
         "kaiming_uniform_(t)": lambda: torch.nn.init.kaiming_uniform_(tensor),
         "t.uniform_()": lambda: tensor.uniform_(),
     }
-    return [
-        {"call": name, "us_per_call": 1e6 * median_seconds_per_call(fn, device, 2000, repeat)}
-        for name, fn in cases.items()
-    ]
+    return {name: 1e6 * median_seconds_per_call(fn, device, 2000, repeat) for name, fn in cases.items()}
 
 
-def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat: int) -> list[dict]:
-    rows = []
+def per_call_rows(runs: list[dict]) -> list[dict]:
+    return [{"call": name, "us_per_call": min(run[name] for run in runs)} for name in runs[0]]
+
+
+def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat: int) -> dict:
+    """{(numel, threads, method): samples/s}."""
+    rates = {}
     for exponent in range(10, 27, 2):
         numel = 1 << exponent
         tensor = torch.empty(shape_for(numel), dtype=dtype, device=device)
@@ -189,9 +205,17 @@ def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat:
             for name in ("nspl_filler.fill_", UNIFORM):
                 fn = METHODS[name]
                 seconds = median_seconds_per_call(lambda: fn(tensor), device, calls, repeat)
-                rows.append({"numel": numel, "threads": threads, "method": name, "samples_per_s": numel / seconds})
+                rates[(numel, threads, name)] = numel / seconds
         del tensor
-    return rows
+    return rates
+
+
+def sweep_rows(runs: list[dict]) -> list[dict]:
+    return [
+        {"numel": numel, "threads": threads, "method": name, "samples_per_s": max(run[key] for run in runs)}
+        for key in runs[0]
+        for numel, threads, name in [key]
+    ]
 
 
 # ---------------------------------------------------------------------------------
@@ -207,6 +231,11 @@ def device_name(device: str) -> str:
     except (OSError, StopIteration):
         pass
     return f"{model}, {os.cpu_count()} logical CPUs, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def fmt_rate(rate: float) -> str:
@@ -264,6 +293,8 @@ def main(argv=None):
                         "(default 2^25 on CPU, 2^28 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat everything this many times and report "
+                        "the best run of each measurement (for machines shared with other work)")
     parser.add_argument("--alpha", type=float, default=nspl_filler.DEFAULT_ALPHA, help="NSPL exponent")
     parser.add_argument("--ratio", type=float, default=nspl_filler.DEFAULT_RATIO, help="NSPL ratio r")
     parser.add_argument("--sweep", action="store_true", help="also run the size sweep, 2^10 .. 2^26")
@@ -290,24 +321,29 @@ def main(argv=None):
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "threads": threads,
         "repeat": args.repeat,
+        "runs": args.runs,
         "nspl_parameters": dict(NSPL_PARAMETERS),
-        "load_average_before": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_before": load_average(),
     }
     print(f"# {meta['device']} | torch {meta['torch']} | threads {threads} | nspl CPU kernels "
           f"{meta['nspl_cpu_kernels']} | NSPL {NSPL_PARAMETERS} | load {meta['load_average_before']}")
 
-    table = run_table(args.device, dtypes, sizes, args.repeat)
+    counts = [int(t) for t in args.sweep_threads.split(",")] if args.device == "cpu" else [threads]
+    table_runs, per_call_runs, sweep_runs = [], [], []
+    for _ in range(args.runs):
+        table_runs.append(run_table(args.device, dtypes, sizes, args.repeat))
+        per_call_runs.append(run_per_call(args.device, args.repeat))
+        if args.sweep:
+            sweep_runs.append(run_sweep(args.device, torch.float32, counts, args.repeat))
+            if args.device == "cpu":
+                torch.set_num_threads(threads)
+    table, per_call = table_rows(table_runs), per_call_rows(per_call_runs)
+    sweep = sweep_rows(sweep_runs) if args.sweep else []
     print(table_markdown(table), end="\n\n")
-    per_call = run_per_call(args.device, args.repeat)
     print(per_call_markdown(per_call), end="\n\n")
-    sweep = []
-    if args.sweep:
-        counts = [int(t) for t in args.sweep_threads.split(",")] if args.device == "cpu" else [threads]
-        sweep = run_sweep(args.device, torch.float32, counts, args.repeat)
-        if args.device == "cpu":
-            torch.set_num_threads(threads)
+    if sweep:
         print(sweep_markdown(sweep), end="\n\n")
-    meta["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    meta["load_average_after"] = load_average()
 
     if args.json:
         with open(args.json, "w") as f:
@@ -316,7 +352,7 @@ def main(argv=None):
         with open(args.markdown, "w") as f:
             f.write(f"Device: {meta['device']}  \ntorch {meta['torch']}, nspl_filler {meta['nspl_filler']} "
                     f"(CPU kernels: {meta['nspl_cpu_kernels']}), NSPL alpha {args.alpha}, ratio {args.ratio}, "
-                    f"{threads} threads, median of {args.repeat}, "
+                    f"{threads} threads, median of {args.repeat} calls, best of {args.runs} run(s), "
                     f"{meta['date']}, load average {meta['load_average_before']} -> {meta['load_average_after']}\n\n")
             f.write(table_markdown(table) + "\n\n" + per_call_markdown(per_call) + "\n")
             if sweep:
