@@ -5,6 +5,8 @@
 
 #include <array>
 
+#include "cpu/cpu_capability.h"
+#include "cpu/fill_cpu_avx2.h"
 #include "fill.h"
 #include "filler.h"
 
@@ -13,6 +15,52 @@ namespace py = pybind11;
 namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
+
+// exp / log / log1p of nspl_math.h element-wise over a float32 or float64 tensor, by the
+// scalar code or the AVX2 kernels: the tests compare the two and measure accuracy.
+template <typename T>
+void scalar_math(const std::string& name, const T* in, T* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      out[i] = name == "exp" ? nspl::exp_f32(in[i]) : name == "log" ? nspl::log_f32(in[i]) : nspl::log1p_f32(in[i]);
+    } else {
+      out[i] = name == "exp" ? nspl::exp_f64(in[i]) : name == "log" ? nspl::log_f64(in[i]) : nspl::log1p_f64(in[i]);
+    }
+  }
+}
+
+at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability) {
+  TORCH_CHECK_VALUE(name == "exp" || name == "log" || name == "log1p",
+                    "nspl_filler: function must be 'exp', 'log' or 'log1p', got '", name, "'");
+  TORCH_CHECK_TYPE((x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.device().is_cpu(),
+                   "nspl_filler: expected a CPU float32 or float64 tensor");
+  TORCH_CHECK_VALUE(capability == "scalar" || capability == "avx2",
+                    "nspl_filler: capability must be 'scalar' or 'avx2', got '", capability, "'");
+  const at::Tensor in = x.contiguous();
+  at::Tensor out = at::empty_like(in);
+  const int64_t n = in.numel();
+  const bool is_float = in.scalar_type() == at::kFloat;
+  if (capability == "scalar") {
+    if (is_float) {
+      scalar_math(name, in.data_ptr<float>(), out.data_ptr<float>(), n);
+    } else {
+      scalar_math(name, in.data_ptr<double>(), out.data_ptr<double>(), n);
+    }
+    return out;
+  }
+  TORCH_CHECK_VALUE(nspl::cpu::avx2_supported(), "nspl_filler: this CPU or build has no AVX2 kernels");
+#if NSPL_HAVE_AVX2_KERNELS
+  const auto fn = name == "exp" ? nspl::avx2::MathFunction::Exp
+                  : name == "log" ? nspl::avx2::MathFunction::Log
+                                  : nspl::avx2::MathFunction::Log1p;
+  if (is_float) {
+    nspl::avx2::math_f32(fn, in.data_ptr<float>(), out.data_ptr<float>(), n);
+  } else {
+    nspl::avx2::math_f64(fn, in.data_ptr<double>(), out.data_ptr<double>(), n);
+  }
+#endif
+  return out;
+}
 
 }  // namespace
 
@@ -121,4 +169,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   });
   m.attr("torch_version") = py::str(NSPL_TORCH_VERSION);
+
+  // Test and benchmark hooks for the CPU kernels (see cpu/cpu_capability.h).
+  m.def(
+      "_set_cpu_capability", [](const std::string& name) { nspl::cpu::set_capability(name); },
+      py::arg("name"), "Use the 'scalar' or 'avx2' CPU kernels, or 'auto' (the best this CPU runs).");
+  m.def(
+      "_cpu_capability", []() { return std::string(nspl::cpu::capability_name(nspl::cpu::capability())); },
+      "The CPU kernels fills use now: 'scalar' or 'avx2'.");
+  m.def("_avx2_supported", &nspl::cpu::avx2_supported, "Whether this CPU and build run the AVX2 kernels.");
+  m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
+        "nspl_filler's own exp, log or log1p (float32 or float64), element-wise, by the 'scalar' "
+        "or 'avx2' code.");
 }
