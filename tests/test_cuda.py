@@ -308,6 +308,13 @@ def test_errors_leave_tensor_and_generator_unchanged(error, match, call):
     assert torch.cuda.default_generators[t.device.index].get_offset() == offset
 
 
+def test_cuda_generator_for_a_cpu_tensor_is_an_error():
+    t = torch.full((4, 4), 7.0)
+    with pytest.raises(RuntimeError, match="CUDA generator"):
+        nspl_filler.fill_(t, generator=torch.Generator(device="cuda"))
+    assert (t == 7.0).all()
+
+
 def test_unsupported_tensors_are_rejected_before_writing():
     ints = torch.zeros(4, 4, dtype=torch.int32, device="cuda")
     with pytest.raises(TypeError, match="Int"):

@@ -1,7 +1,8 @@
 // CUDA backend. Like the CPU kernel, every element is computed from its logical (global)
 // index alone, so the values do not depend on the launch configuration or the memory
-// layout: with an explicit seed they are the CPU's, up to the last-ulp differences of
-// the device's exp/log (SPEC §4).
+// layout: with an explicit seed they are the CPU's, up to the last-ulp differences
+// between the device's and the host's exp/log/log1p/erf (SPEC §4; tests/test_cuda.py
+// gives the bounds).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -199,7 +201,7 @@ unsigned int grid_size(int64_t units) {
   const int64_t resident =
       static_cast<int64_t>(prop->multiProcessorCount) * (prop->maxThreadsPerMultiProcessor / kThreads);
   const int64_t needed = (units + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(resident, needed)));
+  return static_cast<unsigned int>(std::min(resident, needed));
 }
 
 template <typename scalar_t, typename acc_t, typename Sampler>
@@ -270,6 +272,8 @@ LaunchStream cuda_stream(const at::Tensor& self, const ShardView& view, std::opt
 
 void fill_cuda(const at::Tensor& self, const SampleSpec& spec, std::optional<int64_t> seed,
                int64_t offset, const std::optional<at::Generator>& generator, const ShardView& view) {
+  // A CPU tensor gets here when a CUDA generator makes the dispatcher choose this kernel.
+  TORCH_CHECK(self.is_cuda(), "nspl_filler: a CUDA generator cannot fill a tensor on ", self.device());
   const c10::cuda::CUDAGuard device_guard(self.device());
   // Before the generator is advanced: a tensor that cannot be filled consumes nothing.
   const StridedLayout layout = make_layout(self, view);
