@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Compiles nspl_filler's CUDA kernels on a machine without a GPU and checks the result
+# imports with them registered. Uses a venv of its own (.venv-cuda, reused when present)
+# with the CUDA build of torch, and builds a wheel from a scratch copy of the working tree,
+# so neither the CPU build (.venv, nspl_filler/_C*.so) nor build/ in the tree is touched.
+#
+#   bash .ci/compile_cuda.sh
+#
+# Honours MAX_JOBS (default 2), TORCH_CUDA_ARCH_LIST (default: setup.py's) and CUDA_HOME
+# (default /usr/local/cuda, else the toolkit holding nvcc).
+set -euo pipefail
+
+TORCH_VERSION=2.14.1  # a CUDA 13 build: the newest torch pip installs on these machines
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv-cuda"
+started=$SECONDS
+
+if [ -z "${CUDA_HOME:-}" ]; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then
+    CUDA_HOME=/usr/local/cuda
+  elif command -v nvcc >/dev/null; then
+    # torch would guess the same, and then miss lib64 when nvcc is a wrapper outside the toolkit.
+    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
+  else
+    echo "compile_cuda: no CUDA toolkit (nvcc) found; set CUDA_HOME" >&2
+    exit 1
+  fi
+fi
+export CUDA_HOME
+echo "compile_cuda: CUDA_HOME=$CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version | tail -1))"
+
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q "torch==$TORCH_VERSION" numpy ninja pybind11 setuptools wheel
+echo "compile_cuda: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)') ready after $((SECONDS - started)) s"
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+mkdir "$scratch/src"
+# Tracked and untracked-but-not-ignored files that exist: what a clean checkout would build.
+(cd "$root" && git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done |
+  xargs -0 cp --parents -t "$scratch/src")
+
+build_started=$SECONDS
+(cd "$scratch/src" && FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-2}" \
+  "$venv/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$scratch/wheel" .)
+echo "compile_cuda: built the CUDA extension in $((SECONDS - build_started)) s"
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$scratch"/wheel/nspl_filler-*.whl
+
+# From outside the tree, so the installed wheel is imported, not ./nspl_filler.
+(cd "$scratch" && "$venv/bin/python" - <<'PY'
+import torch
+import nspl_filler
+
+assert nspl_filler.cuda_built, "nspl_filler was built without its CUDA kernels"
+for op in ("nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_"):
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"nspl_filler::{op}", "CUDA"), op
+# The CPU path of the same build still fills.
+t = nspl_filler.fill_(torch.empty(8, 8), seed=1)
+assert torch.isfinite(t).all() and t.abs().min() > 0
+print(f"compile_cuda: nspl_filler imports with CUDA kernels under torch {torch.__version__}")
+PY
+)
+echo "compile_cuda: ok in $((SECONDS - started)) s"
