@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "fill.h"
+#include "fill_many.h"
 #include "ops_impl.h"
 
 namespace nspl {
@@ -355,7 +356,16 @@ TORCH_LIBRARY(nspl_filler, m) {
   m.def(
       "normal_(Tensor(a!) self, float std, int? seed=None, int offset=0, "
       "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
+  // Bulk nspl_ over a list (fill_many.h): one gain and one first block per tensor;
+  // global_shapes / global_starts are the per-tensor global_shape / global_start concatenated.
+  m.def(
+      "nspl_many_(Tensor(a!)[] tensors, str mode, float alpha, float ratio, float[] gains, "
+      "int? seed, int[] offsets, Generator? generator=None, int[]? global_shapes=None, "
+      "int[]? global_starts=None) -> ()");
 }
 
 // Meta tensors (and fake tensors under torch.compile): check the arguments, write nothing.
-TORCH_LIBRARY_IMPL(nspl_filler, Meta, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_nothing); }
+TORCH_LIBRARY_IMPL(nspl_filler, Meta, m) {
+  NSPL_REGISTER_BACKEND(m, ::nspl::fill_nothing);
+  m.impl("nspl_many_", &::nspl::nspl_many_meta);
+}

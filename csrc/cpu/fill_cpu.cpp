@@ -12,6 +12,7 @@
 
 #include "../fill.h"
 #include "../ops_impl.h"
+#include "fill_many_cpu.h"
 
 namespace nspl {
 namespace {
@@ -127,4 +128,7 @@ void fill_cpu(const at::Tensor& self, const SampleSpec& spec, std::optional<int6
 }  // namespace
 }  // namespace nspl
 
-TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_cpu); }
+TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) {
+  NSPL_REGISTER_BACKEND(m, ::nspl::fill_cpu);
+  m.impl("nspl_many_", &::nspl::nspl_many_cpu<::nspl::fill_cpu, ::nspl::cpu_stream>);
+}
