@@ -47,6 +47,25 @@ void check_disjoint(const std::vector<ManyFillItem>& items) {
   }
 }
 
+// The checks that do not depend on sizes, so that the Meta kernel can make them under
+// dynamic shapes too.
+void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
+                          at::ArrayRef<double> gains, std::optional<int64_t> seed,
+                          at::IntArrayRef offsets, const std::optional<at::Generator>& generator) {
+  TORCH_CHECK_VALUE(gains.size() == n && offsets.size() == n, "nspl_filler: ", n,
+                    " tensors need one gain and one offset each, got ", gains.size(), " gains and ",
+                    offsets.size(), " offsets");
+  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
+                    "nspl_filler: pass seed or generator, not both");
+  parse_variance_norm(mode);
+  check_power_law(alpha, ratio);
+  for (size_t k = 0; k < n; ++k) {
+    check_positive("gain", gains[k]);
+    TORCH_CHECK_VALUE(offsets[k] >= 0, "nspl_filler: offset of tensor ", k, " must be >= 0, got ",
+                      offsets[k]);
+  }
+}
+
 }  // namespace
 
 std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
@@ -56,11 +75,7 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
                                          at::OptionalIntArrayRef global_shapes,
                                          at::OptionalIntArrayRef global_starts) {
   const size_t n = tensors.size();
-  TORCH_CHECK_VALUE(gains.size() == n && offsets.size() == n, "nspl_filler: ", n,
-                    " tensors need one gain and one offset each, got ", gains.size(), " gains and ",
-                    offsets.size(), " offsets");
-  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
-                    "nspl_filler: pass seed or generator, not both");
+  check_many_arguments(n, mode, alpha, ratio, gains, seed, offsets, generator);
   TORCH_CHECK_VALUE(global_shapes.has_value() || !global_starts.has_value(),
                     "nspl_filler: global_starts needs global_shapes");
   int64_t total_dims = 0;
@@ -77,9 +92,9 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
   for (size_t k = 0; k < n; ++k) {
     const at::Tensor& t = tensors[k];
     check_fillable(t);
-    TORCH_CHECK_VALUE(t.device() == tensors[0].device(), "nspl_filler: all tensors of one bulk fill must be on one device; tensor 0 is on ",
+    TORCH_CHECK_VALUE(t.device() == tensors[0].device(),
+                      "nspl_filler: all tensors of one bulk fill must be on one device; tensor 0 is on ",
                       tensors[0].device(), ", tensor ", k, " on ", t.device());
-    TORCH_CHECK_VALUE(offsets[k] >= 0, "nspl_filler: offset of tensor ", k, " must be >= 0, got ", offsets[k]);
     const size_t nd = static_cast<size_t>(t.dim());
     at::OptionalIntArrayRef shape, start;
     if (global_shapes) shape = global_shapes->slice(dim_at, nd);
@@ -111,6 +126,15 @@ void nspl_many_meta(at::TensorList tensors, c10::string_view mode, double alpha,
                     at::ArrayRef<double> gains, std::optional<int64_t> seed,
                     at::IntArrayRef offsets, std::optional<at::Generator> generator,
                     at::OptionalIntArrayRef global_shapes, at::OptionalIntArrayRef global_starts) {
+  const bool symbolic = std::any_of(tensors.begin(), tensors.end(), [](const at::Tensor& t) {
+    return t.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
+  });
+  if (symbolic) {
+    // Under dynamic shapes (torch.compile) sizes are symbols that fans cannot be computed
+    // from; the real kernel makes the size-dependent checks when it runs.
+    check_many_arguments(tensors.size(), mode, alpha, ratio, gains, seed, offsets, generator);
+    return;
+  }
   plan_nspl_many(tensors, mode, alpha, ratio, gains, seed, offsets, generator, global_shapes,
                  global_starts);
 }

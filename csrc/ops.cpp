@@ -358,8 +358,10 @@ TORCH_LIBRARY(nspl_filler, m) {
       "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
   // Bulk nspl_ over a list (fill_many.h): one gain and one first block per tensor;
   // global_shapes / global_starts are the per-tensor global_shape / global_start concatenated.
+  // The mode argument is named variance_norm (Caffe's name): torch's auto_functionalized,
+  // which torch.compile wraps mutating ops in, takes a parameter `mode` of its own.
   m.def(
-      "nspl_many_(Tensor(a!)[] tensors, str mode, float alpha, float ratio, float[] gains, "
+      "nspl_many_(Tensor(a!)[] tensors, str variance_norm, float alpha, float ratio, float[] gains, "
       "int? seed, int[] offsets, Generator? generator=None, int[]? global_shapes=None, "
       "int[]? global_starts=None) -> ()");
 }
