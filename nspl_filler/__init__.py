@@ -3,9 +3,12 @@
     import nspl_filler
     nspl_filler.fill_(layer.weight, mode="fan_in", seed=0)
 
-See fill_, symmetric_power_law_, Generator and the Caffe-style get_filler.
+    nspl_filler.fill_many_([l.weight for l in layers], seed=0)   # a list, in bulk
+
+See fill_, symmetric_power_law_, fill_many_, Generator and the Caffe-style get_filler.
 """
 from ._extension import cuda_built
+from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
 from .generator import Generator
 from .init import (
@@ -23,6 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "VarianceNorm",
-    "compute_fans", "cuda_built", "fill_", "get_filler", "nspl_", "second_moment",
+    "compute_fans", "cuda_built", "fill_", "fill_many_", "get_filler", "nspl_", "second_moment",
     "symmetric_power_law_",
 ]
