@@ -3,9 +3,10 @@
     import nspl_filler
     nspl_filler.fill_(layer.weight, mode="fan_in", seed=0)
 
-    nspl_filler.fill_many_([l.weight for l in layers], seed=0)   # a list, in bulk
+    nspl_filler.init_module_(model, seed=0)          # every parameter, in bulk
 
-See fill_, symmetric_power_law_, fill_many_, Generator and the Caffe-style get_filler.
+See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
+get_filler.
 """
 from ._extension import cuda_built
 from .bulk import fill_many_
@@ -21,11 +22,12 @@ from .init import (
     second_moment,
     symmetric_power_law_,
 )
+from .module import ParamInit, format_report, init_module_, init_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "VarianceNorm",
-    "compute_fans", "cuda_built", "fill_", "fill_many_", "get_filler", "nspl_", "second_moment",
-    "symmetric_power_law_",
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "ParamInit",
+    "VarianceNorm", "compute_fans", "cuda_built", "fill_", "fill_many_", "format_report",
+    "get_filler", "init_module_", "init_plan", "nspl_", "second_moment", "symmetric_power_law_",
 ]

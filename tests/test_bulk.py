@@ -213,7 +213,7 @@ def test_torch_function_override_is_honoured():
 
 def test_exported():
     assert nspl_filler.fill_many_ is fill_many_
-    assert "fill_many_" in nspl_filler.__all__
+    assert "fill_many_" in nspl_filler.__all__ and "init_module_" in nspl_filler.__all__
 
 
 # ---------------------------------------------------------------------------------------
