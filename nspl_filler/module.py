@@ -60,7 +60,7 @@ class ParamInit:
     std: Optional[float]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Action:
     rule: str                       # a NAMED_RULES entry, "constant" or "custom"
     options: dict = field(default_factory=dict)
@@ -77,6 +77,22 @@ class _Action:
         return self.rule
 
 
+# The default rules, shared by every parameter they apply to.
+_DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "skip")}
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """The settings of a random rule, resolved once per rule: the call's defaults with the
+    rule's options on top."""
+    mode: str
+    alpha: float
+    ratio: float
+    gain: float
+    std: Optional[float]            # normal: explicit std
+    bound: Optional[float]          # uniform: explicit bound
+
+
 @dataclass
 class _Entry:
     name: str
@@ -84,10 +100,7 @@ class _Entry:
     owner: nn.Module
     action: _Action
     record: ParamInit
-    mode: str = "fan_in"
-    alpha: float = DEFAULT_ALPHA
-    ratio: float = DEFAULT_RATIO
-    gain: float = 1.0
+    draw: Optional[_Draw] = None    # random rules
     scale: float = 0.0              # normal: std; uniform: bound
 
 
@@ -95,7 +108,9 @@ def _action(value: RuleValue, where: str) -> _Action:
     if isinstance(value, str):
         rule = "skip" if value.lower() == "keep" else value.lower()
         if rule not in NAMED_RULES:
-            raise ValueError(f"nspl_filler: rule {where}: unknown rule {value!r}; use one of {NAMED_RULES + ('keep',)}")
+            raise ValueError(
+                f"nspl_filler: rule {where}: unknown rule {value!r}; use one of {NAMED_RULES + ('keep',)}"
+            )
         return _Action(rule)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return _Action("constant", value=float(value))
@@ -103,7 +118,9 @@ def _action(value: RuleValue, where: str) -> _Action:
         options = dict(value)
         rule = str(options.pop("init", "nspl")).lower()
         if rule not in _RULE_OPTIONS:
-            raise ValueError(f"nspl_filler: rule {where}: 'init' of a dict rule must be one of {tuple(_RULE_OPTIONS)}, got {rule!r}")
+            raise ValueError(
+                f"nspl_filler: rule {where}: 'init' of a dict rule must be one of {tuple(_RULE_OPTIONS)}, got {rule!r}"
+            )
         unknown = set(options) - _RULE_OPTIONS[rule]
         if unknown:
             raise ValueError(
@@ -152,12 +169,12 @@ def _default_action(name: str, param: Tensor, owner: nn.Module) -> _Action:
     """NSPL for weights of >= 2 dims; norm layers' 1-D parameters weight 1, bias 0; other
     biases 0; anything else (1-D or scalar parameters such as PReLU slopes or layer scales,
     whose constructor chose their value) is left as it is."""
-    is_bias = name.rsplit(".", 1)[-1].endswith("bias")
-    if param.dim() <= 1 and _is_norm(owner):
-        return _Action("zeros" if is_bias else "ones")
     if param.dim() >= 2:
-        return _Action("nspl")
-    return _Action("zeros" if is_bias else "skip")
+        return _DEFAULT["nspl"]
+    is_bias = name.endswith("bias")
+    if _is_norm(owner):
+        return _DEFAULT["zeros" if is_bias else "ones"]
+    return _DEFAULT["zeros" if is_bias else "skip"]
 
 
 def _named_parameters(module: nn.Module) -> Iterator[tuple[str, Tensor, nn.Module]]:
@@ -175,36 +192,48 @@ def _named_parameters(module: nn.Module) -> Iterator[tuple[str, Tensor, nn.Modul
 def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rules) -> list[_Entry]:
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
-    defaults = {"mode": _mode_name(mode), "alpha": _real("alpha", alpha), "ratio": _real("ratio", ratio),
-                "gain": None if gain is None else _real("gain", gain), "nonlinearity": nonlinearity, "param": param}
+    defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
+                "param": param}
+    draws: dict[int, _Draw] = {}
+
+    def draw_of(action: _Action) -> _Draw:
+        if id(action) not in draws:
+            o = {**defaults, **action.options}
+            gain_of_rule = (torch.nn.init.calculate_gain(o["nonlinearity"], o["param"]) if o["gain"] is None
+                            else _real("gain", o["gain"]))
+            draws[id(action)] = _Draw(
+                _mode_name(o["mode"]), _real("alpha", o["alpha"]), _real("ratio", o["ratio"]), gain_of_rule,
+                _real("std", o["std"]) if "std" in o else None,
+                _real("bound", o["bound"]) if "bound" in o else None,
+            )
+        return draws[id(action)]
+
+    draw_of(_DEFAULT["nspl"])  # checks the call's own arguments even where no rule is random
     rule_list = _rule_list(rules)
     entries = []
     for name, tensor, owner in _named_parameters(module):
         action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None)
         action = action or _default_action(name, tensor, owner)
         shape = tuple(tensor.shape)
-        entry = _Entry(name, tensor, owner, action, ParamInit(name, shape, action.label(), None, None))
         if action.rule in RANDOM_RULES:
-            o = {**defaults, **action.options}
-            entry.mode, entry.alpha, entry.ratio = _mode_name(o["mode"]), _real("alpha", o["alpha"]), _real("ratio", o["ratio"])
+            draw = draw_of(action)
             try:
                 fan_in, fan_out = compute_fans(shape)
             except ValueError as error:
                 raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}") from None
-            n = {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[entry.mode]
-            g = o["gain"]
-            entry.gain = torch.nn.init.calculate_gain(o["nonlinearity"], o["param"]) if g is None else _real("gain", g)
-            std = entry.gain / math.sqrt(n)
+            n = {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[draw.mode]
+            std = draw.gain / math.sqrt(n)
+            scale = 0.0
             if action.rule == "normal":
-                std = _real("std", o["std"]) if "std" in o else std
-                entry.scale = std
+                std = scale = std if draw.std is None else draw.std
             elif action.rule == "uniform":
-                entry.scale = _real("bound", o["bound"]) if "bound" in o else math.sqrt(3.0) * std
-                std = entry.scale / math.sqrt(3.0)
-            entry.record = ParamInit(name, shape, action.label(), n, std)
-        elif action.rule in ("zeros", "ones", "constant"):
-            entry.record = ParamInit(name, shape, action.label(), None, 0.0)
-        entries.append(entry)
+                scale = math.sqrt(3.0) * std if draw.bound is None else draw.bound
+                std = scale / math.sqrt(3.0)
+            record = ParamInit(name, shape, action.label(), n, std)
+            entries.append(_Entry(name, tensor, owner, action, record, draw, scale))
+        else:
+            std = 0.0 if action.rule in ("zeros", "ones", "constant") else None
+            entries.append(_Entry(name, tensor, owner, action, ParamInit(name, shape, action.label(), None, std)))
     return entries
 
 
@@ -244,9 +273,9 @@ def _fill_random(entries: list[_Entry], key: Optional[int], start: int, generato
     groups: dict[tuple, list[int]] = {}
     for k, e in enumerate(entries):
         if e.action.rule == "nspl":
-            groups.setdefault((e.mode, e.alpha, e.ratio), []).append(k)
+            groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(k)
     for (mode, alpha, ratio), indices in groups.items():
-        nspl_many([entries[k].tensor for k in indices], mode, alpha, ratio, [entries[k].gain for k in indices],
+        nspl_many([entries[k].tensor for k in indices], mode, alpha, ratio, [entries[k].draw.gain for k in indices],
                   key, [offsets[k] for k in indices], generator)
     for k, e in enumerate(entries):
         if e.action.rule == "nspl":
@@ -261,12 +290,11 @@ def _zero_padding_rows(entries: list[_Entry]) -> None:
     """nn.Embedding / nn.EmbeddingBag keep the row padding_idx at zero (their reset_parameters
     does the same); for a sharded weight, on the rank whose shard holds that row."""
     for e in entries:
-        padding = getattr(e.owner, "padding_idx", None)
-        if (e.action.rule not in RANDOM_RULES or padding is None or e.tensor is not getattr(e.owner, "weight", None)
-                or not isinstance(e.owner, (nn.Embedding, nn.EmbeddingBag))):
+        if (not isinstance(e.owner, (nn.Embedding, nn.EmbeddingBag)) or e.owner.padding_idx is None
+                or e.tensor is not e.owner.weight or e.action.rule not in RANDOM_RULES):
             continue
         target, _, global_start = local_shard(e.tensor)
-        row = padding - (global_start[0] if global_start else 0)
+        row = e.owner.padding_idx - (global_start[0] if global_start else 0)
         if 0 <= row < target.shape[0]:
             target[row].zero_()
 
