@@ -7,6 +7,7 @@ skipped them and builds the CPU extension. MAX_JOBS (parallel compile jobs) and 
 """
 import glob
 import os
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -39,17 +40,28 @@ def wheel_cuda_include_dirs():
     return sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
 
 
+def openmp_flags():
+    """-fopenmp where torch's intra-op threads are OpenMP (Linux wheels). at::parallel_for is
+    a header template that parallelises only when the including file is compiled with OpenMP
+    (ATen/ParallelOpenMP.h tests _OPENMP); without the flag every loop of the extension runs
+    on one thread. The extension then shares the libgomp.so.1 that torch has already loaded."""
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        return ["-fopenmp"]
+    return []
+
+
 def extensions():
     build_cuda, reason = cuda_decision()
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     # Contraction of a*b+c into fma would differ between compilers and devices; the
     # stream is meant to give the same values everywhere.
     cxx = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cxx += ["-ffp-contract=off", "-fvisibility=hidden"]
+    cxx += ["-ffp-contract=off", "-fvisibility=hidden"] + openmp_flags()
     cxx.append(f'-DNSPL_TORCH_VERSION="{torch.__version__}"')
     if not build_cuda:
         print(f"nspl_filler: building the CPU extension only: {reason}")
-        return [CppExtension("nspl_filler._C", sources, extra_compile_args={"cxx": cxx})]
+        return [CppExtension("nspl_filler._C", sources, extra_compile_args={"cxx": cxx},
+                             extra_link_args=openmp_flags())]
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
     print(f"nspl_filler: building CPU and CUDA extension for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
@@ -63,6 +75,7 @@ def extensions():
             include_dirs=wheel_cuda_include_dirs(),
             define_macros=[("NSPL_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            extra_link_args=openmp_flags(),
         )
     ]
 
