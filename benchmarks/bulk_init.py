@@ -72,15 +72,19 @@ def nspl_fill_loop(model: nn.Module) -> None:
     per_tensor_loop(model, lambda p: nspl_filler.fill_(p, generator=generator))
 
 
-def time_it(fn, repeats: int, sync) -> list[float]:
-    fn()  # warm-up: allocator, first-call caches
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def time_cases(cases: dict, repeats: int, sync) -> dict[str, list[float]]:
+    """Seconds per run of each case. The cases take turns within each repeat, so load from
+    other work on the machine, which comes and goes, falls on all of them alike."""
+    for fn in cases.values():  # warm-up: allocator, first-call caches
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
+    sync()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -124,7 +128,7 @@ def run(device: str, layers: int, width: int, repeats: int) -> dict:
         "init_module_(seed=0)": lambda: nspl_filler.init_module_(model, seed=0),
         "init_module_() (torch generator)": lambda: nspl_filler.init_module_(model),
     }
-    results = {name: time_it(fn, repeats, sync) for name, fn in cases.items()}
+    results = time_cases(cases, repeats, sync)
     baseline = statistics.median(results["torch.nn.init loop"])
     return {
         "device": device,
