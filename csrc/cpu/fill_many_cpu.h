@@ -15,6 +15,10 @@ namespace nspl {
 // Tensors dealt out whole go to threads in tasks of about this many elements: some tens of
 // microseconds of sampling, far above the cost of handing out a task.
 constexpr int64_t kElementsPerTask = 1 << 13;
+// From this size on a tensor is split across threads on its own: its sampling (some
+// hundreds of microseconds) dwarfs a parallel region, and splitting it keeps the threads
+// evenly loaded, which dealing out a few large tensors whole would not.
+constexpr int64_t kSplitElements = 1 << 16;
 
 using StreamFn = StreamPosition (*)(std::optional<int64_t> seed, int64_t offset,
                                     const std::optional<at::Generator>& generator);
@@ -22,11 +26,11 @@ using StreamFn = StreamPosition (*)(std::optional<int64_t> seed, int64_t offset,
 // One C++ call for the whole list. The stream position is taken once (a torch generator
 // gives one key for the call); tensor k then uses blocks position.offset + offsets[k] + ...
 //
-// Threads: a tensor larger than one thread's share of the call is filled by `fill`, which
-// splits it across threads itself. The others are dealt out whole across threads (a nested
-// at::parallel_for runs inline), since most are below the grain at which `fill` would split
-// them and would otherwise run one after another on one thread. Values depend only on
-// element indices, so neither the split nor the thread count changes them.
+// Threads: a large tensor is filled by `fill`, which splits it across threads itself. The
+// small ones are dealt out whole across threads (a nested at::parallel_for runs inline):
+// one by one, most would be below the grain at which `fill` splits and would run one after
+// another on one thread. Values depend only on element indices, so neither the split nor
+// the thread count changes them.
 template <FillFn fill, StreamFn stream>
 void nspl_many_cpu(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
                    at::ArrayRef<double> gains, std::optional<int64_t> seed, at::IntArrayRef offsets,
@@ -44,12 +48,11 @@ void nspl_many_cpu(at::TensorList tensors, c10::string_view mode, double alpha, 
          static_cast<int64_t>(position.offset + item.offset), std::nullopt, item.view);
   };
 
-  const int64_t share = std::max<int64_t>(total / at::get_num_threads(), 1);
   std::vector<const ManyFillItem*> dealt;
   int64_t dealt_elements = 0;
   for (const auto& item : items) {
     if (!item.writes()) continue;
-    if (item.tensor.numel() >= share) {
+    if (item.tensor.numel() >= kSplitElements) {
       fill_item(item);
     } else {
       dealt.push_back(&item);
