@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from .generator import Generator, _check_seed, as_signed64
-from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _mode_name, _real
-from .sharded import agreed_key, common_mesh, is_dtensor, local_shard
 from ._extension import ops
+from .generator import as_signed64
+from .init import (
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _mode_name, _real, _with_stream,
+)
+from .sharded import is_dtensor, local_shard
 
 GainLike = Union[None, float, Sequence[float]]
 
@@ -40,40 +42,8 @@ def _consecutive_offsets(tensors: Sequence[Tensor], start: int) -> list[int]:
     return offsets
 
 
-def with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: GeneratorLike,
-                fill: Callable[[Optional[int], int, Optional[torch.Generator]], None]) -> None:
-    """Calls fill(key, start, torch_generator) once for `tensors`, to be filled in order from
-    block `start` of key `key` (SPEC §4):
-
-    - ``seed=s``: key s, start 0;
-    - ``generator=nspl_filler.Generator``: its key and offset, which then advances by the
-      blocks of all the tensors (only if fill returns);
-    - a torch.Generator or None with DTensors among the tensors: a key agreed by every rank of
-      their mesh (sharded.agreed_key), start 0;
-    - otherwise key None: the op draws the stream position from the torch generator (or the
-      tensors' default one), once per call.
-    """
-    if seed is not None and generator is not None:
-        raise ValueError("nspl_filler: pass seed or generator, not both")
-    if seed is not None:
-        fill(_check_seed(seed), 0, None)
-    elif isinstance(generator, Generator):
-        generator._consume(sum(_blocks(t) for t in tensors), lambda key, start: fill(key, start, None))
-    elif generator is None or isinstance(generator, torch.Generator):
-        mesh = common_mesh(tensors)
-        if mesh is None:
-            fill(None, 0, generator)
-        else:
-            fill(agreed_key(mesh, generator), 0, None)
-    else:
-        raise TypeError(
-            "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
-            f"got {type(generator).__name__}"
-        )
-
-
-def nspl_many(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
-              key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator]) -> None:
+def _nspl_many(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
+               key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator]) -> None:
     """Runs the bulk op: tensor k with gains[k] from block offsets[k] of key `key` (key None:
     of the position the op draws from `generator`), DTensors through their local shards.
     One op call per device; a list spanning several devices is first checked whole on meta
@@ -168,9 +138,9 @@ def fill_many_(
     if not tensors:
         return tensors
     with torch.no_grad():
-        with_stream(
+        _with_stream(
             tensors, seed, generator,
-            lambda key, start, torch_generator: nspl_many(
+            lambda key, start, torch_generator: _nspl_many(
                 tensors, mode_name, alpha, ratio, gains, key, _consecutive_offsets(tensors, start), torch_generator
             ),
         )

@@ -15,9 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from ._extension import ops
-from .bulk import _consecutive_offsets, nspl_many, with_stream
+from .bulk import _consecutive_offsets, _nspl_many
 from .generator import as_signed64
-from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _mode_name, _real, compute_fans
+from .init import (
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _mode_name, _real, _with_stream, compute_fans,
+)
 from .sharded import local_shard
 
 #: Rules that draw from the random stream, in the order of the parameters.
@@ -275,8 +277,8 @@ def _fill_random(entries: list[_Entry], key: Optional[int], start: int, generato
         if e.action.rule == "nspl":
             groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(k)
     for (mode, alpha, ratio), indices in groups.items():
-        nspl_many([entries[k].tensor for k in indices], mode, alpha, ratio, [entries[k].draw.gain for k in indices],
-                  key, [offsets[k] for k in indices], generator)
+        _nspl_many([entries[k].tensor for k in indices], mode, alpha, ratio,
+                   [entries[k].draw.gain for k in indices], key, [offsets[k] for k in indices], generator)
     for k, e in enumerate(entries):
         if e.action.rule == "nspl":
             continue
@@ -360,7 +362,7 @@ def init_module_(
     random = [e for e in entries if e.action.rule in RANDOM_RULES]
     with torch.no_grad():
         if random:
-            with_stream([e.tensor for e in random], seed, generator,
+            _with_stream([e.tensor for e in random], seed, generator,
                         lambda key, start, torch_generator: _fill_random(random, key, start, torch_generator))
         elif seed is not None and generator is not None:
             raise ValueError("nspl_filler: pass seed or generator, not both")
