@@ -41,10 +41,10 @@ def wheel_cuda_include_dirs():
 
 
 def openmp_flags():
-    """-fopenmp where torch's intra-op backend is OpenMP (Linux builds). at::parallel_for
-    is a header template: compiled without OpenMP it runs every chunk on the calling
-    thread, whatever torch.set_num_threads says. The flag links the libgomp.so.1 that
-    torch has already loaded, so both share one thread pool."""
+    """-fopenmp where torch's intra-op threads are OpenMP (Linux wheels). at::parallel_for is
+    a header template that parallelises only when the including file is compiled with OpenMP
+    (ATen/ParallelOpenMP.h tests _OPENMP); without the flag every loop of the extension runs
+    on one thread. The extension then shares the libgomp.so.1 that torch has already loaded."""
     if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
         return ["-fopenmp"]
     return []

@@ -8,6 +8,7 @@
 #include "cpu/cpu_capability.h"
 #include "cpu/fill_cpu_avx2.h"
 #include "fill.h"
+#include "fill_many.h"
 #include "filler.h"
 
 namespace py = pybind11;
@@ -142,6 +143,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         if (fan_out) nspl::check_positive("fan_out", *fan_out);
         nspl::check_offset(offset);
       });
+  m.def("check_many_args",
+        [](int64_t n, const std::string& variance_norm, double alpha, double ratio,
+           std::vector<double> gains, std::vector<int64_t> offsets) {
+          nspl::check_many_arguments(static_cast<size_t>(n), variance_norm, alpha, ratio, gains,
+                                     std::nullopt, offsets, std::nullopt);
+        });
   m.def("check_power_law_args", [](double alpha, double low, double high, int64_t offset) {
     nspl::power_law_spec(alpha, low, high);
     nspl::check_offset(offset);

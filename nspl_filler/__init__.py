@@ -3,9 +3,13 @@
     import nspl_filler
     nspl_filler.fill_(layer.weight, mode="fan_in", seed=0)
 
-See fill_, symmetric_power_law_, Generator and the Caffe-style get_filler.
+    nspl_filler.init_module_(model, seed=0)          # every parameter, in bulk
+
+See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
+get_filler.
 """
 from ._extension import cuda_built
+from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
 from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
 from .generator import Generator
@@ -19,11 +23,13 @@ from .init import (
     second_moment,
     symmetric_power_law_,
 )
+from .module import ParamInit, format_report, init_module_, init_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "VarianceNorm",
-    "PowerLawFit", "compute_fans", "cuda_built", "fill_", "fit", "get_filler", "load_weights", "nspl_", "plot_fit", "plot_fits", "second_moment",
-    "symmetric_power_law_",
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "ParamInit",
+    "PowerLawFit", "VarianceNorm", "compute_fans", "cuda_built", "fill_", "fill_many_", "fit",
+    "format_report", "get_filler", "init_module_", "init_plan", "load_weights", "nspl_",
+    "plot_fit", "plot_fits", "second_moment", "symmetric_power_law_",
 ]

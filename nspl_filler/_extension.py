@@ -55,3 +55,9 @@ def _symmetric_uniform_fake(self, bound, seed=None, offset=0, generator=None, gl
 @torch.library.register_fake("nspl_filler::normal_")
 def _normal_fake(self, std, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
     _C.check_width_arg("std", std, offset)
+
+
+@torch.library.register_fake("nspl_filler::nspl_many_")
+def _nspl_many_fake(tensors, variance_norm, alpha, ratio, gains, seed, offsets, generator=None,
+                    global_shapes=None, global_starts=None):
+    _C.check_many_args(len(tensors), variance_norm, alpha, ratio, list(gains), list(offsets))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import enum
 import numbers
-from typing import Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
 from .generator import Generator, _check_seed, as_signed64
+from .sharded import agreed_key, common_mesh, is_dtensor, local_shard
 
 #: Default power-law exponent and truncation ratio (see README, "Defaults").
 DEFAULT_ALPHA = 1.0
@@ -73,26 +74,52 @@ def _blocks(tensor: Tensor) -> int:
     return -(-tensor.numel() // per_block)
 
 
-def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args, **shard) -> Tensor:
-    """Calls `op(tensor, *args, seed, offset, torch_generator)` with the stream that seed /
-    generator select (SPEC §4), under no_grad, and returns the tensor."""
+def _with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: GeneratorLike,
+                 fill: Callable[[Optional[int], int, Optional[torch.Generator]], None]) -> None:
+    """Calls fill(key, start, torch_generator) once for `tensors`, to be filled in order from
+    block `start` of key `key` (SPEC §4):
+
+    - ``seed=s``: key s, start 0;
+    - ``generator=nspl_filler.Generator``: its key and offset, which then advances by the
+      blocks of all the tensors (only if fill returns);
+    - a torch.Generator or None with DTensors among the tensors: a key agreed by every rank of
+      their mesh (sharded.agreed_key), start 0;
+    - otherwise key None: the op draws the stream position from the torch generator (or the
+      tensors' default one), once per call.
+    """
     if seed is not None and generator is not None:
         raise ValueError("nspl_filler: pass seed or generator, not both")
-    with torch.no_grad():
-        if seed is not None:
-            op(tensor, *args, seed=as_signed64(_check_seed(seed)), offset=0, **shard)
-        elif isinstance(generator, Generator):
-            generator._consume(
-                _blocks(tensor),
-                lambda key, offset: op(tensor, *args, seed=as_signed64(key), offset=offset, **shard),
-            )
-        elif generator is None or isinstance(generator, torch.Generator):
-            op(tensor, *args, generator=generator, **shard)
+    if seed is not None:
+        fill(_check_seed(seed), 0, None)
+    elif isinstance(generator, Generator):
+        generator._consume(sum(_blocks(t) for t in tensors), lambda key, start: fill(key, start, None))
+    elif generator is None or isinstance(generator, torch.Generator):
+        mesh = common_mesh(tensors)
+        if mesh is None:
+            fill(None, 0, generator)
         else:
-            raise TypeError(
-                "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
-                f"got {type(generator).__name__}"
-            )
+            fill(agreed_key(mesh, generator), 0, None)
+    else:
+        raise TypeError(
+            "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
+            f"got {type(generator).__name__}"
+        )
+
+
+def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args) -> Tensor:
+    """Calls `op(target, *args, seed, offset, torch_generator, global_shape, global_start)` with
+    the stream that seed / generator select (SPEC §4, _with_stream), under no_grad, and
+    returns the tensor. A DTensor is filled through its local shard, placed in the global
+    tensor (see sharded.py)."""
+    with torch.no_grad():
+        target, global_shape, global_start = local_shard(tensor)
+        _with_stream(
+            [tensor], seed, generator,
+            lambda key, start, torch_generator: op(
+                target, *args, seed=None if key is None else as_signed64(key), offset=start,
+                generator=torch_generator, global_shape=global_shape, global_start=global_start,
+            ),
+        )
     return tensor
 
 
@@ -150,11 +177,16 @@ def fill_(
     ``torch.Generator`` or nothing draws the stream from torch's (default) generator, so
     ``torch.manual_seed`` governs it as with torch.nn.init.
 
+    A DTensor (FSDP2, tensor parallel) fills its local shard with exactly the values of its
+    slice of the unsharded tensor, fans from the global shape. With a torch generator the key
+    is drawn on the mesh's first rank and broadcast, a collective that every rank must join.
+
     Errors (before anything is written): TypeError for a non-float dtype or a non-strided
     layout; ValueError for non-finite or out-of-domain arguments, unknown mode or
     nonlinearity, fans <= 0, overlapping memory, or a range c·r that overflows the dtype.
     """
-    if torch.overrides.has_torch_function_variadic(tensor):
+    # A DTensor is handled here, through its local shard, not by an override.
+    if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             fill_, (tensor,), tensor, mode, alpha=alpha, ratio=ratio, gain=gain,
             nonlinearity=nonlinearity, param=param, fan_in=fan_in, fan_out=fan_out,
@@ -190,7 +222,7 @@ def symmetric_power_law_(
     or cancellation for every finite alpha. Every |value| lies in [low, high].
     Seeding and errors as for fill_.
     """
-    if torch.overrides.has_torch_function_variadic(tensor):
+    if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             symmetric_power_law_, (tensor,), tensor, alpha, low, high, seed=seed, generator=generator
         )

@@ -15,6 +15,7 @@
 #include "../ops_impl.h"
 #include "cpu_capability.h"
 #include "fill_cpu_avx2.h"
+#include "fill_many_cpu.h"
 
 namespace nspl {
 namespace {
@@ -148,4 +149,7 @@ void fill_cpu(const at::Tensor& self, const SampleSpec& spec, std::optional<int6
 }  // namespace
 }  // namespace nspl
 
-TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_cpu); }
+TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) {
+  NSPL_REGISTER_BACKEND(m, ::nspl::fill_cpu);
+  m.impl("nspl_many_", &::nspl::nspl_many_cpu<::nspl::fill_cpu, ::nspl::cpu_stream>);
+}

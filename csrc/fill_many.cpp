@@ -1,0 +1,123 @@
+// Checks of the bulk op nspl_many_ (fill_many.h), shared by its CPU, CUDA and Meta kernels.
+#include "fill_many.h"
+
+#include <ATen/MemoryOverlap.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace nspl {
+
+namespace {
+
+// [first byte, one past the last byte] that `t` can touch; strides are never negative.
+std::pair<uintptr_t, uintptr_t> byte_span(const at::Tensor& t) {
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  const auto first = reinterpret_cast<uintptr_t>(t.data_ptr());
+  return {first, first + static_cast<uintptr_t>((last + 1) * t.element_size())};
+}
+
+// The tensors of one call are written concurrently (across CPU threads, or within one
+// CUDA launch), so two tensors that share memory would race where filling them one by one
+// would not. After sorting by first byte, a span that begins before the furthest end seen
+// so far may overlap an earlier tensor; at::get_overlap_status decides, and its "too hard
+// to tell" (non-dense views) counts as sharing.
+void check_disjoint(const std::vector<ManyFillItem>& items) {
+  std::vector<size_t> order;
+  std::vector<std::pair<uintptr_t, uintptr_t>> spans(items.size());
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (!items[k].writes()) continue;
+    spans[k] = byte_span(items[k].tensor);
+    order.push_back(k);
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return spans[a] < spans[b]; });
+  // `reach` is the item, among those seen, whose span ends last.
+  for (size_t j = 1, reach = 0; j < order.size(); ++j) {
+    const size_t a = order[reach], b = order[j];
+    if (spans[b].first < spans[a].second) {
+      const auto status = at::get_overlap_status(items[a].tensor, items[b].tensor);
+      TORCH_CHECK_VALUE(status == at::MemOverlapStatus::No, "nspl_filler: tensors ", std::min(a, b),
+                        " and ", std::max(a, b),
+                        " may share memory; a bulk fill writes its tensors concurrently, so pass "
+                        "each tensor (and each memory region) once");
+    }
+    if (spans[b].second > spans[a].second) reach = j;
+  }
+}
+
+}  // namespace
+
+void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
+                          at::ArrayRef<double> gains, std::optional<int64_t> seed,
+                          at::IntArrayRef offsets, const std::optional<at::Generator>& generator) {
+  TORCH_CHECK_VALUE(gains.size() == n && offsets.size() == n, "nspl_filler: ", n,
+                    " tensors need one gain and one offset each, got ", gains.size(), " gains and ",
+                    offsets.size(), " offsets");
+  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
+                    "nspl_filler: pass seed or generator, not both");
+  parse_variance_norm(mode);
+  check_power_law(alpha, ratio);
+  for (size_t k = 0; k < n; ++k) {
+    check_positive("gain", gains[k]);
+    TORCH_CHECK_VALUE(offsets[k] >= 0, "nspl_filler: offset of tensor ", k, " must be >= 0, got ",
+                      offsets[k]);
+  }
+}
+
+std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
+                                         double alpha, double ratio, at::ArrayRef<double> gains,
+                                         std::optional<int64_t> seed, at::IntArrayRef offsets,
+                                         const std::optional<at::Generator>& generator,
+                                         at::OptionalIntArrayRef global_shapes,
+                                         at::OptionalIntArrayRef global_starts) {
+  const size_t n = tensors.size();
+  check_many_arguments(n, mode, alpha, ratio, gains, seed, offsets, generator);
+  TORCH_CHECK_VALUE(global_shapes.has_value() || !global_starts.has_value(),
+                    "nspl_filler: global_starts needs global_shapes");
+  int64_t total_dims = 0;
+  for (const auto& t : tensors) total_dims += t.dim();
+  TORCH_CHECK_VALUE(!global_shapes || static_cast<int64_t>(global_shapes->size()) == total_dims,
+                    "nspl_filler: global_shapes must hold one entry per dimension of every tensor (",
+                    total_dims, "), got ", global_shapes->size());
+  TORCH_CHECK_VALUE(!global_starts || static_cast<int64_t>(global_starts->size()) == total_dims,
+                    "nspl_filler: global_starts must hold one entry per dimension of every tensor (",
+                    total_dims, "), got ", global_starts->size());
+
+  std::vector<ManyFillItem> items(n);
+  size_t dim_at = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const at::Tensor& t = tensors[k];
+    check_fillable(t);
+    TORCH_CHECK_VALUE(t.device() == tensors[0].device(),
+                      "nspl_filler: all tensors of one bulk fill must be on one device; tensor 0 is on ",
+                      tensors[0].device(), ", tensor ", k, " on ", t.device());
+    const size_t nd = static_cast<size_t>(t.dim());
+    at::OptionalIntArrayRef shape, start;
+    if (global_shapes) shape = global_shapes->slice(dim_at, nd);
+    if (global_starts) start = global_starts->slice(dim_at, nd);
+    dim_at += nd;
+    ManyFillItem& item = items[k];
+    item.tensor = t;
+    item.view = ShardView::make(t, shape, start);
+    item.global_start = start ? start->vec() : std::vector<int64_t>(nd, 0);
+    item.spec = nspl_spec(item.view.global_sizes, mode, alpha, ratio, gains[k], std::nullopt,
+                          std::nullopt, /*caffe_1d=*/false);
+    check_range(item.spec, t.scalar_type());
+    item.offset = static_cast<uint64_t>(offsets[k]);
+  }
+  check_disjoint(items);
+  return items;
+}
+
+uint64_t stream_extent(const std::vector<ManyFillItem>& items) {
+  uint64_t extent = 0;
+  for (const auto& item : items) {
+    const uint64_t end = item.offset + blocks_for(item.view.global_numel(), item.tensor.scalar_type());
+    extent = std::max(extent, end);
+  }
+  return extent;
+}
+
+}  // namespace nspl

@@ -1,0 +1,150 @@
+"""fill_many_: NSPL for a list of tensors in one call of the bulk op nspl_many_ per device
+(on the CPU one C++ loop, on CUDA a few multi-tensor launches instead of one per tensor)."""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from ._extension import ops
+from .generator import as_signed64
+from .init import (
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _mode_name, _real, _with_stream,
+)
+from .sharded import is_dtensor, local_shard
+
+GainLike = Union[None, float, Sequence[float]]
+
+
+def _gains(gain: GainLike, nonlinearity: str, param: Optional[float], count: int) -> list[float]:
+    """One gain per tensor: `gain` itself, each entry of a sequence, or calculate_gain."""
+    if gain is None:
+        return [float(torch.nn.init.calculate_gain(nonlinearity, param))] * count
+    if isinstance(gain, numbers.Real) and not isinstance(gain, bool):
+        return [float(gain)] * count
+    if isinstance(gain, (str, bytes)) or not isinstance(gain, Sequence):
+        raise TypeError(f"nspl_filler: gain must be a real number or a sequence of them, got {type(gain).__name__}")
+    if len(gain) != count:
+        raise ValueError(f"nspl_filler: gain has {len(gain)} entries for {count} tensors")
+    return [_real(f"gain[{k}]", g) for k, g in enumerate(gain)]
+
+
+def _consecutive_offsets(tensors: Sequence[Tensor], start: int) -> list[int]:
+    """First block of each tensor when they are filled one by one from block `start`:
+    offset_k = start + sum_{j<k} blocks_j, blocks_j = ceil(numel_j / 4) (float64: / 2) of the
+    global tensor."""
+    offsets = []
+    for t in tensors:
+        offsets.append(start)
+        start += _blocks(t)
+    return offsets
+
+
+def _nspl_many(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
+               key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator]) -> None:
+    """Runs the bulk op: tensor k with gains[k] from block offsets[k] of key `key` (key None:
+    of the position the op draws from `generator`), DTensors through their local shards.
+    One op call per device; a list spanning several devices is first checked whole on meta
+    twins, so that an error in any tensor leaves every tensor unwritten."""
+    shards = [local_shard(t) for t in tensors]
+    targets = [target for target, _, _ in shards]
+    by_device: dict[torch.device, list[int]] = {}
+    for k, target in enumerate(targets):
+        by_device.setdefault(target.device, []).append(k)
+    placed = any(shape is not None for _, shape, _ in shards)
+
+    def call(indices: list[int], group: list[Tensor], group_generator: Optional[torch.Generator]) -> None:
+        if key is None:
+            # The op draws a fresh position for each call, so each device's list starts at 0.
+            group_offsets = _consecutive_offsets([tensors[k] for k in indices], 0)
+        else:
+            group_offsets = [offsets[k] for k in indices]
+        shapes = starts = None
+        if placed:
+            shapes, starts = [], []
+            for k in indices:
+                target, shape, start = shards[k]
+                shapes += list(target.shape) if shape is None else shape
+                starts += [0] * target.dim() if start is None else start
+        ops.nspl_many_(
+            group, mode, alpha, ratio, [gains[k] for k in indices],
+            None if key is None else as_signed64(key), group_offsets, group_generator, shapes, starts,
+        )
+
+    if len(by_device) > 1:
+        if generator is not None:
+            raise ValueError(
+                f"nspl_filler: a torch.Generator serves one device; the tensors are on {sorted(map(str, by_device))}"
+            )
+        everything = list(range(len(targets)))
+        twins = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta") for t in targets]
+        call(everything, twins, None)
+    for indices in by_device.values():
+        call(indices, [targets[k] for k in indices], generator)
+
+
+def fill_many_(
+    tensors: Sequence[Tensor],
+    mode: Union[str, VarianceNorm] = "fan_in",
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    ratio: float = DEFAULT_RATIO,
+    gain: GainLike = None,
+    nonlinearity: str = "relu",
+    param: Optional[float] = None,
+    seed: Optional[int] = None,
+    generator: GeneratorLike = None,
+) -> list[Tensor]:
+    """Fill every tensor of `tensors` in place with the Normalized Symmetric Power Law, each
+    with its own fans and gain; return them as a list.
+
+    Tensor k gets exactly what fill_(tensor_k, mode, alpha=alpha, ratio=ratio, gain=gain_k)
+    gives it: Var[w] = gain_k² / n_k, with n_k = fan_in, fan_out or (fan_in + fan_out) / 2 of
+    tensor k's shape (the global shape of a DTensor). `gain` is one number for all, a sequence
+    with one per tensor, or None for torch.nn.init.calculate_gain(nonlinearity, param).
+
+    Randomness: with ``seed=s`` or ``generator=nspl_filler.Generator`` the values equal those of
+    filling the tensors one by one, in order, from one nspl_filler.Generator (``seed=s`` acts as
+    a fresh ``Generator(s)``): tensor k uses blocks start + sum_{j<k} blocks_j onwards, where
+    blocks_j = ceil(numel_j / 4) (float64: ceil(numel_j / 2)), and a Generator ends
+    sum_k blocks_k further on. With a torch.Generator or none, each device's tensors take one
+    stream position from that generator (or the device's default one) per call: on the CPU one
+    key, so a single tensor gets what fill_ gives it. DTensors fill their local shards with the
+    values of their slices of the global tensors; with a torch generator their key is agreed
+    across their mesh (a collective, see fill_).
+
+    The work is one bulk op call per device: on the CPU one C++ loop that spreads small tensors
+    across threads, on CUDA one launch per dtype for many tensors at a time.
+
+    Errors, raised before any tensor is written: what fill_ raises for any tensor, ValueError
+    if two tensors may share memory (they are written concurrently) and TypeError for
+    anything that is not a tensor.
+    """
+    tensors = list(tensors)
+    for k, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"nspl_filler: tensors[{k}] must be a torch.Tensor, got {type(t).__name__}")
+    overridable = [t for t in tensors if not is_dtensor(t)]
+    if torch.overrides.has_torch_function(overridable):
+        return torch.overrides.handle_torch_function(
+            fill_many_, overridable, tensors, mode, alpha=alpha, ratio=ratio, gain=gain,
+            nonlinearity=nonlinearity, param=param, seed=seed, generator=generator,
+        )
+    mode_name = _mode_name(mode)
+    alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
+    gains = _gains(gain, nonlinearity, param, len(tensors))
+    if not tensors:
+        return tensors
+    with torch.no_grad():
+        _with_stream(
+            tensors, seed, generator,
+            lambda key, start, torch_generator: _nspl_many(
+                tensors, mode_name, alpha, ratio, gains, key, _consecutive_offsets(tensors, start), torch_generator
+            ),
+        )
+    return tensors
+
+
+__all__ = ["fill_many_"]
