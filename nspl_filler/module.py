@@ -212,6 +212,7 @@ def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rule
 
     draw_of(_DEFAULT["nspl"])  # checks the call's own arguments even where no rule is random
     rule_list = _rule_list(rules)
+    fans_of: dict[tuple[int, ...], tuple[float, float]] = {}  # models repeat a few shapes many times
     entries = []
     for name, tensor, owner in _named_parameters(module):
         action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None)
@@ -219,10 +220,14 @@ def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rule
         shape = tuple(tensor.shape)
         if action.rule in RANDOM_RULES:
             draw = draw_of(action)
-            try:
-                fan_in, fan_out = compute_fans(shape)
-            except ValueError as error:
-                raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}") from None
+            if shape not in fans_of:
+                try:
+                    fans_of[shape] = compute_fans(shape)
+                except ValueError as error:
+                    raise ValueError(
+                        f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}"
+                    ) from None
+            fan_in, fan_out = fans_of[shape]
             n = {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[draw.mode]
             std = draw.gain / math.sqrt(n)
             scale = 0.0
