@@ -1,6 +1,6 @@
 """The main job: ``python -m nspl_filler demo``.
 
-Initialises a small ResNet-style CNN with NSPL (fan_in, ReLU gain, seed 0), prints per
+Initialises a small ResNet-style CNN with init_module_ (NSPL, fan_in, ReLU gain, seed 0), prints per
 layer the target and measured standard deviation and the |w| range, checks that the same
 seed reproduces the model bit for bit, and times fill_ against torch's own samplers on
 one tensor. Everything runs on the embedded defaults; options change the device, size
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, compute_fans, fill_
+from .module import init_module_
 
 
 def small_resnet(num_classes: int = 10) -> nn.Module:
@@ -36,11 +37,10 @@ def small_resnet(num_classes: int = 10) -> nn.Module:
 
 
 def initialise(model: nn.Module, seed: int) -> list[tuple[str, nn.Parameter]]:
-    """NSPL for every weight with >= 2 dims; each gets its own seed so layers differ."""
-    weights = [(name, p) for name, p in model.named_parameters() if p.dim() >= 2]
-    for index, (_, p) in enumerate(weights):
-        fill_(p, "fan_in", seed=seed * 1_000_003 + index)
-    return weights
+    """init_module_: NSPL for every weight with >= 2 dims, in one bulk call from one stream
+    (seed), norm layers weight 1 / bias 0; returns the NSPL-filled weights."""
+    init_module_(model, seed=seed)
+    return [(name, p) for name, p in model.named_parameters() if p.dim() >= 2]
 
 
 def median_seconds(fn, repeat: int) -> float:
