@@ -54,7 +54,7 @@ import torch
 import nspl_filler
 
 assert nspl_filler.cuda_built, "nspl_filler was built without its CUDA kernels"
-for op in ("nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_"):
+for op in ("nspl_", "nspl_many_", "symmetric_power_law_", "symmetric_uniform_", "normal_"):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"nspl_filler::{op}", "CUDA"), op
 # The CPU path of the same build still fills.
 t = nspl_filler.fill_(torch.empty(8, 8), seed=1)
