@@ -95,15 +95,21 @@ class _Draw:
     bound: Optional[float]          # uniform: explicit bound
 
 
-@dataclass
 class _Entry:
-    name: str
-    tensor: Tensor
-    owner: nn.Module
-    action: _Action
-    record: ParamInit
-    draw: Optional[_Draw] = None    # random rules
-    scale: float = 0.0              # normal: std; uniform: bound
+    """One parameter of the plan. A plain class with slots: a model has hundreds of
+    parameters, and this is built for each on every call."""
+
+    __slots__ = ("name", "tensor", "owner", "action", "fan", "std", "draw", "scale")
+
+    def __init__(self, name: str, tensor: Tensor, owner: nn.Module, action: _Action, fan: Optional[float],
+                 std: Optional[float], draw: Optional[_Draw] = None, scale: float = 0.0) -> None:
+        self.name, self.tensor, self.owner, self.action = name, tensor, owner, action
+        self.fan, self.std = fan, std
+        self.draw = draw      # random rules
+        self.scale = scale    # normal: std; uniform: bound
+
+    def record(self) -> ParamInit:
+        return ParamInit(self.name, tuple(self.tensor.shape), self.action.label(), self.fan, self.std)
 
 
 def _action(value: RuleValue, where: str) -> _Action:
@@ -179,11 +185,14 @@ def _default_action(name: str, param: Tensor, owner: nn.Module) -> _Action:
     return _DEFAULT["zeros" if is_bias else "skip"]
 
 
-def _named_parameters(module: nn.Module) -> Iterator[tuple[str, Tensor, nn.Module]]:
+def _named_parameters(module: nn.Module, modules: Optional[list] = None) -> Iterator[tuple[str, Tensor, nn.Module]]:
     """(qualified name, parameter, module that owns it), in module.named_parameters() order;
-    a parameter shared by several modules (tied weights) comes once, under its first name."""
+    a parameter shared by several modules (tied weights) comes once, under its first name.
+    Appends every submodule to `modules` on the way, so callers need not walk the tree again."""
     seen = set()
     for prefix, owner in module.named_modules():
+        if modules is not None:
+            modules.append(owner)
         for local_name, param in owner._parameters.items():
             if param is None or id(param) in seen:
                 continue
@@ -191,7 +200,8 @@ def _named_parameters(module: nn.Module) -> Iterator[tuple[str, Tensor, nn.Modul
             yield (f"{prefix}.{local_name}" if prefix else local_name), param, owner
 
 
-def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rules) -> list[_Entry]:
+def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rules,
+          modules: Optional[list] = None) -> list[_Entry]:
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
     defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
@@ -214,12 +224,12 @@ def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rule
     rule_list = _rule_list(rules)
     fans_of: dict[tuple[int, ...], tuple[float, float]] = {}  # models repeat a few shapes many times
     entries = []
-    for name, tensor, owner in _named_parameters(module):
-        action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None)
+    for name, tensor, owner in _named_parameters(module, modules):
+        action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None) if rule_list else None
         action = action or _default_action(name, tensor, owner)
-        shape = tuple(tensor.shape)
         if action.rule in RANDOM_RULES:
             draw = draw_of(action)
+            shape = tuple(tensor.shape)
             if shape not in fans_of:
                 try:
                     fans_of[shape] = compute_fans(shape)
@@ -236,11 +246,10 @@ def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rule
             elif action.rule == "uniform":
                 scale = math.sqrt(3.0) * std if draw.bound is None else draw.bound
                 std = scale / math.sqrt(3.0)
-            record = ParamInit(name, shape, action.label(), n, std)
-            entries.append(_Entry(name, tensor, owner, action, record, draw, scale))
+            entries.append(_Entry(name, tensor, owner, action, n, std, draw, scale))
         else:
             std = 0.0 if action.rule in ("zeros", "ones", "constant") else None
-            entries.append(_Entry(name, tensor, owner, action, ParamInit(name, shape, action.label(), None, std)))
+            entries.append(_Entry(name, tensor, owner, action, None, std))
     return entries
 
 
@@ -257,7 +266,7 @@ def init_plan(
 ) -> list[ParamInit]:
     """The report of what init_module_ with these arguments would do, one ParamInit per
     parameter in named_parameters order, without touching the module."""
-    return [e.record for e in _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules)]
+    return [e.record() for e in _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules)]
 
 
 def format_report(records: Sequence[ParamInit]) -> str:
@@ -363,7 +372,8 @@ def init_module_(
     Every rule is checked (fans, options) before anything is written. `verbose=True` prints
     the report (see init_plan and format_report: name, shape, rule, fan, std).
     """
-    entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules)
+    modules: list[nn.Module] = []
+    entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules, modules)
     random = [e for e in entries if e.action.rule in RANDOM_RULES]
     with torch.no_grad():
         if random:
@@ -385,11 +395,11 @@ def init_module_(
             if e.action.rule == "custom":
                 e.action.function(e.tensor)
         _zero_padding_rows(entries)
-        for m in module.modules():
+        for m in modules:
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
                 m.reset_running_stats()
     if verbose:
-        print(format_report([e.record for e in entries]))
+        print(format_report([e.record() for e in entries]))
     return module
 
 
