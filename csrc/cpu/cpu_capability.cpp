@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "fill_cpu_avx2.h"
@@ -16,21 +17,30 @@ constexpr const char* kEnvVar = "NSPL_FILLER_CPU_CAPABILITY";
 
 Capability best() { return avx2_supported() ? Capability::Avx2 : Capability::Scalar; }
 
+// The capability a name asks for, or nullopt for an unknown name. "avx2" is returned
+// whether or not this CPU has it: the callers differ in what they do then.
+std::optional<Capability> parse(const std::string& name) {
+  if (name == "auto") return best();
+  if (name == "scalar") return Capability::Scalar;
+  if (name == "avx2") return Capability::Avx2;
+  return std::nullopt;
+}
+
 // The environment's choice. A bad value must not make every fill fail, so it warns and
 // falls back to auto.
 Capability from_environment() {
   const char* value = std::getenv(kEnvVar);
   if (value == nullptr || *value == '\0') return best();
-  const std::string name(value);
-  if (name == "auto") return best();
-  if (name == "scalar") return Capability::Scalar;
-  if (name == "avx2") {
-    if (avx2_supported()) return Capability::Avx2;
+  const std::optional<Capability> chosen = parse(value);
+  if (!chosen) {
+    TORCH_WARN("nspl_filler: ignoring ", kEnvVar, "='", value, "' (expected scalar, avx2 or auto)");
+    return best();
+  }
+  if (*chosen == Capability::Avx2 && !avx2_supported()) {
     TORCH_WARN("nspl_filler: ", kEnvVar, "=avx2 but this CPU or build has no AVX2 kernels; using scalar");
     return Capability::Scalar;
   }
-  TORCH_WARN("nspl_filler: ignoring ", kEnvVar, "='", name, "' (expected scalar, avx2 or auto)");
-  return best();
+  return *chosen;
 }
 
 std::atomic<Capability>& current() {
@@ -54,19 +64,13 @@ bool avx2_supported() {
 Capability capability() { return current().load(std::memory_order_relaxed); }
 
 void set_capability(c10::string_view name) {
-  Capability chosen;
-  if (name == "auto") {
-    chosen = best();
-  } else if (name == "scalar") {
-    chosen = Capability::Scalar;
-  } else if (name == "avx2") {
-    TORCH_CHECK_VALUE(avx2_supported(), "nspl_filler: this CPU or build has no AVX2 kernels");
-    chosen = Capability::Avx2;
-  } else {
-    TORCH_CHECK_VALUE(false, "nspl_filler: CPU capability must be 'scalar', 'avx2' or 'auto', got '",
-                      std::string(name.data(), name.size()), "'");
-  }
-  current().store(chosen, std::memory_order_relaxed);
+  const std::string requested(name.data(), name.size());
+  const std::optional<Capability> chosen = parse(requested);
+  TORCH_CHECK_VALUE(chosen.has_value(), "nspl_filler: CPU capability must be 'scalar', 'avx2' or 'auto', got '",
+                    requested, "'");
+  TORCH_CHECK_VALUE(*chosen != Capability::Avx2 || avx2_supported(),
+                    "nspl_filler: this CPU or build has no AVX2 kernels");
+  current().store(*chosen, std::memory_order_relaxed);
 }
 
 const char* capability_name(Capability capability) {
