@@ -38,11 +38,10 @@ def stream_words(seed: int, first_block: int, n_blocks: int) -> np.ndarray:
     return philox4x32_10(counter, (seed & MASK32, seed >> 32))
 
 
-def uniforms(seed: int, offset: int, indices: np.ndarray, double: bool):
-    """(u, negative) for elements at logical indices `indices` (SPEC §4).
-
-    float32 mode: u is the float32 value ((w >> 8) + 0.5) * 2^-24 (as the kernels compute
-    it in float32), returned as float64; float64 mode: u = ((v >> 11) + 0.5) * 2^-53."""
+def element_bits(seed: int, offset: int, indices: np.ndarray, double: bool) -> np.ndarray:
+    """The random bits of the elements at logical indices `indices` (SPEC §4): word i % 4 of
+    block offset + i // 4 (uint32), or for float64 words 2(i % 2) and 2(i % 2) + 1 of block
+    offset + i // 2 joined high-to-low into a uint64."""
     indices = np.asarray(indices, dtype=np.int64)
     per = 2 if double else 4
     lo, hi = int(indices.min()) // per, int(indices.max()) // per
@@ -50,33 +49,33 @@ def uniforms(seed: int, offset: int, indices: np.ndarray, double: bool):
     block = indices // per - lo
     if double:
         lane = indices % 2
-        wa = words[block, 2 * lane].astype(np.uint64)
-        wb = words[block, 2 * lane + 1].astype(np.uint64)
-        v = (wa << np.uint64(32)) | wb
-        u = ((v >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-        negative = (v & np.uint64(1)).astype(bool)
-    else:
-        w = words[block, indices % 4]
-        u = (((w >> 8).astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-24)).astype(np.float64)
-        negative = (w & 1).astype(bool)
-    return u, negative
+        high = words[block, 2 * lane].astype(np.uint64)
+        return (high << np.uint64(32)) | words[block, 2 * lane + 1].astype(np.uint64)
+    return words[block, indices % 4]
+
+
+def uniforms(seed: int, offset: int, indices: np.ndarray, double: bool):
+    """(u, negative) for elements at logical indices `indices` (SPEC §4).
+
+    float32 mode: u is the float32 value ((w >> 8) + 0.5) * 2^-24 (as the kernels compute
+    it in float32), returned as float64; float64 mode: u = ((v >> 11) + 0.5) * 2^-53."""
+    bits = element_bits(seed, offset, indices, double)
+    if double:
+        u = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+        return u, (bits & np.uint64(1)).astype(bool)
+    u = (((bits >> 8).astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-24)).astype(np.float64)
+    return u, (bits & 1).astype(bool)
 
 
 def symmetric_uniforms(seed: int, offset: int, indices: np.ndarray, double: bool) -> np.ndarray:
     """x = 2u - 1 in exact arithmetic, the variate of the uniform and gaussian samplers:
     (k - 2^23 + 0.5) · 2^-23 with k = w >> 8 (float64 outputs: (k - 2^52 + 0.5) · 2^-52
     with k = v >> 11). Both are exact in float64."""
-    indices = np.asarray(indices, dtype=np.int64)
-    per = 2 if double else 4
-    lo, hi = int(indices.min()) // per, int(indices.max()) // per
-    words = stream_words(seed, offset + lo, hi - lo + 1)
-    block = indices // per - lo
+    bits = element_bits(seed, offset, indices, double)
     if double:
-        lane = indices % 2
-        v = (words[block, 2 * lane].astype(np.uint64) << np.uint64(32)) | words[block, 2 * lane + 1]
-        k = (v >> np.uint64(11)).astype(np.int64)
+        k = (bits >> np.uint64(11)).astype(np.int64)
         return ((k - (1 << 52)).astype(np.float64) + 0.5) * 2.0**-52
-    k = (words[block, indices % 4] >> 8).astype(np.int64)
+    k = (bits >> 8).astype(np.int64)
     return ((k - (1 << 23)).astype(np.float64) + 0.5) * 2.0**-23
 
 
