@@ -171,6 +171,14 @@ def timings() -> dict[str, float]:
     return result
 
 
+def fit_cells(r: Mapping[str, float]) -> str:
+    """The α ± se, ratio, cut-off quantile, KS and LR (p) cells of one fit's table row."""
+    return (
+        f"{r['alpha']:.3f} ± {r['alpha_se']:.2g} | {r['ratio']:.1f} | {r['low_quantile']:.2f} "
+        f"| {r['ks']:.3f} | {r['lr']:+.4g} ({r['lr_p']:.2g})"
+    )
+
+
 def markdown(report: dict, fits_ks: dict[str, PowerLawFit], fits_q05: dict[str, PowerLawFit]) -> str:
     meta = report["meta"]
     lines = [
@@ -215,10 +223,7 @@ def markdown(report: dict, fits_ks: dict[str, PowerLawFit], fits_q05: dict[str, 
         "|---|---:|---|---:|---:|---:|---|",
     ]
     for rule, r in report["pooled"].items():
-        lines.append(
-            f"| {rule} | {r['n']} | {r['alpha']:.3f} ± {r['alpha_se']:.2g} | {r['ratio']:.1f} | {r['low_quantile']:.2f} "
-            f"| {r['ks']:.3f} | {r['lr']:+.4g} ({r['lr_p']:.2g}) |"
-        )
+        lines.append(f"| {rule} | {r['n']} | {fit_cells(r)} |")
     lines += [
         "",
         "## Controls: samples that are not power laws (seeded)",
@@ -228,10 +233,7 @@ def markdown(report: dict, fits_ks: dict[str, PowerLawFit], fits_q05: dict[str, 
     ]
     for label, by_rule in report["controls"].items():
         for rule, r in by_rule.items():
-            lines.append(
-                f"| {label} | {rule} | {r['alpha']:.3f} ± {r['alpha_se']:.2g} | {r['ratio']:.1f} | {r['low_quantile']:.2f} "
-                f"| {r['ks']:.3f} | {r['lr']:+.4g} ({r['lr_p']:.2g}) |"
-            )
+            lines.append(f"| {label} | {rule} | {fit_cells(r)} |")
     lines += [
         "",
         "## Per layer",
