@@ -12,7 +12,6 @@
 #include <limits>
 
 #include "fill.h"
-#include "fill_many.h"
 
 namespace nspl {
 
