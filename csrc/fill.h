@@ -16,25 +16,10 @@
 #include <vector>
 
 #include "nspl_math.h"
+#include "sample_spec.h"
 
 namespace nspl {
 
-enum class Distribution : int32_t { PowerLaw, Uniform, Normal };
-
-// The distribution in float64, as the caller gave it. Kernels turn it into a sampler of
-// their arithmetic type with make_*_sampler, so every constant is computed in float64.
-struct SampleSpec {
-  Distribution distribution = Distribution::PowerLaw;
-  double alpha = 1.0;  // power law: exponent of the magnitude density
-  double ratio = 2.0;  // power law: r = high / low
-  double scale = 1.0;  // power law: c (|w| = c·y); uniform: bound; normal: std
-  // |value| bounds, used to keep rounding from stepping outside [c, c·r].
-  double magnitude_low() const;
-  double magnitude_high() const;
-};
-
-template <typename acc_t>
-PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec);
 
 // Key and first block of a fill.
 struct StreamPosition {
@@ -91,13 +76,6 @@ Fans compute_fans(c10::IntArrayRef sizes, std::optional<double> fan_in,
                   std::optional<double> fan_out, VarianceNorm norm, bool caffe_1d);
 double variance_fan(const Fans& fans, VarianceNorm norm);
 
-// E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha:
-// b(r^(b+2) - 1) / ((b+2)(r^b - 1)) with b = 1 - alpha, written as g((b+2)L) / g(bL),
-// g(x) = expm1(x) / x, which is finite and exact at b = 0 and b = -2 too.
-double power_law_second_moment(double alpha, double ratio);
-
-// c such that the variance of the filled values is gain² / n.
-double normalised_scale(double alpha, double ratio, double gain, double n);
 
 // Argument checks: ValueError naming the argument and value.
 void check_finite(const char* name, double value);
@@ -106,15 +84,10 @@ void check_power_law(double alpha, double ratio);
 void check_offset(int64_t offset);
 // TypeError for unsupported dtypes and layouts, ValueError for overlapping memory.
 void check_fillable(const at::Tensor& self);
-// ValueError if the largest |value| does not fit the dtype.
-void check_range(const SampleSpec& spec, c10::ScalarType dtype);
 
 SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
                      double ratio, double gain, std::optional<double> fan_in,
                      std::optional<double> fan_out, bool caffe_1d);
-SampleSpec power_law_spec(double alpha, double low, double high);
-SampleSpec uniform_spec(double bound);
-SampleSpec normal_spec(double std);
 
 // Checks the tensor and the stream arguments, then fills unless there is nothing to write.
 void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,

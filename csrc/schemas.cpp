@@ -1,0 +1,31 @@
+// The op schemas of the nspl_filler library, defined once; each backend registers its
+// kernels in its own file (TORCH_LIBRARY_IMPL), the fake kernels are in Python.
+#include <torch/library.h>
+
+TORCH_LIBRARY(nspl_filler, m) {
+  m.def(
+      "nspl_(Tensor(a!) self, str variance_norm=\"fan_in\", float alpha=1.0, float ratio=100.0, "
+      "float gain=1.4142135623730951, float? fan_in=None, float? fan_out=None, int? seed=None, "
+      "int offset=0, Generator? generator=None, int[]? global_shape=None, "
+      "int[]? global_start=None) -> ()");
+  m.def(
+      "symmetric_power_law_(Tensor(a!) self, float alpha, float low, float high, int? seed=None, "
+      "int offset=0, Generator? generator=None, int[]? global_shape=None, "
+      "int[]? global_start=None) -> ()");
+  m.def(
+      "symmetric_uniform_(Tensor(a!) self, float bound, int? seed=None, int offset=0, "
+      "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
+  m.def(
+      "normal_(Tensor(a!) self, float std, int? seed=None, int offset=0, "
+      "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
+  // Bulk nspl_ over a list (fill_many.h): one gain and one first block per tensor;
+  // global_shapes / global_starts are the per-tensor global_shape / global_start concatenated.
+  // The mode argument is named variance_norm (Caffe's name): torch's auto_functionalized,
+  // which torch.compile wraps mutating ops in, takes a parameter `mode` of its own.
+  m.def(
+      "nspl_many_(Tensor(a!)[] tensors, str variance_norm, float alpha, float ratio, float[] gains, "
+      "int? seed, int[] offsets, Generator? generator=None, int[]? global_shapes=None, "
+      "int[]? global_starts=None) -> ()");
+}
+// Meta and fake tensors: nspl_filler/_extension.py registers the fake kernels, which check
+// the arguments that do not depend on (possibly symbolic) shapes and write nothing.
