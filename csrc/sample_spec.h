@@ -28,6 +28,26 @@ struct SampleSpec {
 template <typename acc_t>
 PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec);
 
+// Calls `f(sampler)` with the sampler of nspl_math.h that draws `spec` in arithmetic
+// acc_t (float for 16/32-bit outputs, double for float64) into a tensor of dtype
+// `dtype`: the one place where a distribution becomes a kernel's functor. Backends pass a
+// generic lambda, so each sampler type gets its own instantiation of their kernels.
+template <typename acc_t, typename F>
+void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
+  (void)dtype;
+  switch (spec.distribution) {
+    case Distribution::PowerLaw:
+      f(make_power_law_sampler<acc_t>(spec));
+      return;
+    case Distribution::Uniform:
+      f(UniformSampler<acc_t>{static_cast<acc_t>(spec.scale)});
+      return;
+    case Distribution::Normal:
+      f(NormalSampler<acc_t>{static_cast<acc_t>(spec.scale * 1.4142135623730951)});
+      return;
+  }
+}
+
 // E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha:
 // b(r^(b+2) - 1) / ((b+2)(r^b - 1)) with b = 1 - alpha, written as g((b+2)L) / g(bL),
 // g(x) = expm1(x) / x, which is finite and exact at b = 0 and b = -2 too.

@@ -114,18 +114,8 @@ template <typename scalar_t>
 void fill_typed(const at::Tensor& self, const SampleSpec& spec, const StreamPosition& pos,
                 const ShardView& view) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-  switch (spec.distribution) {
-    case Distribution::PowerLaw:
-      fill_strided<scalar_t, acc_t>(self, make_power_law_sampler<acc_t>(spec), pos, view);
-      break;
-    case Distribution::Uniform:
-      fill_strided<scalar_t, acc_t>(self, UniformSampler<acc_t>{static_cast<acc_t>(spec.scale)}, pos, view);
-      break;
-    case Distribution::Normal:
-      fill_strided<scalar_t, acc_t>(
-          self, NormalSampler<acc_t>{static_cast<acc_t>(spec.scale * 1.4142135623730951)}, pos, view);
-      break;
-  }
+  visit_sampler<acc_t>(spec, self.scalar_type(),
+                       [&](const auto& sampler) { fill_strided<scalar_t, acc_t>(self, sampler, pos, view); });
 }
 
 // SPEC §4: an explicit seed is the key and the caller's offset the first block; a torch

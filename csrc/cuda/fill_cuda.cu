@@ -237,18 +237,8 @@ template <typename scalar_t>
 void fill_typed(const at::Tensor& self, const SampleSpec& spec, const LaunchStream& stream,
                 const StridedLayout& layout) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-  switch (spec.distribution) {
-    case Distribution::PowerLaw:
-      launch<scalar_t, acc_t>(self, make_power_law_sampler<acc_t>(spec), stream, layout);
-      break;
-    case Distribution::Uniform:
-      launch<scalar_t, acc_t>(self, UniformSampler<acc_t>{static_cast<acc_t>(spec.scale)}, stream, layout);
-      break;
-    case Distribution::Normal:
-      launch<scalar_t, acc_t>(
-          self, NormalSampler<acc_t>{static_cast<acc_t>(spec.scale * 1.4142135623730951)}, stream, layout);
-      break;
-  }
+  visit_sampler<acc_t>(spec, self.scalar_type(),
+                       [&](const auto& sampler) { launch<scalar_t, acc_t>(self, sampler, stream, layout); });
 }
 
 // SPEC §4: an explicit seed is the key and the caller's offset the first block; otherwise
