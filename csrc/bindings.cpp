@@ -1,12 +1,13 @@
 // The Python module nspl_filler._C: importing it registers the ops (TORCH_LIBRARY in
 // ops.cpp and the backend files) and exposes the Caffe-style filler API and the shared
 // math (fans, second moment, scale), so Python computes nothing of its own.
+#include <ATen/Dispatch.h>
 #include <torch/extension.h>
 
 #include <array>
 
 #include "cpu/cpu_capability.h"
-#include "cpu/fill_cpu_avx2.h"
+#include "cpu/fill_cpu_simd.h"
 #include "fill.h"
 #include "fill_many.h"
 #include "filler.h"
@@ -17,49 +18,47 @@ namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
 
-// exp / log / log1p of nspl_math.h element-wise over a float32 or float64 tensor, by the
-// scalar code or the AVX2 kernels: the tests compare the two and measure accuracy.
+// exp_to_normal / log_normal of nspl_math.h element-wise over a float32 or float64 tensor,
+// by the portable code or one instruction set's kernels: the tests compare them and
+// measure their accuracy.
 template <typename T>
-void scalar_math(const std::string& name, const T* in, T* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if constexpr (std::is_same_v<T, float>) {
-      out[i] = name == "exp" ? nspl::exp_f32(in[i]) : name == "log" ? nspl::log_f32(in[i]) : nspl::log1p_f32(in[i]);
-    } else {
-      out[i] = name == "exp" ? nspl::exp_f64(in[i]) : name == "log" ? nspl::log_f64(in[i]) : nspl::log1p_f64(in[i]);
-    }
-  }
+void portable_math(bool exp, const T* in, T* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = exp ? nspl::exp_to_normal(in[i]) : nspl::log_normal(in[i]);
 }
 
-at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability) {
-  TORCH_CHECK_VALUE(name == "exp" || name == "log" || name == "log1p",
-                    "nspl_filler: function must be 'exp', 'log' or 'log1p', got '", name, "'");
+nspl::cpu::Capability capability_named(const std::string& name) {
+  for (auto c : {nspl::cpu::Capability::Scalar, nspl::cpu::Capability::Avx2, nspl::cpu::Capability::Avx512}) {
+    if (name == nspl::cpu::capability_name(c)) return c;
+  }
+  TORCH_CHECK_VALUE(false, "nspl_filler: capability must be 'scalar', 'avx2' or 'avx512', got '", name, "'");
+}
+
+at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability_name) {
+  TORCH_CHECK_VALUE(name == "exp" || name == "log", "nspl_filler: function must be 'exp' or 'log', got '", name, "'");
   TORCH_CHECK_TYPE((x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.device().is_cpu(),
                    "nspl_filler: expected a CPU float32 or float64 tensor");
-  TORCH_CHECK_VALUE(capability == "scalar" || capability == "avx2",
-                    "nspl_filler: capability must be 'scalar' or 'avx2', got '", capability, "'");
+  const nspl::cpu::Capability capability = capability_named(capability_name);
+  TORCH_CHECK_VALUE(nspl::cpu::supported(capability), "nspl_filler: this CPU or build cannot run the ",
+                    capability_name, " kernels");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty_like(in);
-  const int64_t n = in.numel();
-  const bool is_float = in.scalar_type() == at::kFloat;
-  if (capability == "scalar") {
-    if (is_float) {
-      scalar_math(name, in.data_ptr<float>(), out.data_ptr<float>(), n);
-    } else {
-      scalar_math(name, in.data_ptr<double>(), out.data_ptr<double>(), n);
-    }
-    return out;
-  }
-  TORCH_CHECK_VALUE(nspl::cpu::avx2_supported(), "nspl_filler: this CPU or build has no AVX2 kernels");
-#if NSPL_HAVE_AVX2_KERNELS
-  const auto fn = name == "exp" ? nspl::avx2::MathFunction::Exp
-                  : name == "log" ? nspl::avx2::MathFunction::Log
-                                  : nspl::avx2::MathFunction::Log1p;
-  if (is_float) {
-    nspl::avx2::math_f32(fn, in.data_ptr<float>(), out.data_ptr<float>(), n);
-  } else {
-    nspl::avx2::math_f64(fn, in.data_ptr<double>(), out.data_ptr<double>(), n);
-  }
+  const bool exp = name == "exp";
+  AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "nspl_filler_math", [&] {
+    const scalar_t* src = in.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    switch (capability) {
+#if NSPL_HAVE_SIMD_KERNELS
+      case nspl::cpu::Capability::Avx512:
+        nspl::avx512::math(exp, src, dst, in.numel());
+        return;
+      case nspl::cpu::Capability::Avx2:
+        nspl::avx2::math(exp, src, dst, in.numel());
+        return;
 #endif
+      default:
+        portable_math(exp, src, dst, in.numel());
+    }
+  });
   return out;
 }
 
@@ -158,6 +157,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     nspl::check_offset(offset);
   });
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
+  m.def("power_law_log_second_moment", &nspl::power_law_log_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
         py::arg("n"));
   m.def(
@@ -180,12 +180,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // Test and benchmark hooks for the CPU kernels (see cpu/cpu_capability.h).
   m.def(
       "_set_cpu_capability", [](const std::string& name) { nspl::cpu::set_capability(name); },
-      py::arg("name"), "Use the 'scalar' or 'avx2' CPU kernels, or 'auto' (the best this CPU runs).");
+      py::arg("name"), "Use the 'scalar', 'avx2' or 'avx512' CPU kernels, or 'auto' (the widest this CPU runs).");
   m.def(
       "_cpu_capability", []() { return std::string(nspl::cpu::capability_name(nspl::cpu::capability())); },
-      "The CPU kernels fills use now: 'scalar' or 'avx2'.");
-  m.def("_avx2_supported", &nspl::cpu::avx2_supported, "Whether this CPU and build run the AVX2 kernels.");
+      "The CPU kernels fills use now: 'scalar', 'avx2' or 'avx512'.");
+  m.def(
+      "_cpu_supported", [](const std::string& name) { return nspl::cpu::supported(capability_named(name)); },
+      py::arg("name"), "Whether this CPU, its OS and this build run the 'scalar', 'avx2' or 'avx512' kernels.");
   m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
-        "nspl_filler's own exp, log or log1p (float32 or float64), element-wise, by the 'scalar' "
-        "or 'avx2' code.");
+        "nspl_filler's own exp (for normal results) or log (of positive normal numbers), element-wise, "
+        "by the 'scalar', 'avx2' or 'avx512' code.");
 }

@@ -21,11 +21,6 @@
 namespace nspl {
 
 
-// Key and first block of a fill.
-struct StreamPosition {
-  uint64_t key = 0;
-  uint64_t offset = 0;
-};
 
 // Elements of a float64 tensor take two words of a block, the rest one (SPEC §4).
 inline int64_t elements_per_block(c10::ScalarType dtype) {

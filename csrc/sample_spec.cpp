@@ -5,9 +5,14 @@
 
 #include <c10/util/Exception.h>
 
-#include <cfloat>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "fill.h"
 
@@ -37,90 +42,160 @@ double SampleSpec::magnitude_high() const {
 
 namespace {
 
-// The acc_t value nearest to x that is not outside [x, ...] (inward = up) or [..., x].
-template <typename acc_t>
-acc_t round_inward(double x, bool up) {
-  acc_t r = static_cast<acc_t>(x);
-  if (up && static_cast<double>(r) < x) r = std::nextafter(r, std::numeric_limits<acc_t>::infinity());
-  if (!up && static_cast<double>(r) > x) r = std::nextafter(r, acc_t(0));
-  return r;
+// The smallest normal and the largest finite value of the dtypes nspl_filler fills.
+struct DtypeRange {
+  double min_normal;
+  double max;
+};
+DtypeRange dtype_range(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kHalf:
+      return {6.103515625e-05, 65504.0};
+    case c10::kBFloat16:
+      return {1.1754943508222875e-38, 3.3895313892515355e38};
+    case c10::kFloat:
+      return {1.1754943508222875e-38, 3.4028234663852886e38};
+    default:
+      return {2.2250738585072014e-308, 1.7976931348623157e308};
+  }
 }
+
+// The value of T (float, c10::Half, c10::BFloat16) nearest to x > 0 from the side of x
+// that `up` names: the smallest T >= x (up) or the largest T <= x.
+template <typename T>
+double round_toward(double x, bool up) {
+  T r = static_cast<T>(static_cast<float>(x));
+  if constexpr (std::is_same_v<T, float>) {
+    if (up && static_cast<double>(r) < x) r = std::nextafter(r, std::numeric_limits<float>::infinity());
+    if (!up && static_cast<double>(r) > x) r = std::nextafter(r, 0.0f);
+  } else {
+    // Positive finite values of a binary format: consecutive values have consecutive bits.
+    if (up && static_cast<double>(static_cast<float>(r)) < x) r = T(static_cast<uint16_t>(r.x + 1), T::from_bits());
+    if (!up && static_cast<double>(static_cast<float>(r)) > x) r = T(static_cast<uint16_t>(r.x - 1), T::from_bits());
+  }
+  return static_cast<double>(static_cast<float>(r));
+}
+
+double round_into_dtype(double x, c10::ScalarType dtype, bool up) {
+  switch (dtype) {
+    case c10::kHalf:
+      return round_toward<c10::Half>(x, up);
+    case c10::kBFloat16:
+      return round_toward<c10::BFloat16>(x, up);
+    case c10::kFloat:
+      return round_toward<float>(x, up);
+    default:
+      return x;
+  }
+}
+
+// [c, c·r] rounded inward to the dtype (see PowerLawConstants::low, high).
+std::pair<double, double> inward_bounds(const SampleSpec& spec, c10::ScalarType dtype) {
+  return {round_into_dtype(spec.magnitude_low(), dtype, /*up=*/true),
+          round_into_dtype(spec.magnitude_high(), dtype, /*up=*/false)};
+}
+
+// Below this |b·L| the log-uniform form differs from the exact inverse CDF by less than a
+// float64 rounding.
+constexpr double kLogUniformThreshold = 1e-20;
 
 }  // namespace
 
-template <typename acc_t>
-PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec) {
-  const double log_ratio = std::log(spec.ratio);
-  const double b = 1.0 - spec.alpha;
-  const double b_log_ratio = b * log_ratio;
-  PowerLawSampler<acc_t> s{};
-  s.scale = static_cast<acc_t>(spec.scale);
-  s.log_ratio = static_cast<acc_t>(log_ratio);
-  s.low = round_inward<acc_t>(spec.magnitude_low(), /*up=*/true);
-  s.high = round_inward<acc_t>(spec.magnitude_high(), /*up=*/false);
-  // Below this |bL| the log-uniform form differs from the exact one by less than a
-  // float64 rounding, while expm1(K) still has full precision in float32.
-  if (std::fabs(b_log_ratio) < 1e-20) {
-    s.form = PowerLawForm::LogUniform;
-    s.base = 0;
-    s.inv_b = 0;
-    s.expm1_k = 0;
-    s.exp_k = 1;
-    return s;
-  }
-  const double k = -std::fabs(b_log_ratio);
-  s.form = b < 0 ? PowerLawForm::SmallU : PowerLawForm::SmallOneMinusU;
-  s.base = static_cast<acc_t>(b > 0 ? log_ratio : 0.0);
-  s.inv_b = static_cast<acc_t>(1.0 / b);
-  s.expm1_k = static_cast<acc_t>(std::expm1(k));
-  s.exp_k = static_cast<acc_t>(std::exp(k));
-  return s;
+bool is_log_uniform(const SampleSpec& spec) {
+  return std::fabs((1.0 - spec.alpha) * std::log(spec.ratio)) < kLogUniformThreshold;
 }
 
-template PowerLawSampler<float> make_power_law_sampler<float>(const SampleSpec&);
-template PowerLawSampler<double> make_power_law_sampler<double>(const SampleSpec&);
+template <typename acc_t>
+LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype) {
+  const auto [low, high] = inward_bounds(spec, dtype);
+  return {static_cast<acc_t>(std::log(spec.ratio)), static_cast<acc_t>(std::log(spec.scale)),
+          static_cast<acc_t>(low), static_cast<acc_t>(high)};
+}
+
+template <typename acc_t>
+PowerLawConstants<acc_t> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype) {
+  const double log_ratio = std::log(spec.ratio);
+  const double b = 1.0 - spec.alpha;
+  // -|b|·L; -inf where |b| is near the largest double, and exp(K) = 0, expm1(K) = -1 then.
+  const double k = -std::fabs(b * log_ratio);
+  const auto [low, high] = inward_bounds(spec, dtype);
+  const double exp_k = std::exp(k);
+  PowerLawConstants<acc_t> c{};
+  c.s_sign = static_cast<acc_t>(b < 0 ? 1 : -1);
+  c.s_offset = static_cast<acc_t>(b < 0 ? 0 : 1);
+  c.s_bar_offset = static_cast<acc_t>(b < 0 ? 1 : 0);
+  c.expm1_k = static_cast<acc_t>(std::expm1(k));
+  // The log in the kernels takes normal numbers; exp(K) below them only matters where
+  // s̄ = 0, which the sampler handles apart (PowerLawSampler).
+  c.exp_k = exp_k < static_cast<double>(std::numeric_limits<acc_t>::min()) ? acc_t(0) : static_cast<acc_t>(exp_k);
+  c.inv_b = static_cast<acc_t>(1.0 / b);
+  c.log_base = static_cast<acc_t>(std::log(spec.scale) + (b > 0 ? log_ratio : 0.0));
+  c.low = static_cast<acc_t>(low);
+  c.high = static_cast<acc_t>(high);
+  return c;
+}
+
+template LogUniformConstants<float> log_uniform_constants<float>(const SampleSpec&, c10::ScalarType);
+template LogUniformConstants<double> log_uniform_constants<double>(const SampleSpec&, c10::ScalarType);
+template PowerLawConstants<float> power_law_constants<float>(const SampleSpec&, c10::ScalarType);
+template PowerLawConstants<double> power_law_constants<double>(const SampleSpec&, c10::ScalarType);
 
 void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
-  double max_value = DBL_MAX;
-  switch (dtype) {
-    case c10::kHalf:
-      max_value = 65504.0;
-      break;
-    case c10::kBFloat16:
-      max_value = 3.3895313892515355e38;
-      break;
-    case c10::kFloat:
-      max_value = FLT_MAX;
-      break;
-    default:
-      break;
-  }
+  const DtypeRange range = dtype_range(dtype);
   const double high = spec.magnitude_high();
-  TORCH_CHECK_VALUE(std::isfinite(high) && high <= max_value, "nspl_filler: the largest |value| ", high,
-                    " (scale ", spec.scale, ") overflows ", dtype, " (max ", max_value, ")");
+  TORCH_CHECK_VALUE(std::isfinite(high) && high <= range.max, "nspl_filler: the largest |value| ", high,
+                    " (scale ", spec.scale, ") overflows ", dtype, " (max ", range.max, ")");
+  if (spec.distribution != Distribution::PowerLaw) return;
+  const double low = spec.magnitude_low();
+  TORCH_CHECK_VALUE(low >= range.min_normal, "nspl_filler: the smallest |value| c = ", low,
+                    " is below the smallest normal ", dtype, " (", range.min_normal,
+                    "), so values would be subnormal or zero; use a larger scale or low, a smaller ratio, "
+                    "or a wider dtype");
+  const auto [low_in, high_in] = inward_bounds(spec, dtype);
+  TORCH_CHECK_VALUE(low_in <= high_in, "nspl_filler: no ", dtype, " value lies in [c, c·r] = [", low, ", ", high,
+                    "]; use a larger ratio or a wider dtype");
 }
 
 namespace {
-// log(expm1(x) / x), finite for every finite x (the x > 0 branch never forms e^x).
-double log_expm1_ratio(double x) {
-  if (x == 0.0) return 0.0;
-  if (x > 0.0) return x + std::log(-std::expm1(-x) / x);
-  return std::log(std::expm1(x) / x);
-}
+// ln(-expm1(-|x|)) = ln(1 - e^-|x|) for x != 0: 0 at x = ±inf, accurate for small |x|.
+double log_one_minus_exp(double x) { return std::log(-std::expm1(-std::fabs(x))); }
 }  // namespace
 
-double power_law_second_moment(double alpha, double ratio) {
+double power_law_log_second_moment(double alpha, double ratio) {
   check_power_law(alpha, ratio);
+  // E[y²] = g(x2) / g(x1) with g(x) = expm1(x) / x, x1 = b·L, x2 = (b + 2)·L, b = 1 - alpha.
+  // For x != 0, ln g(x) = max(x, 0) + ln(1 - e^-|x|) - ln|x|, and x2 / x1 = (b + 2) / b, so
+  //   ln E[y²] = (max(x2, 0) - max(x1, 0)) + ln(1 - e^-|x2|) - ln(1 - e^-|x1|) - ln|(b + 2) / b|,
+  // where the first term is 2L, (b + 2)·L or 0 exactly: no two large numbers are ever
+  // subtracted, so it stays accurate for every finite alpha (x may even overflow to ±inf)
+  // and every ratio, including where E[y²] itself overflows a double.
   const double log_ratio = std::log(ratio);
   const double b = 1.0 - alpha;
-  return std::exp(log_expm1_ratio((b + 2.0) * log_ratio) - log_expm1_ratio(b * log_ratio));
+  const double x1 = b * log_ratio;
+  const double x2 = (b + 2.0) * log_ratio;
+  const auto log_g = [](double x) {  // ln g(x), for x2 = 0 or x1 = 0 (alpha = 3 or 1)
+    return x == 0.0 ? 0.0 : std::max(x, 0.0) + log_one_minus_exp(x) - std::log(std::fabs(x));
+  };
+  if (b == 0.0) return log_g(x2);
+  if (b == -2.0) return -log_g(x1);
+  const double positive_parts = b > 0 ? 2.0 * log_ratio : b < -2.0 ? 0.0 : x2;
+  const double log_fan_ratio = (b > 0 || b < -2.0) ? std::log1p(2.0 / b) : std::log((b + 2.0) / -b);
+  return positive_parts + log_one_minus_exp(x2) - log_one_minus_exp(x1) - log_fan_ratio;
+}
+
+double power_law_second_moment(double alpha, double ratio) {
+  const double log_moment = power_law_log_second_moment(alpha, ratio);
+  const double moment = std::exp(log_moment);
+  TORCH_CHECK_VALUE(std::isfinite(moment), "nspl_filler: E[y²] = e^", log_moment, " for alpha ", alpha,
+                    " and ratio ", ratio, " overflows float64; its logarithm is available");
+  return moment;
 }
 
 double normalised_scale(double alpha, double ratio, double gain, double n) {
   check_positive("gain", gain);
   check_positive("fan", n);
-  const double sigma = gain / std::sqrt(n);
-  return sigma / std::sqrt(power_law_second_moment(alpha, ratio));
+  // In logarithms: E[y²] may overflow a double where c is still a normal number.
+  return std::exp(std::log(gain) - 0.5 * std::log(n) - 0.5 * power_law_log_second_moment(alpha, ratio));
 }
 
 SampleSpec power_law_spec(double alpha, double low, double high) {

@@ -25,8 +25,15 @@ struct SampleSpec {
   double magnitude_high() const;
 };
 
+// Whether the power law of `spec` is log-uniform (alpha = 1 up to a float64 rounding).
+bool is_log_uniform(const SampleSpec& spec);
+
+// The constants of the power-law samplers for `spec` in arithmetic acc_t, with the bounds
+// rounded inward to the output dtype.
 template <typename acc_t>
-PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec);
+LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype);
+template <typename acc_t>
+PowerLawConstants<acc_t> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype);
 
 // Calls `f(sampler)` with the sampler of nspl_math.h that draws `spec` in arithmetic
 // acc_t (float for 16/32-bit outputs, double for float64) into a tensor of dtype
@@ -34,29 +41,37 @@ PowerLawSampler<acc_t> make_power_law_sampler(const SampleSpec& spec);
 // generic lambda, so each sampler type gets its own instantiation of their kernels.
 template <typename acc_t, typename F>
 void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
-  (void)dtype;
   switch (spec.distribution) {
     case Distribution::PowerLaw:
-      f(make_power_law_sampler<acc_t>(spec));
+      if (is_log_uniform(spec)) {
+        f(LogUniformSampler<acc_t>{log_uniform_constants<acc_t>(spec, dtype)});
+      } else {
+        f(PowerLawSampler<acc_t>{power_law_constants<acc_t>(spec, dtype)});
+      }
       return;
     case Distribution::Uniform:
-      f(UniformSampler<acc_t>{static_cast<acc_t>(spec.scale)});
+      f(UniformSampler<acc_t>{{static_cast<acc_t>(spec.scale)}});
       return;
     case Distribution::Normal:
-      f(NormalSampler<acc_t>{static_cast<acc_t>(spec.scale * 1.4142135623730951)});
+      f(NormalSampler<acc_t>{{static_cast<acc_t>(spec.scale * 1.4142135623730951)}});
       return;
   }
 }
 
 // E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha:
-// b(r^(b+2) - 1) / ((b+2)(r^b - 1)) with b = 1 - alpha, written as g((b+2)L) / g(bL),
-// g(x) = expm1(x) / x, which is finite and exact at b = 0 and b = -2 too.
+// b(r^(b+2) - 1) / ((b+2)(r^b - 1)) with b = 1 - alpha, i.e. g((b+2)L) / g(bL) with
+// g(x) = expm1(x) / x, finite at b = 0 and b = -2 too. The log form is accurate to about
+// 1e-15 for every finite alpha and ratio; E[y²] itself raises ValueError where it
+// overflows a double (ratios above about 1.3e154).
+double power_law_log_second_moment(double alpha, double ratio);
 double power_law_second_moment(double alpha, double ratio);
 
 // c such that the variance of the filled values is gain² / n.
 double normalised_scale(double alpha, double ratio, double gain, double n);
 
-// ValueError if the largest |value| does not fit the dtype.
+// ValueError unless the values of `spec` can be drawn into `dtype`: the largest |value|
+// must not overflow it, and for the power law c must be a normal number of the dtype and
+// [c, c·r] must hold at least one of its values.
 void check_range(const SampleSpec& spec, c10::ScalarType dtype);
 
 // Specs of the raw power law (|w| in [low, high]), the symmetric uniform (on ±bound) and the

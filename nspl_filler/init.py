@@ -144,10 +144,15 @@ def compute_fans(
     return tuple(int(f) if float(f).is_integer() else f for f in fans)
 
 
-def second_moment(alpha: float = DEFAULT_ALPHA, ratio: float = DEFAULT_RATIO) -> float:
+def second_moment(alpha: float = DEFAULT_ALPHA, ratio: float = DEFAULT_RATIO, *, log: bool = False) -> float:
     """E[y²] of the magnitude y on [1, r] with density ∝ y^-alpha (b = 1 - alpha):
-    b(r^(b+2) - 1) / ((b+2)(r^b - 1)); (r² - 1) / (2 ln r) at b = 0, 2 ln r / (1 - r^-2) at b = -2."""
-    return _C.power_law_second_moment(_real("alpha", alpha), _real("ratio", ratio))
+    b(r^(b+2) - 1) / ((b+2)(r^b - 1)); (r² - 1) / (2 ln r) at b = 0, 2 ln r / (1 - r^-2) at b = -2.
+
+    Evaluated in log space, accurate to about 1e-15 relative for every finite alpha and
+    ratio. ``log=True`` returns ln E[y²], which stays finite where E[y²] overflows a float64
+    (ratios above about 1.3e154: ValueError without ``log``)."""
+    alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
+    return (_C.power_law_log_second_moment if log else _C.power_law_second_moment)(alpha, ratio)
 
 
 def fill_(

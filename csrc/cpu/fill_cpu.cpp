@@ -1,7 +1,7 @@
 // CPU backend. Every element is computed from its logical (global) index alone, so
 // chunks handed out by at::parallel_for give the same values for any thread count and
-// any memory layout. Runs of a row go to the AVX2 kernels (fill_cpu_avx2.cpp) when
-// cpu_capability.h says so; they give the scalar code's values bit for bit.
+// any memory layout. Runs of a row go to the AVX-512 or AVX2 kernels (fill_cpu_simd.h) when
+// cpu_capability.h says so; they give the portable kernel's values bit for bit.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -14,54 +14,41 @@
 #include "../fill.h"
 #include "../ops_impl.h"
 #include "cpu_capability.h"
-#include "fill_cpu_avx2.h"
+#include "fill_cpu_simd.h"
+#include "fill_run.h"
 #include "fill_many_cpu.h"
 
 namespace nspl {
 namespace {
 
-// Each task gets at least this many elements: 5-20 µs of sampling (AVX2 or scalar),
+// Each task gets at least this many elements: 5-20 µs of sampling (SIMD or scalar),
 // above the few µs of waking a second thread; measured, 2^13 elements already fill
 // faster on two threads than on one.
 constexpr int64_t kGrainSize = 1 << 12;
 
-// Shorter runs stay scalar: the AVX2 kernel computes a whole batch (16 Philox blocks)
-// whatever the run needs; measured on strided rows, it wins from 8 elements on.
-constexpr int64_t kMinVectorRun = 8;
-
-// Fills `count` elements whose global indices are first, first+1, ..., at out, out+stride, ...
-template <typename scalar_t, typename acc_t, typename Sampler>
-void fill_run_scalar(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Sampler& sampler,
-                     const StreamPosition& pos) {
-  constexpr int per_block = Lanes<acc_t>::kPerBlock;
-  uint64_t index = first;
-  int64_t left = count;
-  while (left > 0) {
-    const PhiloxWords words = philox_block(pos.key, pos.offset + index / per_block);
-    for (int lane = static_cast<int>(index % per_block); lane < per_block && left > 0; ++lane) {
-      *out = static_cast<scalar_t>(sampler(words, lane));
-      out += stride;
-      ++index;
-      --left;
-    }
-  }
-}
-
-template <typename scalar_t, typename acc_t, typename Sampler>
+// Fills `count` elements whose global indices are first, first + 1, ... at out,
+// out + stride, ... with the kernels `capability` names.
+template <typename scalar_t, typename Sampler>
 void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Sampler& sampler,
-              const StreamPosition& pos, bool vector) {
-  if constexpr (avx2::kHasKernel<scalar_t, Sampler>) {
-    if (vector && count >= kMinVectorRun) {
-      avx2::fill_run(out, stride, first, count, sampler, pos);
-      return;
+              const StreamPosition& pos, cpu::Capability capability) {
+  if constexpr (kHasSimdKernel<scalar_t, decltype(sampler.k)>) {
+    switch (capability) {
+      case cpu::Capability::Avx512:
+        avx512::fill_run(out, stride, first, count, sampler.k, pos);
+        return;
+      case cpu::Capability::Avx2:
+        avx2::fill_run(out, stride, first, count, sampler.k, pos);
+        return;
+      case cpu::Capability::Scalar:
+        break;
     }
   }
-  fill_run_scalar<scalar_t, acc_t>(out, stride, first, count, sampler, pos);
+  fill_run_scalar(out, stride, first, count, sampler, pos);
 }
 
 // Walks local logical indices [begin, end) row by row (a row runs along the last dim,
 // where global indices are consecutive) and fills each row with fill_run.
-template <typename scalar_t, typename acc_t, typename Sampler>
+template <typename scalar_t, typename Sampler>
 void fill_strided(const at::Tensor& self, const Sampler& sampler, const StreamPosition& pos,
                   const ShardView& view) {
   scalar_t* const data = self.data_ptr<scalar_t>();
@@ -80,7 +67,7 @@ void fill_strided(const at::Tensor& self, const Sampler& sampler, const StreamPo
   }
   const int64_t nd = static_cast<int64_t>(sizes.size());
   const int64_t row = sizes[nd - 1];
-  const bool vector = cpu::capability() == cpu::Capability::Avx2;
+  const cpu::Capability capability = cpu::capability();
 
   at::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> idx(nd);
@@ -98,8 +85,7 @@ void fill_strided(const at::Tensor& self, const Sampler& sampler, const StreamPo
         global += idx[d] * gstrides[d];
       }
       const int64_t count = std::min(end - i, row - idx[nd - 1]);
-      fill_run<scalar_t, acc_t>(data + storage, strides[nd - 1], static_cast<uint64_t>(global), count,
-                                sampler, pos, vector);
+      fill_run(data + storage, strides[nd - 1], static_cast<uint64_t>(global), count, sampler, pos, capability);
       i += count;
       idx[nd - 1] += count;
       for (int64_t d = nd - 1; d > 0 && idx[d] == sizes[d]; --d) {
@@ -115,7 +101,7 @@ void fill_typed(const at::Tensor& self, const SampleSpec& spec, const StreamPosi
                 const ShardView& view) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   visit_sampler<acc_t>(spec, self.scalar_type(),
-                       [&](const auto& sampler) { fill_strided<scalar_t, acc_t>(self, sampler, pos, view); });
+                       [&](const auto& sampler) { fill_strided<scalar_t>(self, sampler, pos, view); });
 }
 
 // SPEC §4: an explicit seed is the key and the caller's offset the first block; a torch

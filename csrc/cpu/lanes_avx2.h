@@ -1,0 +1,232 @@
+// AVX2 (with FMA and F16C) lane types for the element math of nspl_math.h: 8 floats or 4
+// doubles per vector, with the operations and IEEE meanings listed there, plus what the
+// CPU kernel (fill_simd.h) needs: Philox on 4 blocks per vector, the words in element
+// order, and stores that round to float16 / bfloat16 to nearest even. Where AVX2 lacks an
+// instruction (64-bit arithmetic shifts and int64 -> double conversions), a short exact
+// sequence stands in.
+//
+// Include only in a translation unit compiled for AVX2, FMA and F16C, after nspl_math.h
+// (see fill_cpu_avx2.cpp).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "../nspl_math.h"
+
+#define NSPL_LANE inline __attribute__((always_inline))
+
+namespace nspl {
+NSPL_ISA_BEGIN
+
+struct F32x8 {
+  __m256 v;
+  F32x8() = default;
+  NSPL_LANE F32x8(__m256 x) : v(x) {}
+  NSPL_LANE F32x8(float x) : v(_mm256_set1_ps(x)) {}
+};
+struct I32x8 {
+  __m256i v;
+  I32x8() = default;
+  NSPL_LANE I32x8(__m256i x) : v(x) {}
+  NSPL_LANE I32x8(int32_t x) : v(_mm256_set1_epi32(x)) {}
+};
+struct M32x8 {  // all ones in the lanes where a comparison holds
+  __m256 m;
+};
+struct F64x4 {
+  __m256d v;
+  F64x4() = default;
+  NSPL_LANE F64x4(__m256d x) : v(x) {}
+  NSPL_LANE F64x4(double x) : v(_mm256_set1_pd(x)) {}
+};
+struct I64x4 {
+  __m256i v;
+  I64x4() = default;
+  NSPL_LANE I64x4(__m256i x) : v(x) {}
+  NSPL_LANE I64x4(int64_t x) : v(_mm256_set1_epi64x(x)) {}
+};
+struct M64x4 {
+  __m256d m;
+};
+
+template <>
+struct LaneOf<F32x8> {
+  using Int = I32x8;
+  using Mask = M32x8;
+  using Scalar = float;
+};
+template <>
+struct LaneOf<F64x4> {
+  using Int = I64x4;
+  using Mask = M64x4;
+  using Scalar = double;
+};
+template <>
+struct FloatOf<I32x8> {
+  using type = F32x8;
+};
+template <>
+struct FloatOf<I64x4> {
+  using type = F64x4;
+};
+
+// float lanes
+NSPL_LANE F32x8 operator+(F32x8 a, F32x8 b) { return _mm256_add_ps(a.v, b.v); }
+NSPL_LANE F32x8 operator-(F32x8 a, F32x8 b) { return _mm256_sub_ps(a.v, b.v); }
+NSPL_LANE F32x8 operator*(F32x8 a, F32x8 b) { return _mm256_mul_ps(a.v, b.v); }
+NSPL_LANE F32x8 operator/(F32x8 a, F32x8 b) { return _mm256_div_ps(a.v, b.v); }
+NSPL_LANE F32x8 fmadd(F32x8 a, F32x8 b, F32x8 c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+NSPL_LANE F32x8 sqrt_of(F32x8 a) { return _mm256_sqrt_ps(a.v); }
+// vminps / vmaxps return the second operand unless the comparison holds: exactly
+// a < b ? a : b and a > b ? a : b, NaN included.
+NSPL_LANE F32x8 min_of(F32x8 a, F32x8 b) { return _mm256_min_ps(a.v, b.v); }
+NSPL_LANE F32x8 max_of(F32x8 a, F32x8 b) { return _mm256_max_ps(a.v, b.v); }
+NSPL_LANE M32x8 lt(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
+NSPL_LANE M32x8 ge(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
+NSPL_LANE M32x8 eq(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
+NSPL_LANE F32x8 select(M32x8 m, F32x8 a, F32x8 b) { return _mm256_blendv_ps(b.v, a.v, m.m); }
+NSPL_LANE I32x8 as_int(F32x8 a) { return _mm256_castps_si256(a.v); }
+NSPL_LANE F32x8 as_float(I32x8 a) { return _mm256_castsi256_ps(a.v); }
+
+// int32 lanes
+NSPL_LANE I32x8 add(I32x8 a, I32x8 b) { return _mm256_add_epi32(a.v, b.v); }
+NSPL_LANE I32x8 sub(I32x8 a, I32x8 b) { return _mm256_sub_epi32(a.v, b.v); }
+NSPL_LANE I32x8 bit_and(I32x8 a, I32x8 b) { return _mm256_and_si256(a.v, b.v); }
+NSPL_LANE I32x8 bit_xor(I32x8 a, I32x8 b) { return _mm256_xor_si256(a.v, b.v); }
+template <int k>
+NSPL_LANE I32x8 shift_left(I32x8 a) {
+  return _mm256_slli_epi32(a.v, k);
+}
+template <int k>
+NSPL_LANE I32x8 shift_right_logical(I32x8 a) {
+  return _mm256_srli_epi32(a.v, k);
+}
+template <int k>
+NSPL_LANE I32x8 shift_right_arithmetic(I32x8 a) {
+  return _mm256_srai_epi32(a.v, k);
+}
+NSPL_LANE F32x8 convert_exact(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
+NSPL_LANE F32x8 convert_small(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
+
+// double lanes
+NSPL_LANE F64x4 operator+(F64x4 a, F64x4 b) { return _mm256_add_pd(a.v, b.v); }
+NSPL_LANE F64x4 operator-(F64x4 a, F64x4 b) { return _mm256_sub_pd(a.v, b.v); }
+NSPL_LANE F64x4 operator*(F64x4 a, F64x4 b) { return _mm256_mul_pd(a.v, b.v); }
+NSPL_LANE F64x4 operator/(F64x4 a, F64x4 b) { return _mm256_div_pd(a.v, b.v); }
+NSPL_LANE F64x4 fmadd(F64x4 a, F64x4 b, F64x4 c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
+NSPL_LANE F64x4 sqrt_of(F64x4 a) { return _mm256_sqrt_pd(a.v); }
+NSPL_LANE F64x4 min_of(F64x4 a, F64x4 b) { return _mm256_min_pd(a.v, b.v); }
+NSPL_LANE F64x4 max_of(F64x4 a, F64x4 b) { return _mm256_max_pd(a.v, b.v); }
+NSPL_LANE M64x4 lt(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
+NSPL_LANE M64x4 ge(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ)}; }
+NSPL_LANE M64x4 eq(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ)}; }
+NSPL_LANE F64x4 select(M64x4 m, F64x4 a, F64x4 b) { return _mm256_blendv_pd(b.v, a.v, m.m); }
+NSPL_LANE I64x4 as_int(F64x4 a) { return _mm256_castpd_si256(a.v); }
+NSPL_LANE F64x4 as_float(I64x4 a) { return _mm256_castsi256_pd(a.v); }
+
+// int64 lanes
+NSPL_LANE I64x4 add(I64x4 a, I64x4 b) { return _mm256_add_epi64(a.v, b.v); }
+NSPL_LANE I64x4 sub(I64x4 a, I64x4 b) { return _mm256_sub_epi64(a.v, b.v); }
+NSPL_LANE I64x4 bit_and(I64x4 a, I64x4 b) { return _mm256_and_si256(a.v, b.v); }
+NSPL_LANE I64x4 bit_xor(I64x4 a, I64x4 b) { return _mm256_xor_si256(a.v, b.v); }
+template <int k>
+NSPL_LANE I64x4 shift_left(I64x4 a) {
+  return _mm256_slli_epi64(a.v, k);
+}
+template <int k>
+NSPL_LANE I64x4 shift_right_logical(I64x4 a) {
+  return _mm256_srli_epi64(a.v, k);
+}
+// The logical shift, with the sign bits shifted in where a is negative.
+template <int k>
+NSPL_LANE I64x4 shift_right_arithmetic(I64x4 a) {
+  const __m256i negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a.v);
+  return _mm256_or_si256(_mm256_srli_epi64(a.v, k), _mm256_slli_epi64(negative, 64 - k));
+}
+// 0 <= a < 2^53: each 32-bit half converted through the mantissa of 2^52 (or'ing an
+// integer below 2^52 into 2^52's mantissa gives 2^52 + a), then joined by one exact fma.
+NSPL_LANE F64x4 convert_exact(I64x4 a) {
+  const __m256i two52 = _mm256_set1_epi64x(0x4330000000000000ll);
+  const __m256d two52d = _mm256_set1_pd(0x1p52);
+  const __m256d high = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(a.v, 32), two52)), two52d);
+  const __m256i low_bits = _mm256_and_si256(a.v, _mm256_set1_epi64x(0xffffffffll));
+  const __m256d low = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(low_bits, two52)), two52d);
+  return _mm256_fmadd_pd(high, _mm256_set1_pd(0x1p32), low);
+}
+// |a| < 2^51: a added to the bits of 1.5·2^52, whose binade holds 1.5·2^52 + a exactly.
+NSPL_LANE F64x4 convert_small(I64x4 a) {
+  const __m256i magic = _mm256_set1_epi64x(0x4338000000000000ll);
+  return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(a.v, magic)), _mm256_set1_pd(0x1.8p52));
+}
+
+// ---------------------------------------------------------------------------------
+// For the CPU kernel (fill_simd.h)
+// ---------------------------------------------------------------------------------
+struct Avx2 {
+  using Float = F32x8;
+  using Int = I32x8;
+  using Double = F64x4;
+  using Long = I64x4;
+  // Philox runs on 64-bit lanes, one block per lane, each 32-bit word of the state in the
+  // low half of a lane (fill_simd.h explains why the high halves may hold anything).
+  using Word = I64x4;
+  static constexpr int kBlocksPerVector = 4;
+
+  static NSPL_LANE I64x4 consecutive(uint64_t first) {
+    return _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(first)), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static NSPL_LANE I64x4 mul_u32(I64x4 a, I64x4 b) { return _mm256_mul_epu32(a.v, b.v); }
+  static NSPL_LANE I64x4 xor3(I64x4 a, I64x4 b, I64x4 c) {
+    return _mm256_xor_si256(_mm256_xor_si256(a.v, b.v), c.v);
+  }
+
+  // Words w0..w3 of blocks j = 0..3 as their 16 float elements in order: blocks 0-1 in
+  // `first`, 2-3 in `second`.
+  static NSPL_LANE void element_words(I64x4 x0, I64x4 x1, I64x4 x2, I64x4 x3, I32x8& first, I32x8& second) {
+    const __m256i low = _mm256_set1_epi64x(0xffffffffll);
+    const __m256i w01 = _mm256_or_si256(_mm256_and_si256(x0.v, low), _mm256_slli_epi64(x1.v, 32));
+    const __m256i w23 = _mm256_or_si256(_mm256_and_si256(x2.v, low), _mm256_slli_epi64(x3.v, 32));
+    __m256i a, b;
+    interleave(w01, w23, a, b);
+    first = a;
+    second = b;
+  }
+  // The same blocks as 8 float64 elements of 64 bits wa·2^32 + wb each.
+  static NSPL_LANE void element_bits(I64x4 x0, I64x4 x1, I64x4 x2, I64x4 x3, I64x4& first, I64x4& second) {
+    const __m256i low = _mm256_set1_epi64x(0xffffffffll);
+    const __m256i lane0 = _mm256_or_si256(_mm256_and_si256(x1.v, low), _mm256_slli_epi64(x0.v, 32));
+    const __m256i lane1 = _mm256_or_si256(_mm256_and_si256(x3.v, low), _mm256_slli_epi64(x2.v, 32));
+    __m256i a, b;
+    interleave(lane0, lane1, a, b);
+    first = a;
+    second = b;
+  }
+
+  static NSPL_LANE void store(float* out, F32x8 v) { _mm256_storeu_ps(out, v.v); }
+  static NSPL_LANE void store(double* out, F64x4 v) { _mm256_storeu_pd(out, v.v); }
+  static NSPL_LANE void store_half(void* out, F32x8 v) {
+    _mm_storeu_si128(static_cast<__m128i*>(out), _mm256_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // Round to nearest even on the bits (the values are finite), then pack the high halves.
+  static NSPL_LANE void store_bfloat16(void* out, F32x8 v) {
+    const __m256i bits = _mm256_castps_si256(v.v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(rounded), _mm256_extracti128_si256(rounded, 1));
+    _mm_storeu_si128(static_cast<__m128i*>(out), packed);
+  }
+
+ private:
+  // (a0 b0 a1 b1) and (a2 b2 a3 b3) from the 64-bit lanes of a and b.
+  static NSPL_LANE void interleave(__m256i a, __m256i b, __m256i& first, __m256i& second) {
+    const __m256i low = _mm256_unpacklo_epi64(a, b);   // a0 b0 | a2 b2
+    const __m256i high = _mm256_unpackhi_epi64(a, b);  // a1 b1 | a3 b3
+    first = _mm256_permute2x128_si256(low, high, 0x20);
+    second = _mm256_permute2x128_si256(low, high, 0x31);
+  }
+};
+
+NSPL_ISA_END
+}  // namespace nspl
