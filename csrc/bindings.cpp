@@ -18,12 +18,12 @@ namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
 
-// exp_to_normal / log_normal of nspl_math.h element-wise over a float32 or float64 tensor,
+// exp2_to_normal / log_normal of nspl_math.h element-wise over a float32 or float64 tensor,
 // by the portable code or one instruction set's kernels: the tests compare them and
 // measure their accuracy.
 template <typename T>
 void portable_math(bool exp, const T* in, T* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = exp ? nspl::exp_to_normal(in[i]) : nspl::log_normal(in[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = exp ? nspl::exp2_to_normal(in[i]) : nspl::log_normal(in[i]);
 }
 
 nspl::cpu::Capability capability_named(const std::string& name) {
@@ -34,7 +34,7 @@ nspl::cpu::Capability capability_named(const std::string& name) {
 }
 
 at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability_name) {
-  TORCH_CHECK_VALUE(name == "exp" || name == "log", "nspl_filler: function must be 'exp' or 'log', got '", name, "'");
+  TORCH_CHECK_VALUE(name == "exp2" || name == "log", "nspl_filler: function must be 'exp2' or 'log', got '", name, "'");
   TORCH_CHECK_TYPE((x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.device().is_cpu(),
                    "nspl_filler: expected a CPU float32 or float64 tensor");
   const nspl::cpu::Capability capability = capability_named(capability_name);
@@ -42,7 +42,7 @@ at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::str
                     capability_name, " kernels");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty_like(in);
-  const bool exp = name == "exp";
+  const bool exp = name == "exp2";
   AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "nspl_filler_math", [&] {
     const scalar_t* src = in.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
@@ -188,6 +188,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_cpu_supported", [](const std::string& name) { return nspl::cpu::supported(capability_named(name)); },
       py::arg("name"), "Whether this CPU, its OS and this build run the 'scalar', 'avx2' or 'avx512' kernels.");
   m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
-        "nspl_filler's own exp (for normal results) or log (of positive normal numbers), element-wise, "
+        "nspl_filler's own exp2 (for normal results) or log (of positive normal numbers), element-wise, "
         "by the 'scalar', 'avx2' or 'avx512' code.");
 }

@@ -16,32 +16,36 @@ struct StreamPosition {
 };
 
 // Symmetric truncated power law, general alpha (see PowerLawSampler in nspl_math.h). With
-// L = ln r, b = 1 - alpha, K = -|b|·L and u the element's variate:
-//   s = u·s_sign + s_offset and s̄ = 1 - s = u·(-s_sign) + s_bar_offset
-//       (s = u for alpha > 1, s = 1 - u for alpha < 1),
-//   |w| = exp(ln(1 + s·expm1(K)) · inv_b + log_base),
-// where ln(1 + s·expm1(K)) is evaluated as ln(s̄ + s·exp(K)) where that sum is below √½.
-template <typename acc_t>
+// L = ln r, b = 1 - alpha, K = -|b|·L, u the element's variate and s = u (alpha > 1) or
+// s = 1 - u (alpha < 1):
+//   log2 |w| = ln(1 + s·expm1(K)) · log2(e) / b + log2_base,
+// where ln(1 + s·expm1(K)) is evaluated as ln(s̄ + s·exp(K)), s̄ = 1 - s, where that sum
+// is below √½. The form is part of the type, so each kernel is compiled for one form.
+enum class PowerLawForm : int32_t {
+  AlphaAboveOne,          // s = u
+  AlphaAboveOneTinyExpK,  // s = u, and exp(K) is below the smallest normal acc_t
+  AlphaBelowOne,          // s = 1 - u
+};
+
+template <typename acc_t, PowerLawForm kForm>
 struct PowerLawConstants {
-  acc_t s_sign;
-  acc_t s_offset;
-  acc_t s_bar_offset;
-  acc_t expm1_k;   // expm1(K), in (-1, 0)
-  acc_t exp_k;     // exp(K), or 0 where it is below the smallest normal acc_t
-  acc_t inv_b;     // 1 / b
-  acc_t log_base;  // ln c, plus L when alpha < 1
+  acc_t expm1_k;       // expm1(K), in (-1, 0)
+  acc_t exp_k;         // exp(K); 0 in the TinyExpK form
+  acc_t log2e_over_b;  // log2(e) / b
+  acc_t inv_b;         // 1 / b
+  acc_t log2_base;     // log2 c, plus log2 r when alpha < 1
   // The output dtype's values nearest to c and c·r from inside [c, c·r]: clamping to them
   // keeps every value, after rounding to the dtype, in [c, c·r].
   acc_t low;
   acc_t high;
 };
 
-// The power law at alpha = 1 (|b·L| negligible): |w| = exp(u·L + ln c), log-uniform.
+// The power law at alpha = 1 (|b·L| negligible): |w| = 2^(u·log2 r + log2 c), log-uniform.
 template <typename acc_t>
 struct LogUniformConstants {
-  acc_t log_ratio;  // L
-  acc_t log_low;    // ln c
-  acc_t low;        // as in PowerLawConstants
+  acc_t log2_ratio;  // log2 r
+  acc_t log2_low;    // log2 c
+  acc_t low;         // as in PowerLawConstants
   acc_t high;
 };
 

@@ -240,11 +240,15 @@ template <int k>
 NSPL_HD int64_t shift_right_logical(int64_t a) {
   return static_cast<int64_t>(static_cast<uint64_t>(a) >> k);
 }
-// Arithmetic right shift: floor(a / 2^k), written so that no compiler may treat it as
-// implementation-defined.
-template <int k, typename I>
-NSPL_HD I shift_right_arithmetic(I a) {
-  return a >= 0 ? shift_right_logical<k>(a) : ~shift_right_logical<k>(~a);
+// Arithmetic right shift, floor(a / 2^k): what >> does on signed integers in C++20, and in
+// gcc, clang, MSVC and nvcc before it (one instruction).
+template <int k>
+NSPL_HD int32_t shift_right_arithmetic(int32_t a) {
+  return a >> k;
+}
+template <int k>
+NSPL_HD int64_t shift_right_arithmetic(int64_t a) {
+  return a >> k;
 }
 // Exact conversions: 0 <= a < 2^24 (int32 -> float) or 0 <= a < 2^53 (int64 -> double).
 NSPL_HD float convert_exact(int32_t a) { return static_cast<float>(a); }
@@ -283,16 +287,15 @@ struct Arith<float> {
   static constexpr int32_t kSqrtHalfBits = 0x3f3504f3;     // sqrt(1/2)
   static constexpr int32_t kMantissaMask = 0x007fffff;
   static constexpr float kRoundMagic = 0x1.8p23f;  // x + 1.5·2^23 rounds x to an integer
-  static constexpr float kLog2e = 0x1.715476p0f;
   // ln 2 = kLn2Hi + kLn2Lo to about 2^-48.
   static constexpr float kLn2Hi = 0x1.62e430p-1f;
   static constexpr float kLn2Lo = -0x1.05c610p-29f;
 
-  // e^r on |r| <= ln(2)/2 as 1 + r·(1 + r·q(r)), relative error 2^-28.
+  // 2^r on |r| <= 1/2 as 1 + r·q(r), relative error 2^-28.8.
   template <typename F>
-  static NSPL_HD F exp_reduced(F r) {
-    const F q = horner(r, 0.49999994f, 0.16666515f, 0.041668456f, 0.008369419f, 0.0013813145f);
-    return fmadd(fmadd(q, r, F(1.0f)), r, F(1.0f));
+  static NSPL_HD F exp2_reduced(F r) {
+    const F q = horner(r, 0.6931472f, 0.24022648f, 0.055503294f, 0.00961845f, 0.001340017f, 0.00015352317f);
+    return fmadd(q, r, F(1.0f));
   }
   // ln(1 + f) on sqrt(1/2) - 1 <= f <= sqrt(2) - 1 as f + f^2·P(f), relative error 2^-25.
   template <typename F>
@@ -316,17 +319,17 @@ struct Arith<double> {
   static constexpr int64_t kSqrtHalfBits = 0x3fe6a09e667f3bcdll;
   static constexpr int64_t kMantissaMask = 0x000fffffffffffffll;
   static constexpr double kRoundMagic = 0x1.8p52;
-  static constexpr double kLog2e = 0x1.71547652b82fep0;
   static constexpr double kLn2Hi = 0x1.62e42fefa39efp-1;
   static constexpr double kLn2Lo = 0x1.abc9e3b39803fp-56;
 
-  // e^r on |r| <= ln(2)/2 as 1 + r·(1 + r·q(r)), relative error 2^-57.8.
+  // 2^r on |r| <= 1/2 as 1 + r·q(r), relative error 2^-57.9.
   template <typename F>
-  static NSPL_HD F exp_reduced(F r) {
-    const F q = horner(r, 0.5000000000000012, 0.16666666666666385, 0.04166666666651916, 0.008333333333507656,
-                       0.001388888894691977, 0.0001984126948617589, 2.480148935244164e-05,
-                       2.755759717274139e-06, 2.7631687291807605e-07, 2.499899734355423e-08);
-    return fmadd(fmadd(q, r, F(1.0)), r, F(1.0));
+  static NSPL_HD F exp2_reduced(F r) {
+    const F q = horner(r, 0.6931471805599453, 0.2402265069591014, 0.055504108664819925, 0.00961812910759129,
+                       0.0013333558146803258, 0.00015403530461014837, 1.5252733474030355e-05,
+                       1.3215433198780268e-06, 1.0178204174077209e-07, 7.074161477185964e-09,
+                       4.4345557559811184e-10);
+    return fmadd(q, r, F(1.0));
   }
   // ln(1 + f) = 2·atanh(s), s = f / (2 + f), as f - h + s·(h + z·T(z)) with h = f^2/2,
   // z = s^2 (since 2s = f - s·f and s·f = 2h - s·h): f is exact, and the rest is small
@@ -343,24 +346,23 @@ struct Arith<double> {
 };
 
 // ---------------------------------------------------------------------------------
-// exp and log for the samplers, on the arguments the samplers give them.
+// 2^x and ln x for the samplers, on the arguments the samplers give them.
 // ---------------------------------------------------------------------------------
-// e^x where the result is a normal number: x = n·ln 2 + r with |r| <= ln(2)/2, and 2^n is
-// added to the exponent field of e^r. Outside that range (results below the smallest
+// 2^x where the result is a normal number: x = n + r with n an integer and |r| <= 1/2
+// (both exact), and n is added to the exponent field of 2^r. Working in base 2 makes the
+// reduction exact with no ln 2 to split. Outside that range (results below the smallest
 // normal or above the largest finite value) the bits are meaningless; the samplers clamp
 // their results to bounds that are normal numbers, which repairs them.
 template <typename F>
-NSPL_HD F exp_to_normal(F x) {
+NSPL_HD F exp2_to_normal(F x) {
   using A = Arith<typename LaneOf<F>::Scalar>;
   using I = typename LaneOf<F>::Int;
-  const F shifted = fmadd(x, F(A::kLog2e), F(A::kRoundMagic));
-  const F n = shifted - F(A::kRoundMagic);
-  F r = fmadd(n, F(-A::kLn2Hi), x);
-  r = fmadd(n, F(-A::kLn2Lo), r);
+  const F shifted = x + F(A::kRoundMagic);
+  const F r = x - (shifted - F(A::kRoundMagic));
   // shifted's bits are the magic's plus n, and the magic's low bits are zero, so
   // shifting them left by the mantissa width leaves n in the exponent field.
   const I exponent = shift_left<A::kMantissaBits>(as_int(shifted));
-  return as_float(add(as_int(A::exp_reduced(r)), exponent));
+  return as_float(add(as_int(A::exp2_reduced(r)), exponent));
 }
 
 // a = 2^e · (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), for a positive normal a.
@@ -451,8 +453,8 @@ struct Lanes<double> {
 // Symmetric truncated power law (SPEC §2), general alpha: |w| = c·y, y on [1, r] with
 // density ∝ y^-alpha, by the inverse CDF y = exp(ln(1 + s·E) / b) (alpha > 1, s = u) or
 // y = r·exp(ln(1 + s·E) / b) (alpha < 1, s = 1 - u), E = expm1(K), K = -|b|·ln r; both
-// are ln(1 + x) with x = s·E in (-1, 0], and ln c joins the exponent so that only the
-// final value, which lies in [c, c·r], has to be a normal number.
+// are ln(1 + x) with x = s·E in (-1, 0], and c joins the exponent, |w| = 2^(log2 y + log2 c),
+// so that only the final value, which lies in [c, c·r], has to be a normal number.
 //
 // One logarithm, no branch: where 1 + x >= sqrt(1/2), ln(1 + x) is the log1p polynomial
 // of x itself (x is a product, accurate to an ulp, and no 1 + x is ever rounded). Below,
@@ -460,42 +462,45 @@ struct Lanes<double> {
 // terms computed with one rounding: no digits cancel, whatever alpha and r. Both
 // arguments are computed and the right one is selected before the single log.
 //
-// The exponent z = ln(1 + x)·inv_b + log_base is rounded once to acc_t, which e^z turns
-// into a relative error of up to |z|·2^-24 (float32): |w| carries an error that grows with
-// |ln |w|| (tests/test_conformance.py measures the bound the README states).
+// The exponent z = log2 |w| is rounded once to acc_t, which 2^z turns into a relative
+// error of up to |ln |w||·2^-24 (float32): |w| carries an error that grows with |ln |w||
+// (tests/test_conformance.py measures the bound the README states).
 //
 // The one point the sum cannot represent is s̄ = 0 (u rounded to 1 for alpha > 1) where
-// exp(K) is below the smallest normal and stored as 0: there y = r exactly, so the value
-// is set to the upper bound.
-template <typename acc_t>
+// exp(K) is below the smallest normal and stored as 0 (the TinyExpK form): there y = r
+// exactly, so the value is set to the upper bound.
+template <typename acc_t, PowerLawForm kForm>
 struct PowerLawSampler {
   using Acc = acc_t;
-  PowerLawConstants<acc_t> k;
+  PowerLawConstants<acc_t, kForm> k;
 
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
     using A = Arith<acc_t>;
     const F u = unit_variate(bits);
-    const F s = fmadd(u, F(k.s_sign), F(k.s_offset));
-    const F s_bar = fmadd(u, F(-k.s_sign), F(k.s_bar_offset));
+    const F one_minus_u = F(acc_t(1)) - u;
+    const F s = kForm == PowerLawForm::AlphaBelowOne ? one_minus_u : u;
+    const F s_bar = kForm == PowerLawForm::AlphaBelowOne ? u : one_minus_u;
     const F x = s * F(k.expm1_k);
-    const auto near_one = ge(x, F(static_cast<acc_t>(0.70710678118654752440 - 1.0)));
+    const F a = fmadd(s, F(k.exp_k), s_bar);  // 1 + x as a sum of two positive terms
+    // Where a >= sqrt(1/2) its reduction has exponent 0 and ln(1 + x) is log1p(x) itself;
+    // below, ln a = e·ln 2 + log1p(f).
     F e, f;
-    log_reduce(fmadd(s, F(k.exp_k), s_bar), e, f);
-    f = select(near_one, x, f);
-    e = select(near_one, F(acc_t(0)), e);
-    const F t = add_ln2_multiple(e, A::log1p_reduced(f));
+    log_reduce(a, e, f);
+    f = select(ge(a, F(static_cast<acc_t>(0.70710678118654752440))), x, f);
+    // log2 |w| = ln(1 + x) / (b ln 2) + log2_base = log1p(f)·(log2(e) / b) + e / b + log2_base.
+    const F z = fmadd(A::log1p_reduced(f), F(k.log2e_over_b), fmadd(e, F(k.inv_b), F(k.log2_base)));
     const F high(k.high);
-    F v = clamp_to(exp_to_normal(fmadd(t, F(k.inv_b), F(k.log_base))), F(k.low), high);
-    v = select(eq(s_bar, F(acc_t(0))), high, v);
+    F v = clamp_to(exp2_to_normal(z), F(k.low), high);
+    if constexpr (kForm == PowerLawForm::AlphaAboveOneTinyExpK) v = select(eq(s_bar, F(acc_t(0))), high, v);
     return apply_sign(v, bits);
   }
 
   NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
-// The power law at alpha = 1: y = exp(u·ln r), log-uniform, |w| = exp(u·L + ln c).
+// The power law at alpha = 1: y = exp(u·ln r), log-uniform, |w| = 2^(u·log2 r + log2 c).
 template <typename acc_t>
 struct LogUniformSampler {
   using Acc = acc_t;
@@ -504,8 +509,8 @@ struct LogUniformSampler {
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
-    const F z = fmadd(unit_variate(bits), F(k.log_ratio), F(k.log_low));
-    return apply_sign(clamp_to(exp_to_normal(z), F(k.low), F(k.high)), bits);
+    const F z = fmadd(unit_variate(bits), F(k.log2_ratio), F(k.log2_low));
+    return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
   }
 
   NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
@@ -597,9 +602,9 @@ struct NormalSampler<double> {
 // The sampler that draws with a set of constants (kernel_args.h).
 template <typename Constants>
 struct SamplerFor;
-template <typename acc_t>
-struct SamplerFor<PowerLawConstants<acc_t>> {
-  using type = PowerLawSampler<acc_t>;
+template <typename acc_t, PowerLawForm kForm>
+struct SamplerFor<PowerLawConstants<acc_t, kForm>> {
+  using type = PowerLawSampler<acc_t, kForm>;
 };
 template <typename acc_t>
 struct SamplerFor<LogUniformConstants<acc_t>> {

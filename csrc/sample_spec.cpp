@@ -108,28 +108,36 @@ bool is_log_uniform(const SampleSpec& spec) {
 template <typename acc_t>
 LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype) {
   const auto [low, high] = inward_bounds(spec, dtype);
-  return {static_cast<acc_t>(std::log(spec.ratio)), static_cast<acc_t>(std::log(spec.scale)),
+  return {static_cast<acc_t>(std::log2(spec.ratio)), static_cast<acc_t>(std::log2(spec.scale)),
           static_cast<acc_t>(low), static_cast<acc_t>(high)};
 }
 
+namespace {
+// -|b|·L; -inf where |b| is near the largest double, and exp(K) = 0, expm1(K) = -1 then.
+double power_law_k(const SampleSpec& spec) { return -std::fabs((1.0 - spec.alpha) * std::log(spec.ratio)); }
+}  // namespace
+
 template <typename acc_t>
-PowerLawConstants<acc_t> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype) {
-  const double log_ratio = std::log(spec.ratio);
+PowerLawForm power_law_form(const SampleSpec& spec) {
+  if (spec.alpha < 1.0) return PowerLawForm::AlphaBelowOne;
+  // The log in the kernels takes normal numbers; where exp(K) is below them it is stored
+  // as 0, and the one point where that matters (s̄ = 0) is handled apart.
+  return std::exp(power_law_k(spec)) < static_cast<double>(std::numeric_limits<acc_t>::min())
+             ? PowerLawForm::AlphaAboveOneTinyExpK
+             : PowerLawForm::AlphaAboveOne;
+}
+
+template <typename acc_t, PowerLawForm kForm>
+PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype) {
   const double b = 1.0 - spec.alpha;
-  // -|b|·L; -inf where |b| is near the largest double, and exp(K) = 0, expm1(K) = -1 then.
-  const double k = -std::fabs(b * log_ratio);
+  const double k = power_law_k(spec);
   const auto [low, high] = inward_bounds(spec, dtype);
-  const double exp_k = std::exp(k);
-  PowerLawConstants<acc_t> c{};
-  c.s_sign = static_cast<acc_t>(b < 0 ? 1 : -1);
-  c.s_offset = static_cast<acc_t>(b < 0 ? 0 : 1);
-  c.s_bar_offset = static_cast<acc_t>(b < 0 ? 1 : 0);
+  PowerLawConstants<acc_t, kForm> c{};
   c.expm1_k = static_cast<acc_t>(std::expm1(k));
-  // The log in the kernels takes normal numbers; exp(K) below them only matters where
-  // s̄ = 0, which the sampler handles apart (PowerLawSampler).
-  c.exp_k = exp_k < static_cast<double>(std::numeric_limits<acc_t>::min()) ? acc_t(0) : static_cast<acc_t>(exp_k);
+  c.exp_k = kForm == PowerLawForm::AlphaAboveOneTinyExpK ? acc_t(0) : static_cast<acc_t>(std::exp(k));
+  c.log2e_over_b = static_cast<acc_t>(1.44269504088896340736 / b);
   c.inv_b = static_cast<acc_t>(1.0 / b);
-  c.log_base = static_cast<acc_t>(std::log(spec.scale) + (b > 0 ? log_ratio : 0.0));
+  c.log2_base = static_cast<acc_t>(std::log2(spec.scale) + (b > 0 ? std::log2(spec.ratio) : 0.0));
   c.low = static_cast<acc_t>(low);
   c.high = static_cast<acc_t>(high);
   return c;
@@ -137,8 +145,17 @@ PowerLawConstants<acc_t> power_law_constants(const SampleSpec& spec, c10::Scalar
 
 template LogUniformConstants<float> log_uniform_constants<float>(const SampleSpec&, c10::ScalarType);
 template LogUniformConstants<double> log_uniform_constants<double>(const SampleSpec&, c10::ScalarType);
-template PowerLawConstants<float> power_law_constants<float>(const SampleSpec&, c10::ScalarType);
-template PowerLawConstants<double> power_law_constants<double>(const SampleSpec&, c10::ScalarType);
+template PowerLawForm power_law_form<float>(const SampleSpec&);
+template PowerLawForm power_law_form<double>(const SampleSpec&);
+#define NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(acc_t, form) \
+  template PowerLawConstants<acc_t, form> power_law_constants<acc_t, form>(const SampleSpec&, c10::ScalarType)
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaAboveOne);
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaAboveOneTinyExpK);
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaBelowOne);
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaAboveOne);
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaAboveOneTinyExpK);
+NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaBelowOne);
+#undef NSPL_INSTANTIATE_POWER_LAW_CONSTANTS
 
 void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
   const DtypeRange range = dtype_range(dtype);

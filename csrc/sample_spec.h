@@ -32,8 +32,11 @@ bool is_log_uniform(const SampleSpec& spec);
 // rounded inward to the output dtype.
 template <typename acc_t>
 LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype);
+template <typename acc_t, PowerLawForm kForm>
+PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype);
+// The form of the general power law for `spec` in arithmetic acc_t.
 template <typename acc_t>
-PowerLawConstants<acc_t> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype);
+PowerLawForm power_law_form(const SampleSpec& spec);
 
 // Calls `f(sampler)` with the sampler of nspl_math.h that draws `spec` in arithmetic
 // acc_t (float for 16/32-bit outputs, double for float64) into a tensor of dtype
@@ -45,8 +48,21 @@ void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
     case Distribution::PowerLaw:
       if (is_log_uniform(spec)) {
         f(LogUniformSampler<acc_t>{log_uniform_constants<acc_t>(spec, dtype)});
-      } else {
-        f(PowerLawSampler<acc_t>{power_law_constants<acc_t>(spec, dtype)});
+        return;
+      }
+      switch (power_law_form<acc_t>(spec)) {
+        case PowerLawForm::AlphaAboveOne:
+          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOne>{
+              power_law_constants<acc_t, PowerLawForm::AlphaAboveOne>(spec, dtype)});
+          return;
+        case PowerLawForm::AlphaAboveOneTinyExpK:
+          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>{
+              power_law_constants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>(spec, dtype)});
+          return;
+        case PowerLawForm::AlphaBelowOne:
+          f(PowerLawSampler<acc_t, PowerLawForm::AlphaBelowOne>{
+              power_law_constants<acc_t, PowerLawForm::AlphaBelowOne>(spec, dtype)});
+          return;
       }
       return;
     case Distribution::Uniform:

@@ -27,7 +27,7 @@ namespace nspl {
 
 // Fills `count` elements whose global indices are first, first + 1, ... at out,
 // out + stride, ... with the sampler of `constants` (nspl_math.h), as fill_run_scalar does.
-// exp_to_normal / log_normal of nspl_math.h over n values (for the tests).
+// exp2_to_normal / log_normal of nspl_math.h over n values (for the tests).
 #define NSPL_DECLARE_SIMD_KERNELS                                                                      \
   template <typename scalar_t, typename Constants>                                                   \
   void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Constants& constants, \
@@ -46,15 +46,18 @@ NSPL_DECLARE_SIMD_KERNELS
 // Whether the SIMD kernels exist for this output type and sampler constants: every
 // sampler into float32, float16 and bfloat16, and all but the normal into float64 (its
 // refinement uses libm's erf and stays on the portable path).
+template <typename Constants>
+struct SimdSampler : std::false_type {};
+template <typename acc_t, PowerLawForm kForm>
+struct SimdSampler<PowerLawConstants<acc_t, kForm>> : std::true_type {};
+template <typename acc_t>
+struct SimdSampler<LogUniformConstants<acc_t>> : std::true_type {};
+template <typename acc_t>
+struct SimdSampler<UniformConstants<acc_t>> : std::true_type {};
+template <>
+struct SimdSampler<NormalConstants<float>> : std::true_type {};
+
 template <typename scalar_t, typename Constants>
-constexpr bool kHasSimdKernel =
-    NSPL_HAVE_SIMD_KERNELS &&
-    (((std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::Half> ||
-       std::is_same_v<scalar_t, c10::BFloat16>) &&
-      (std::is_same_v<Constants, PowerLawConstants<float>> || std::is_same_v<Constants, LogUniformConstants<float>> ||
-       std::is_same_v<Constants, UniformConstants<float>> || std::is_same_v<Constants, NormalConstants<float>>)) ||
-     (std::is_same_v<scalar_t, double> &&
-      (std::is_same_v<Constants, PowerLawConstants<double>> || std::is_same_v<Constants, LogUniformConstants<double>> ||
-       std::is_same_v<Constants, UniformConstants<double>>)));
+constexpr bool kHasSimdKernel = NSPL_HAVE_SIMD_KERNELS && SimdSampler<Constants>::value;
 
 }  // namespace nspl

@@ -21,18 +21,23 @@ void math(bool exp, const T* in, T* out, int64_t n) {
   math_vector<NSPL_SIMD_ISA>(exp, in, out, n);
 }
 
-#define NSPL_INSTANTIATE_RUN(scalar_t, Constants)                                                          \
-  template void fill_run<scalar_t, Constants>(scalar_t*, int64_t, uint64_t, int64_t, const Constants&, \
-                                              const StreamPosition&)
-#define NSPL_INSTANTIATE_FLOAT_OUTPUTS(Constants)  \
-  NSPL_INSTANTIATE_RUN(float, Constants);         \
-  NSPL_INSTANTIATE_RUN(c10::Half, Constants);     \
-  NSPL_INSTANTIATE_RUN(c10::BFloat16, Constants)
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float>);
+// Variadic: a constants type may hold a comma (PowerLawConstants<float, form>).
+#define NSPL_INSTANTIATE_RUN(scalar_t, ...)                                                              \
+  template void fill_run<scalar_t, __VA_ARGS__>(scalar_t*, int64_t, uint64_t, int64_t, const __VA_ARGS__&, \
+                                                const StreamPosition&)
+#define NSPL_INSTANTIATE_FLOAT_OUTPUTS(...)          \
+  NSPL_INSTANTIATE_RUN(float, __VA_ARGS__);         \
+  NSPL_INSTANTIATE_RUN(c10::Half, __VA_ARGS__);     \
+  NSPL_INSTANTIATE_RUN(c10::BFloat16, __VA_ARGS__)
+NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaAboveOne>);
+NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaAboveOneTinyExpK>);
+NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaBelowOne>);
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(LogUniformConstants<float>);
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(UniformConstants<float>);
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(NormalConstants<float>);
-NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double>);
+NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOne>);
+NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOneTinyExpK>);
+NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaBelowOne>);
 NSPL_INSTANTIATE_RUN(double, LogUniformConstants<double>);
 NSPL_INSTANTIATE_RUN(double, UniformConstants<double>);
 template void math<float>(bool, const float*, float*, int64_t);
