@@ -26,39 +26,49 @@ constexpr int kBatchBlocks = 16;
 // its elements a run takes.
 constexpr int64_t kMinVectorRun = 8;
 
+// The round keys of Philox4x32-10 for `key`, broadcast: keys[round][word].
+template <class Isa>
+struct PhiloxKeys {
+  typename Isa::Word k[10][2];
+  explicit inline __attribute__((always_inline)) PhiloxKeys(uint64_t key) {
+    uint32_t k0 = static_cast<uint32_t>(key);
+    uint32_t k1 = static_cast<uint32_t>(key >> 32);
+    for (int round = 0; round < 10; ++round) {
+      k[round][0] = typename Isa::Word(static_cast<int64_t>(k0));
+      k[round][1] = typename Isa::Word(static_cast<int64_t>(k1));
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+  }
+};
+
 // Philox4x32-10 of blocks first_block, first_block + 1, ... in kGroups vectors of 64-bit
 // lanes, one block per lane, x[word][group]. Each 32-bit word of the state lives in the
 // low half of its lane; what the high halves hold does not matter: the multiplies read
 // only the low halves, the shifts bring the products' high words down into them, and only
 // low halves are kept at the end (Isa::element_words / element_bits).
 template <class Isa, int kGroups>
-inline __attribute__((always_inline)) void philox_batch(uint64_t first_block, uint64_t key,
+inline __attribute__((always_inline)) void philox_batch(uint64_t first_block, const PhiloxKeys<Isa>& keys,
                                                        typename Isa::Word (&x)[4][kGroups]) {
   using W = typename Isa::Word;
   const W m0(static_cast<int64_t>(kPhiloxM0));
   const W m1(static_cast<int64_t>(kPhiloxM1));
-  uint32_t k0 = static_cast<uint32_t>(key);
-  uint32_t k1 = static_cast<uint32_t>(key >> 32);
   // Round 1, with counter words 2 and 3 zero: the products of word 2 vanish.
   for (int g = 0; g < kGroups; ++g) {
     const W blocks = Isa::consecutive(first_block + static_cast<uint64_t>(g * Isa::kBlocksPerVector));
     const W p0 = Isa::mul_u32(blocks, m0);
-    x[0][g] = bit_xor(shift_right_logical<32>(blocks), W(static_cast<int64_t>(k0)));
+    x[0][g] = bit_xor(shift_right_logical<32>(blocks), keys.k[0][0]);
     x[1][g] = W(int64_t(0));
-    x[2][g] = bit_xor(shift_right_logical<32>(p0), W(static_cast<int64_t>(k1)));
+    x[2][g] = bit_xor(shift_right_logical<32>(p0), keys.k[0][1]);
     x[3][g] = p0;
   }
   for (int round = 1; round < 10; ++round) {
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-    const W key0(static_cast<int64_t>(k0));
-    const W key1(static_cast<int64_t>(k1));
     for (int g = 0; g < kGroups; ++g) {
       const W p0 = Isa::mul_u32(x[0][g], m0);
       const W p1 = Isa::mul_u32(x[2][g], m1);
-      x[0][g] = Isa::xor3(shift_right_logical<32>(p1), x[1][g], key0);
+      x[0][g] = Isa::xor3(shift_right_logical<32>(p1), x[1][g], keys.k[round][0]);
       x[1][g] = p1;
-      x[2][g] = Isa::xor3(shift_right_logical<32>(p0), x[3][g], key1);
+      x[2][g] = Isa::xor3(shift_right_logical<32>(p0), x[3][g], keys.k[round][1]);
       x[3][g] = p0;
     }
   }
@@ -94,12 +104,13 @@ void fill_run_vector(scalar_t* out, int64_t stride, uint64_t first, int64_t coun
   constexpr int kPerVector = kBatch / kVectors;
   using Bits = std::conditional_t<kDouble, typename Isa::Long, typename Isa::Int>;
 
+  const PhiloxKeys<Isa> keys(pos.key);
   uint64_t block = pos.offset + first / kPerBlock;
   int skip = static_cast<int>(first % kPerBlock);
   while (count > 0) {
     const int take = static_cast<int>(std::min<int64_t>(kBatch - skip, count));
     typename Isa::Word x[4][kGroups];
-    philox_batch<Isa, kGroups>(block, pos.key, x);
+    philox_batch<Isa, kGroups>(block, keys, x);
     Pack<Bits, kVectors> bits;
     for (int g = 0; g < kGroups; ++g) {
       if constexpr (kDouble) {
