@@ -5,6 +5,7 @@
 
 #include <array>
 
+#include "checks.h"
 #include "cpu/cpu_capability.h"
 #include "cpu/fill_cpu_avx2.h"
 #include "fill.h"
@@ -16,6 +17,13 @@ namespace py = pybind11;
 namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
+
+using OptionalShape = std::optional<std::vector<int64_t>>;
+
+at::OptionalIntArrayRef shape_ref(const OptionalShape& shape) {
+  if (!shape) return std::nullopt;
+  return at::IntArrayRef(*shape);
+}
 
 // exp / log / log1p of nspl_math.h element-wise over a float32 or float64 tensor, by the
 // scalar code or the AVX2 kernels: the tests compare the two and measure accuracy.
@@ -131,32 +139,59 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       py::arg("sizes"), py::arg("fan_in") = py::none(), py::arg("fan_out") = py::none(),
       py::arg("mode") = "fan_in", py::arg("caffe_1d") = false);
-  // Shape-independent argument checks of each op, for the fake (meta) kernels.
+  // The check function of each op (checks.h), for the fake kernels and for bulk calls that
+  // check everything before their first write. `has_generator`: a torch generator was given.
   m.def(
-      "check_nspl_args",
-      [](const std::string& variance_norm, double alpha, double ratio, double gain,
-         std::optional<double> fan_in, std::optional<double> fan_out, int64_t offset) {
-        nspl::parse_variance_norm(variance_norm);
-        nspl::check_power_law(alpha, ratio);
-        nspl::check_positive("gain", gain);
-        if (fan_in) nspl::check_positive("fan_in", *fan_in);
-        if (fan_out) nspl::check_positive("fan_out", *fan_out);
-        nspl::check_offset(offset);
-      });
-  m.def("check_many_args",
-        [](int64_t n, const std::string& variance_norm, double alpha, double ratio,
-           std::vector<double> gains, std::vector<int64_t> offsets) {
-          nspl::check_many_arguments(static_cast<size_t>(n), variance_norm, alpha, ratio, gains,
-                                     std::nullopt, offsets, std::nullopt);
-        });
-  m.def("check_power_law_args", [](double alpha, double low, double high, int64_t offset) {
-    nspl::power_law_spec(alpha, low, high);
-    nspl::check_offset(offset);
-  });
-  m.def("check_width_arg", [](const std::string& name, double width, int64_t offset) {
-    nspl::check_positive(name.c_str(), width);
-    nspl::check_offset(offset);
-  });
+      "check_nspl",
+      [](const at::Tensor& self, const std::string& variance_norm, double alpha, double ratio, double gain,
+         std::optional<double> fan_in, std::optional<double> fan_out, std::optional<int64_t> seed,
+         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, {seed, offset, has_generator},
+                         shape_ref(global_shape), shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
+      py::arg("fan_in"), py::arg("fan_out"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_symmetric_power_law",
+      [](const at::Tensor& self, double alpha, double low, double high, std::optional<int64_t> seed,
+         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_symmetric_power_law(self, alpha, low, high, {seed, offset, has_generator},
+                                        shape_ref(global_shape), shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("alpha"), py::arg("low"), py::arg("high"), py::arg("seed"), py::arg("offset"),
+      py::arg("has_generator"), py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_symmetric_uniform",
+      [](const at::Tensor& self, double bound, std::optional<int64_t> seed, int64_t offset, bool has_generator,
+         OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_symmetric_uniform(self, bound, {seed, offset, has_generator}, shape_ref(global_shape),
+                                      shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("bound"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_normal",
+      [](const at::Tensor& self, double std, std::optional<int64_t> seed, int64_t offset, bool has_generator,
+         OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_normal(self, std, {seed, offset, has_generator}, shape_ref(global_shape),
+                           shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("std"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_nspl_many",
+      [](const std::vector<at::Tensor>& tensors, const std::string& variance_norm, double alpha, double ratio,
+         const std::vector<double>& gains, bool has_seed, const std::vector<int64_t>& offsets, bool has_generator,
+         OptionalShape global_shapes, OptionalShape global_starts, bool check_memory) {
+        nspl::check_nspl_many(tensors, variance_norm, alpha, ratio, gains, has_seed, offsets, has_generator,
+                              shape_ref(global_shapes), shape_ref(global_starts), check_memory);
+      },
+      py::arg("tensors"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gains"),
+      py::arg("has_seed"), py::arg("offsets"), py::arg("has_generator"), py::arg("global_shapes"),
+      py::arg("global_starts"), py::arg("check_memory"));
+  m.def("check_inplace_allowed", &nspl::check_inplace_allowed, py::arg("tensor"),
+        "torch's rule for in-place writes to inference tensors, as the ops apply it.");
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
         py::arg("n"));
