@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+import nspl_filler
 from nspl_filler import Generator, fill_
 
 ops = torch.ops.nspl_filler
@@ -103,3 +104,14 @@ def test_compile_with_dynamic_shapes_matches_eager():
     compiled = torch.compile(init, fullgraph=True, backend="aot_eager", dynamic=True)
     for rows in (5, 9):
         assert torch.equal(compiled(torch.empty(rows, 8)), init(torch.empty(rows, 8)))
+
+
+def test_filler_on_meta_makes_the_ops_checks():
+    filler = nspl_filler.get_filler(nspl_filler.FillerParameter(seed=1))
+    with pytest.raises(TypeError, match="dtype"):
+        filler.fill(torch.empty(4, 4, dtype=torch.int32, device="meta"))
+    with pytest.raises(ValueError, match="share memory"):
+        filler.fill(expanded(device="meta"))
+    assert filler.offset == 0
+    filler.fill(torch.empty(4, 4, device="meta"))
+    assert filler.offset == 4
