@@ -18,6 +18,19 @@ namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
 
+// A seed by the rule of every Python entry point (nspl_filler.generator._check_seed: an int,
+// numpy's included, not bool, in [-2**63, 2**64)), carried as the int64 of its 64-bit key.
+std::optional<int64_t> optional_seed(py::handle seed) {
+  if (seed.is_none()) return std::nullopt;
+  const py::object key = py::module_::import("nspl_filler.generator").attr("_check_seed")(seed);
+  return static_cast<int64_t>(key.cast<uint64_t>());
+}
+
+py::object seed_object(const std::optional<int64_t>& seed) {
+  if (!seed) return py::none();
+  return py::int_(static_cast<uint64_t>(*seed));
+}
+
 using OptionalShape = std::optional<std::vector<int64_t>>;
 
 at::OptionalIntArrayRef shape_ref(const OptionalShape& shape) {
@@ -80,7 +93,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                     "Caffe-style filler settings (type, variance_norm, alpha, ratio, "
                                     "min, max, gain, seed).")
       .def(py::init([](const std::string& type, const std::string& variance_norm, double alpha,
-                       double ratio, double min, double max, double gain, std::optional<int64_t> seed) {
+                       double ratio, double min, double max, double gain, py::object seed) {
              nspl::FillerParameter p;
              p.type = type;
              p.variance_norm = to_norm(variance_norm);
@@ -89,7 +102,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
              p.min = min;
              p.max = max;
              p.gain = gain;
-             p.seed = seed;
+             p.seed = optional_seed(seed);
              return p;
            }),
            py::arg("type") = "nspl", py::arg("variance_norm") = "fan_in", py::arg("alpha") = 1.0,
@@ -105,13 +118,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def_readwrite("min", &nspl::FillerParameter::min)
       .def_readwrite("max", &nspl::FillerParameter::max)
       .def_readwrite("gain", &nspl::FillerParameter::gain)
-      .def_readwrite("seed", &nspl::FillerParameter::seed)
+      .def_property(
+          "seed", [](const nspl::FillerParameter& p) { return seed_object(p.seed); },
+          [](nspl::FillerParameter& p, py::object seed) { p.seed = optional_seed(seed); },
+          "The stream's key: an int in [-2**63, 2**64), read back modulo 2**64; None for torch's "
+          "default generator.")
       .def("__repr__", [](const nspl::FillerParameter& p) {
         return "FillerParameter(type='" + p.type + "', variance_norm='" +
                nspl::variance_norm_name(p.variance_norm) + "', alpha=" + std::to_string(p.alpha) +
                ", ratio=" + std::to_string(p.ratio) + ", min=" + std::to_string(p.min) +
                ", max=" + std::to_string(p.max) + ", gain=" + std::to_string(p.gain) + ", seed=" +
-               (p.seed ? std::to_string(*p.seed) : std::string("None")) + ")";
+               (p.seed ? std::to_string(static_cast<uint64_t>(*p.seed)) : std::string("None")) + ")";
       });
 
   py::class_<nspl::Filler>(m, "Filler", "A Caffe-style filler; fill(tensor) fills in place.")
