@@ -402,23 +402,23 @@ def init_module_(
 
     All or nothing: every rule, every parameter and every bulk call (one per (mode, alpha,
     ratio) and device) is checked, with the checks the ops make, before anything is written;
-    an error names the parameter. `verbose=True` prints
-    the report (see init_plan and format_report: name, shape, rule, fan, std).
+    an error names the parameter. `verbose=True` prints the report (see init_plan and
+    format_report: name, shape, rule, fan, std).
     """
     _check_stream(seed, generator)
     modules: list[nn.Module] = []
     entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules, modules)
     random = [e for e in entries if e.action.rule in RANDOM_RULES]
-    by_value: dict[float, list[Tensor]] = {}
-    for e in entries:
-        if e.action.rule in ("zeros", "ones", "constant"):
-            value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
-            by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
-    # The constants are written after the random rules: check now what could refuse them.
-    for targets in by_value.values():
-        for target in targets:
-            _check_writable(target)
     with torch.no_grad():
+        by_value: dict[float, list[Tensor]] = {}
+        for e in entries:
+            if e.action.rule in ("zeros", "ones", "constant"):
+                value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
+                by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
+        # The constants are written after the random rules: check now what could refuse them.
+        for targets in by_value.values():
+            for target in targets:
+                _check_writable(target)
         if random:
             _with_stream([e.tensor for e in random], seed, generator,
                          lambda key, start, torch_generator: _fill_random(random, key, start, torch_generator))
