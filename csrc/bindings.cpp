@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "checks.h"
 #include "cpu/cpu_capability.h"
 #include "cpu/fill_cpu_simd.h"
 #include "fill.h"
@@ -17,6 +18,26 @@ namespace py = pybind11;
 namespace {
 
 nspl::VarianceNorm to_norm(const std::string& mode) { return nspl::parse_variance_norm(mode); }
+
+// A seed by the rule of every Python entry point (nspl_filler.generator._check_seed: an int,
+// numpy's included, not bool, in [-2**63, 2**64)), carried as the int64 of its 64-bit key.
+std::optional<int64_t> optional_seed(py::handle seed) {
+  if (seed.is_none()) return std::nullopt;
+  const py::object key = py::module_::import("nspl_filler.generator").attr("_check_seed")(seed);
+  return static_cast<int64_t>(key.cast<uint64_t>());
+}
+
+py::object seed_object(const std::optional<int64_t>& seed) {
+  if (!seed) return py::none();
+  return py::int_(static_cast<uint64_t>(*seed));
+}
+
+using OptionalShape = std::optional<std::vector<int64_t>>;
+
+at::OptionalIntArrayRef shape_ref(const OptionalShape& shape) {
+  if (!shape) return std::nullopt;
+  return at::IntArrayRef(*shape);
+}
 
 // exp2_to_normal / log_normal of nspl_math.h element-wise over a float32 or float64 tensor,
 // by the portable code or one instruction set's kernels: the tests compare them and
@@ -71,7 +92,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                     "Caffe-style filler settings (type, variance_norm, alpha, ratio, "
                                     "min, max, gain, seed).")
       .def(py::init([](const std::string& type, const std::string& variance_norm, double alpha,
-                       double ratio, double min, double max, double gain, std::optional<int64_t> seed) {
+                       double ratio, double min, double max, double gain, py::object seed) {
              nspl::FillerParameter p;
              p.type = type;
              p.variance_norm = to_norm(variance_norm);
@@ -80,7 +101,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
              p.min = min;
              p.max = max;
              p.gain = gain;
-             p.seed = seed;
+             p.seed = optional_seed(seed);
              return p;
            }),
            py::arg("type") = "nspl", py::arg("variance_norm") = "fan_in", py::arg("alpha") = 1.0,
@@ -96,13 +117,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def_readwrite("min", &nspl::FillerParameter::min)
       .def_readwrite("max", &nspl::FillerParameter::max)
       .def_readwrite("gain", &nspl::FillerParameter::gain)
-      .def_readwrite("seed", &nspl::FillerParameter::seed)
+      .def_property(
+          "seed", [](const nspl::FillerParameter& p) { return seed_object(p.seed); },
+          [](nspl::FillerParameter& p, py::object seed) { p.seed = optional_seed(seed); },
+          "The stream's key: an int in [-2**63, 2**64), read back modulo 2**64; None for torch's "
+          "default generator.")
       .def("__repr__", [](const nspl::FillerParameter& p) {
         return "FillerParameter(type='" + p.type + "', variance_norm='" +
                nspl::variance_norm_name(p.variance_norm) + "', alpha=" + std::to_string(p.alpha) +
                ", ratio=" + std::to_string(p.ratio) + ", min=" + std::to_string(p.min) +
                ", max=" + std::to_string(p.max) + ", gain=" + std::to_string(p.gain) + ", seed=" +
-               (p.seed ? std::to_string(*p.seed) : std::string("None")) + ")";
+               (p.seed ? std::to_string(static_cast<uint64_t>(*p.seed)) : std::string("None")) + ")";
       });
 
   py::class_<nspl::Filler>(m, "Filler", "A Caffe-style filler; fill(tensor) fills in place.")
@@ -130,32 +155,59 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       py::arg("sizes"), py::arg("fan_in") = py::none(), py::arg("fan_out") = py::none(),
       py::arg("mode") = "fan_in", py::arg("caffe_1d") = false);
-  // Shape-independent argument checks of each op, for the fake (meta) kernels.
+  // The check function of each op (checks.h), for the fake kernels and for bulk calls that
+  // check everything before their first write. `has_generator`: a torch generator was given.
   m.def(
-      "check_nspl_args",
-      [](const std::string& variance_norm, double alpha, double ratio, double gain,
-         std::optional<double> fan_in, std::optional<double> fan_out, int64_t offset) {
-        nspl::parse_variance_norm(variance_norm);
-        nspl::check_power_law(alpha, ratio);
-        nspl::check_positive("gain", gain);
-        if (fan_in) nspl::check_positive("fan_in", *fan_in);
-        if (fan_out) nspl::check_positive("fan_out", *fan_out);
-        nspl::check_offset(offset);
-      });
-  m.def("check_many_args",
-        [](int64_t n, const std::string& variance_norm, double alpha, double ratio,
-           std::vector<double> gains, std::vector<int64_t> offsets) {
-          nspl::check_many_arguments(static_cast<size_t>(n), variance_norm, alpha, ratio, gains,
-                                     std::nullopt, offsets, std::nullopt);
-        });
-  m.def("check_power_law_args", [](double alpha, double low, double high, int64_t offset) {
-    nspl::power_law_spec(alpha, low, high);
-    nspl::check_offset(offset);
-  });
-  m.def("check_width_arg", [](const std::string& name, double width, int64_t offset) {
-    nspl::check_positive(name.c_str(), width);
-    nspl::check_offset(offset);
-  });
+      "check_nspl",
+      [](const at::Tensor& self, const std::string& variance_norm, double alpha, double ratio, double gain,
+         std::optional<double> fan_in, std::optional<double> fan_out, std::optional<int64_t> seed,
+         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, {seed, offset, has_generator},
+                         shape_ref(global_shape), shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
+      py::arg("fan_in"), py::arg("fan_out"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_symmetric_power_law",
+      [](const at::Tensor& self, double alpha, double low, double high, std::optional<int64_t> seed,
+         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_symmetric_power_law(self, alpha, low, high, {seed, offset, has_generator},
+                                        shape_ref(global_shape), shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("alpha"), py::arg("low"), py::arg("high"), py::arg("seed"), py::arg("offset"),
+      py::arg("has_generator"), py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_symmetric_uniform",
+      [](const at::Tensor& self, double bound, std::optional<int64_t> seed, int64_t offset, bool has_generator,
+         OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_symmetric_uniform(self, bound, {seed, offset, has_generator}, shape_ref(global_shape),
+                                      shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("bound"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_normal",
+      [](const at::Tensor& self, double std, std::optional<int64_t> seed, int64_t offset, bool has_generator,
+         OptionalShape global_shape, OptionalShape global_start) {
+        nspl::check_normal(self, std, {seed, offset, has_generator}, shape_ref(global_shape),
+                           shape_ref(global_start));
+      },
+      py::arg("self"), py::arg("std"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
+      py::arg("global_shape"), py::arg("global_start"));
+  m.def(
+      "check_nspl_many",
+      [](const std::vector<at::Tensor>& tensors, const std::string& variance_norm, double alpha, double ratio,
+         const std::vector<double>& gains, bool has_seed, const std::vector<int64_t>& offsets, bool has_generator,
+         OptionalShape global_shapes, OptionalShape global_starts, bool check_memory) {
+        nspl::check_nspl_many(tensors, variance_norm, alpha, ratio, gains, has_seed, offsets, has_generator,
+                              shape_ref(global_shapes), shape_ref(global_starts), check_memory);
+      },
+      py::arg("tensors"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gains"),
+      py::arg("has_seed"), py::arg("offsets"), py::arg("has_generator"), py::arg("global_shapes"),
+      py::arg("global_starts"), py::arg("check_memory"));
+  m.def("check_inplace_allowed", &nspl::check_inplace_allowed, py::arg("tensor"),
+        "torch's rule for in-place writes to inference tensors, as the ops apply it.");
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("power_law_log_second_moment", &nspl::power_law_log_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),

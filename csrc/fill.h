@@ -77,14 +77,18 @@ void check_finite(const char* name, double value);
 void check_positive(const char* name, double value);
 void check_power_law(double alpha, double ratio);
 void check_offset(int64_t offset);
-// TypeError for unsupported dtypes and layouts, ValueError for overlapping memory.
+// TypeError for unsupported dtypes and layouts, ValueError for elements that may share
+// memory (see Note [A sufficient test for distinct elements] in ops.cpp).
 void check_fillable(const at::Tensor& self);
+// Whether a tensor of these sizes and strides has no two elements at one memory offset,
+// by a sufficient test that every slice, step, transpose and permute of a dense tensor passes.
+bool elements_are_distinct(c10::IntArrayRef sizes, c10::IntArrayRef strides);
 
 SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
                      double ratio, double gain, std::optional<double> fan_in,
                      std::optional<double> fan_out, bool caffe_1d);
 
-// Checks the tensor and the stream arguments, then fills unless there is nothing to write.
+// Fills a tensor that passed its op's checks (checks.h), unless there is nothing to write.
 void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
               std::optional<int64_t> seed, int64_t offset,
               const std::optional<at::Generator>& generator, const ShardView& view);

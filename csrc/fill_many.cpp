@@ -1,10 +1,13 @@
 // Checks of the bulk op nspl_many_ (fill_many.h), shared by its CPU, CUDA and Meta kernels.
 #include "fill_many.h"
 
+#include "checks.h"
+
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 namespace nspl {
@@ -52,11 +55,17 @@ void check_disjoint(const std::vector<ManyFillItem>& items) {
 void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
                           at::ArrayRef<double> gains, std::optional<int64_t> seed,
                           at::IntArrayRef offsets, const std::optional<at::Generator>& generator) {
+  check_many_arguments(n, mode, alpha, ratio, gains, seed.has_value(), offsets,
+                       generator.has_value() && generator->defined());
+}
+
+void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
+                          at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets,
+                          bool has_generator) {
   TORCH_CHECK_VALUE(gains.size() == n && offsets.size() == n, "nspl_filler: ", n,
                     " tensors need one gain and one offset each, got ", gains.size(), " gains and ",
                     offsets.size(), " offsets");
-  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
-                    "nspl_filler: pass seed or generator, not both");
+  TORCH_CHECK_VALUE(!(has_seed && has_generator), "nspl_filler: pass seed or generator, not both");
   parse_variance_norm(mode);
   check_power_law(alpha, ratio);
   for (size_t k = 0; k < n; ++k) {
@@ -66,14 +75,17 @@ void check_many_arguments(size_t n, c10::string_view mode, double alpha, double 
   }
 }
 
-std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
-                                         double alpha, double ratio, at::ArrayRef<double> gains,
-                                         std::optional<int64_t> seed, at::IntArrayRef offsets,
-                                         const std::optional<at::Generator>& generator,
-                                         at::OptionalIntArrayRef global_shapes,
-                                         at::OptionalIntArrayRef global_starts) {
+namespace {
+
+// Every check of nspl_many_ but the one on memory; items only for tensors of concrete sizes
+// (a tensor whose sizes are symbols gets the checks that do not need them).
+std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view mode, double alpha,
+                                      double ratio, at::ArrayRef<double> gains, bool has_seed,
+                                      at::IntArrayRef offsets, bool has_generator,
+                                      at::OptionalIntArrayRef global_shapes,
+                                      at::OptionalIntArrayRef global_starts) {
   const size_t n = tensors.size();
-  check_many_arguments(n, mode, alpha, ratio, gains, seed, offsets, generator);
+  check_many_arguments(n, mode, alpha, ratio, gains, has_seed, offsets, has_generator);
   TORCH_CHECK_VALUE(global_shapes.has_value() || !global_starts.has_value(),
                     "nspl_filler: global_starts needs global_shapes");
   int64_t total_dims = 0;
@@ -85,7 +97,8 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
                     "nspl_filler: global_starts must hold one entry per dimension of every tensor (",
                     total_dims, "), got ", global_starts->size());
 
-  std::vector<ManyFillItem> items(n);
+  std::vector<ManyFillItem> items;
+  items.reserve(n);
   size_t dim_at = 0;
   for (size_t k = 0; k < n; ++k) {
     const at::Tensor& t = tensors[k];
@@ -98,17 +111,45 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
     if (global_shapes) shape = global_shapes->slice(dim_at, nd);
     if (global_starts) start = global_starts->slice(dim_at, nd);
     dim_at += nd;
-    ManyFillItem& item = items[k];
+    if (!has_concrete_shape(t)) continue;
+    ManyFillItem item;
     item.tensor = t;
     item.view = ShardView::make(t, shape, start);
     item.global_start = start ? start->vec() : std::vector<int64_t>(nd, 0);
     item.spec = nspl_spec(item.view.global_sizes, mode, alpha, ratio, gains[k], std::nullopt,
                           std::nullopt, /*caffe_1d=*/false);
     check_range(item.spec, t.scalar_type());
+    check_stream_room(offsets[k], blocks_for(item.view.global_numel(), t.scalar_type()),
+                      ("tensor " + std::to_string(k)).c_str());
     item.offset = static_cast<uint64_t>(offsets[k]);
+    items.push_back(std::move(item));
   }
+  return items;
+}
+
+}  // namespace
+
+std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
+                                         double alpha, double ratio, at::ArrayRef<double> gains,
+                                         std::optional<int64_t> seed, at::IntArrayRef offsets,
+                                         const std::optional<at::Generator>& generator,
+                                         at::OptionalIntArrayRef global_shapes,
+                                         at::OptionalIntArrayRef global_starts) {
+  std::vector<ManyFillItem> items =
+      check_items(tensors, mode, alpha, ratio, gains, seed.has_value(), offsets,
+                  generator.has_value() && generator->defined(), global_shapes, global_starts);
+  TORCH_INTERNAL_ASSERT(items.size() == tensors.size(), "nspl_filler: an eager kernel got a tensor with symbolic sizes");
   check_disjoint(items);
   return items;
+}
+
+void check_nspl_many(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
+                     at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets, bool has_generator,
+                     at::OptionalIntArrayRef global_shapes, at::OptionalIntArrayRef global_starts,
+                     bool check_memory) {
+  const std::vector<ManyFillItem> items = check_items(tensors, mode, alpha, ratio, gains, has_seed, offsets,
+                                                      has_generator, global_shapes, global_starts);
+  if (check_memory) check_disjoint(items);
 }
 
 uint64_t stream_extent(const std::vector<ManyFillItem>& items) {

@@ -31,8 +31,8 @@ struct ManyFillItem {
 };
 
 // Checks every argument of nspl_many_ (the same checks as nspl_ for each tensor, plus: one
-// device for all, one gain and one offset per tensor, no two tensors sharing memory) and
-// returns the items. Throws before anything is written.
+// device for all, one gain and one offset per tensor, each tensor's blocks inside the stream,
+// no two tensors sharing memory) and returns the items. Throws before anything is written.
 //
 // global_shapes / global_starts, when given, are the per-tensor global_shape / global_start
 // of nspl_ concatenated: tensor k takes the next tensors[k].dim() entries.
@@ -48,10 +48,22 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
 // whole tensor, so every rank reserves the same range).
 uint64_t stream_extent(const std::vector<ManyFillItem>& items);
 
-// The checks of nspl_many_ that do not depend on sizes; the fake kernel
-// (nspl_filler/_extension.py) makes them, so traced programs reject what eager would.
+// The checks of nspl_many_'s arguments other than the tensors (list lengths, seed or
+// generator, mode, alpha, ratio, gains, offsets).
+void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
+                          at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets,
+                          bool has_generator);
 void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
                           at::ArrayRef<double> gains, std::optional<int64_t> seed,
                           at::IntArrayRef offsets, const std::optional<at::Generator>& generator);
+
+// The checks of plan_nspl_many without a plan, for the fake kernel (nspl_filler/_extension.py)
+// and for bulk calls that check every device's group before writing any: all of them but
+// those that need the sizes of a tensor whose sizes are symbols, and the one on memory only
+// with check_memory (fake and meta tensors have none).
+void check_nspl_many(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
+                     at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets, bool has_generator,
+                     at::OptionalIntArrayRef global_shapes, at::OptionalIntArrayRef global_starts,
+                     bool check_memory);
 
 }  // namespace nspl

@@ -1,6 +1,7 @@
 #include "filler.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -47,20 +48,23 @@ OneParamOp one_param_op(const char* qualified_name) {
 Filler::Filler(FillerParameter param) : param_(std::move(param)) {}
 
 void Filler::Fill(const at::Tensor& tensor) {
-  if (tensor.is_meta()) {
-    // Nothing to write; the parameters were checked by GetFiller. The stream still
-    // advances, so positions depend on shapes alone.
-    if (param_.seed) offset_ += blocks_for(tensor.numel(), tensor.scalar_type());
-    return;
-  }
+  // The fans are read before the op checks the tensor: a nested or sparse one has none.
+  check_fillable(tensor);
+  const at::NoGradGuard no_grad;
   if (!param_.seed) {
     FillWith(tensor, std::nullopt, 0);
     return;
   }
+  // A meta tensor goes through the op too: nothing is written, the op's checks are made, and
+  // the stream advances, so positions in it depend on shapes alone.
+  const std::lock_guard<std::mutex> lock(stream_mutex_);
   FillWith(tensor, param_.seed, static_cast<int64_t>(offset_));
-  // A fill that raised consumes nothing; any other consumes its blocks, on every device
-  // (meta included), so positions in the stream depend on shapes alone.
   offset_ += blocks_for(tensor.numel(), tensor.scalar_type());
+}
+
+uint64_t Filler::offset() const {
+  const std::lock_guard<std::mutex> lock(stream_mutex_);
+  return offset_;
 }
 
 double Filler::VarianceFan(const at::Tensor& tensor) const {

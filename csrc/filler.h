@@ -5,12 +5,15 @@
 // 1-D blob of n has fan_in = 1, fan_out = n). A seeded filler is a stream of its own: each
 // Fill consumes the blocks it uses, so successive fills differ and a filler re-created with
 // the same seed repeats them. An unseeded filler draws from torch's default generator.
+// Fill runs without recording autograd (as torch::nn::init does) and may be called from
+// several threads: each fill of a seeded filler takes its own blocks of the stream.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -36,11 +39,12 @@ class Filler {
   Filler(const Filler&) = delete;
   Filler& operator=(const Filler&) = delete;
 
-  // Fills `tensor` in place (float16/bfloat16/float32/float64, CPU or CUDA).
+  // Fills `tensor` in place (float16/bfloat16/float32/float64, CPU or CUDA). A fill that
+  // raises writes nothing and consumes no blocks.
   void Fill(const at::Tensor& tensor);
   const FillerParameter& filler_param() const { return param_; }
   // Blocks of the stream consumed so far (seeded fillers).
-  uint64_t offset() const { return offset_; }
+  uint64_t offset() const;
 
  protected:
   // n of variance_norm from the tensor's Caffe fans.
@@ -50,6 +54,9 @@ class Filler {
   virtual void FillWith(const at::Tensor& tensor, std::optional<int64_t> seed, int64_t offset) = 0;
 
   FillerParameter param_;
+  // Held from reading offset_ until the fill that uses it has advanced it, so fills from
+  // several threads take consecutive, distinct blocks and a fill that raises takes none.
+  mutable std::mutex stream_mutex_;
   uint64_t offset_ = 0;
 };
 

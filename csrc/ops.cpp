@@ -1,12 +1,14 @@
 // The backend-independent host code of fill.h: argument checks, fans and the
 // normalised spec, the shard view and run_fill.
-#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "fill.h"
 
@@ -35,19 +37,51 @@ void check_offset(int64_t offset) {
   TORCH_CHECK_VALUE(offset >= 0, "nspl_filler: offset must be >= 0, got ", offset);
 }
 
+// Note [A sufficient test for distinct elements]
+// Sort the dims of size > 1 by stride. If each stride exceeds the furthest that the dims of
+// smaller stride reach together (the sum of their stride·(size - 1)), no two elements share
+// memory: two index tuples that differ first, from the largest stride down, in dim k differ
+// in memory by at least stride_k minus what the smaller dims reach, which is > 0.
+// Every view that slicing, stepping, transposing or permuting makes of a dense tensor passes:
+// its dims keep their dense order (a step cannot carry a dim's stride past the next larger
+// dense stride while the dim keeps two elements), and each reaches less than the next larger
+// dense stride. channels_last is such a permutation and the storage offset plays no part.
+// A layout that fails may still be free of overlap (an exotic as_strided); it is refused,
+// since the backends write elements concurrently and a shared one would be a race.
+bool elements_are_distinct(c10::IntArrayRef sizes, c10::IntArrayRef strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride|, size)
+  for (size_t d = 0; d < sizes.size(); ++d) {
+    if (sizes[d] == 0) return true;
+    if (sizes[d] > 1) dims.emplace_back(strides[d] < 0 ? -strides[d] : strides[d], sizes[d]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t reach = 0;  // furthest element offset reachable by the dims seen so far
+  for (const auto& [stride, size] : dims) {
+    if (stride <= reach) return false;
+    int64_t span = 0;
+    if (c10::mul_overflows(stride, size - 1, &span) || c10::add_overflows(reach, span, &reach)) return false;
+  }
+  return true;
+}
+
 void check_fillable(const at::Tensor& self) {
   TORCH_CHECK_TYPE(self.defined(), "nspl_filler: tensor must be defined");
   TORCH_CHECK_TYPE(self.layout() == c10::kStrided && !self.is_quantized() && !self.is_nested(),
                    "nspl_filler: tensor must have a strided layout (not sparse, quantized or nested), got ",
-                   self.is_quantized() ? std::string("quantized") : c10::str(self.layout()));
+                   self.is_quantized() ? std::string("quantized")
+                   : self.is_nested()  ? std::string("nested")
+                                       : c10::str(self.layout()));
   const auto dtype = self.scalar_type();
   TORCH_CHECK_TYPE(dtype == c10::kHalf || dtype == c10::kBFloat16 || dtype == c10::kFloat ||
                        dtype == c10::kDouble,
                    "nspl_filler: tensor dtype must be float16, bfloat16, float32 or float64, got ",
                    dtype);
-  TORCH_CHECK_VALUE(at::has_internal_overlap(self) != at::MemOverlap::Yes,
-                    "nspl_filler: tensor has elements that share memory (e.g. from expand()); "
-                    "fill a tensor whose elements are distinct, e.g. tensor.clone()");
+  // Symbolic strides (a traced program) are checked when the program runs.
+  if (self.unsafeGetTensorImpl()->has_symbolic_sizes_strides()) return;
+  TORCH_CHECK_VALUE(elements_are_distinct(self.sizes(), self.strides()),
+                    "nspl_filler: tensor of shape ", self.sizes(), " and strides ", self.strides(),
+                    " may have elements that share memory (e.g. from expand(), unfold() or "
+                    "as_strided()); fill a tensor whose elements are distinct, e.g. tensor.clone()");
 }
 
 
@@ -187,10 +221,6 @@ int64_t ShardView::global_numel() const {
 void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,
               std::optional<int64_t> seed, int64_t offset,
               const std::optional<at::Generator>& generator, const ShardView& view) {
-  check_offset(offset);
-  TORCH_CHECK_VALUE(!(seed && generator && generator->defined()),
-                    "nspl_filler: pass seed or generator, not both");
-  check_range(spec, self.scalar_type());
   if (self.numel() == 0 || self.is_meta()) return;
   fill(self, spec, seed, offset, generator, view);
 }

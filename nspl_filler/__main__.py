@@ -86,13 +86,38 @@ def format_summary(fits: dict[str, PowerLawFit]) -> str:
     )
 
 
+def _error(message: str) -> int:
+    """Reports a bad input as argparse does, one line on stderr, and gives its exit status."""
+    print(f"python -m nspl_filler: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _json_value(value: object) -> object:
+    """`value` for JSON: NaN and infinities, which JSON has not, become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return value
+
+
 def _run_fit(args: argparse.Namespace) -> int:
-    weights = load_weights(args.checkpoint)
+    try:
+        weights = load_weights(args.checkpoint)
+    except (OSError, ValueError) as error:
+        return _error(str(error).splitlines()[0])
+    if not any(t.is_floating_point() for t in weights.values()):
+        return _error(f"{args.checkpoint}: the checkpoint holds no floating-point tensors, so no weights to fit")
     if args.max_layers is not None:
         eligible = [name for name, t in weights.items() if is_fittable(t, args.layer_min_size)]
         weights = {name: weights[name] for name in eligible[: args.max_layers]}
     quantiles = DEFAULT_QUANTILES if args.quantile is None else (args.quantile,)
-    fits = fit(weights, quantiles=quantiles, min_count=args.layer_min_size)
+    try:
+        fits = fit(weights, quantiles=quantiles, min_count=args.layer_min_size)
+    except ValueError as error:
+        return _error(f"{args.checkpoint}: {error}")
     print(format_table(fits))
     print()
     print(format_summary(fits))
@@ -102,10 +127,10 @@ def _run_fit(args: argparse.Namespace) -> int:
             "quantiles": list(quantiles),
             "layer_min_size": args.layer_min_size,
             "layers": {name: r.to_dict() for name, r in fits.items()},
-            "median_alpha": statistics.median(r.alpha for r in fits.values()) if fits else math.nan,
-            "median_ratio": statistics.median(r.ratio for r in fits.values()) if fits else math.nan,
+            "median_alpha": statistics.median(r.alpha for r in fits.values()) if fits else None,
+            "median_ratio": statistics.median(r.ratio for r in fits.values()) if fits else None,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(_json_value(payload), indent=2, allow_nan=False) + "\n")
     if args.plot is not None:
         shown = dict(list(fits.items())[: args.plot_panels])
         if not shown:

@@ -32,32 +32,38 @@ cuda_built: bool = _C.cuda_built()
 
 
 # Fake (meta) kernels: the ops write in place and return nothing, so a fake kernel has no
-# output to describe; it checks the arguments that do not depend on (possibly symbolic)
-# shapes, so meta tensors and traced programs reject what eager would.
+# output to describe. It calls the op's check function in the compiled core, the one its
+# eager kernels call (csrc/checks.h), so meta tensors and traced programs reject what eager
+# would: every check when sizes are concrete, those that do not need sizes when they are symbols.
 @torch.library.register_fake("nspl_filler::nspl_")
 def _nspl_fake(self, variance_norm="fan_in", alpha=1.0, ratio=100.0, gain=2**0.5, fan_in=None,
                fan_out=None, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
-    _C.check_nspl_args(variance_norm, alpha, ratio, gain, fan_in, fan_out, offset)
+    _C.check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, seed, offset, generator is not None,
+                  global_shape, global_start)
 
 
 @torch.library.register_fake("nspl_filler::symmetric_power_law_")
 def _symmetric_power_law_fake(self, alpha, low, high, seed=None, offset=0, generator=None,
                               global_shape=None, global_start=None):
-    _C.check_power_law_args(alpha, low, high, offset)
+    _C.check_symmetric_power_law(self, alpha, low, high, seed, offset, generator is not None, global_shape,
+                                 global_start)
 
 
 @torch.library.register_fake("nspl_filler::symmetric_uniform_")
 def _symmetric_uniform_fake(self, bound, seed=None, offset=0, generator=None, global_shape=None,
                             global_start=None):
-    _C.check_width_arg("bound", bound, offset)
+    _C.check_symmetric_uniform(self, bound, seed, offset, generator is not None, global_shape, global_start)
 
 
 @torch.library.register_fake("nspl_filler::normal_")
 def _normal_fake(self, std, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
-    _C.check_width_arg("std", std, offset)
+    _C.check_normal(self, std, seed, offset, generator is not None, global_shape, global_start)
 
 
 @torch.library.register_fake("nspl_filler::nspl_many_")
 def _nspl_many_fake(tensors, variance_norm, alpha, ratio, gains, seed, offsets, generator=None,
                     global_shapes=None, global_starts=None):
-    _C.check_many_args(len(tensors), variance_norm, alpha, ratio, list(gains), list(offsets))
+    # Fake and meta tensors have no memory, so the check that tensors do not share it is
+    # left to the eager kernel.
+    _C.check_nspl_many(list(tensors), variance_norm, alpha, ratio, list(gains), seed is not None, list(offsets),
+                       generator is not None, global_shapes, global_starts, False)

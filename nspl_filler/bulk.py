@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import numbers
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from ._extension import ops
+from ._extension import _C, ops
 from .generator import as_signed64
 from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _mode_name, _real, _with_stream,
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _check_stream, _check_tensor, _mode_name,
+    _real, _with_stream,
 )
 from .sharded import is_dtensor, local_shard
 
@@ -42,20 +43,59 @@ def _consecutive_offsets(tensors: Sequence[Tensor], start: int) -> list[int]:
     return offsets
 
 
-def _nspl_many(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
-               key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator]) -> None:
-    """Runs the bulk op: tensor k with gains[k] from block offsets[k] of key `key` (key None:
-    of the position the op draws from `generator`), DTensors through their local shards.
-    One op call per device; a list spanning several devices is first checked whole on meta
-    twins, so that an error in any tensor leaves every tensor unwritten."""
-    shards = [local_shard(t) for t in tensors]
-    targets = [target for target, _, _ in shards]
-    by_device: dict[torch.device, list[int]] = {}
-    for k, target in enumerate(targets):
-        by_device.setdefault(target.device, []).append(k)
-    placed = any(shape is not None for _, shape, _ in shards)
+def _check_writable(tensor: Tensor) -> None:
+    """torch's rule for in-place writes to inference tensors, as the ops apply it; called for
+    every tensor of a bulk fill before its first write."""
+    if tensor.is_inference():
+        _C.check_inplace_allowed(tensor)
 
-    def call(indices: list[int], group: list[Tensor], group_generator: Optional[torch.Generator]) -> None:
+
+class _OpCall:
+    """One op call of a bulk fill. ``check()`` makes every check the call would make, writing
+    nothing; ``run()`` makes the call. A fill of several calls checks them all before it runs
+    the first (_run_all), so an error in any leaves every tensor unwritten (SPEC §5)."""
+
+    __slots__ = ("check", "run")
+
+    def __init__(self, check: Callable[[], None], run: Callable[[], None]) -> None:
+        self.check, self.run = check, run
+
+
+def _run_all(calls: Sequence[_OpCall]) -> None:
+    """Runs the calls; when there are several, checks them all first. One call needs no
+    pre-check: the op checks everything it is given before it writes."""
+    if len(calls) > 1:
+        for call in calls:
+            call.check()
+    for call in calls:
+        call.run()
+
+
+def _named(error: Exception, where: str) -> Exception:
+    """`error` again, with the place it concerns appended."""
+    return type(error)(f"{error} ({where})")
+
+
+def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
+                     key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator],
+                     names: Optional[Sequence[str]] = None) -> list[_OpCall]:
+    """The calls of the bulk op for `tensors`: tensor k with gains[k] from block offsets[k] of
+    key `key` (key None: of the position the op draws from `generator`), DTensors through
+    their local shards, one call per device. `names` name the tensors in error messages."""
+    shards = [local_shard(t) for t in tensors]
+    by_device: dict[torch.device, list[int]] = {}
+    for k, (target, _, _) in enumerate(shards):
+        by_device.setdefault(target.device, []).append(k)
+    if len(by_device) > 1 and generator is not None:
+        raise ValueError(
+            f"nspl_filler: a torch.Generator serves one device; the tensors are on {sorted(map(str, by_device))}"
+        )
+    placed = any(shape is not None for _, shape, _ in shards)
+    names = names or [f"tensors[{k}]" for k in range(len(tensors))]
+
+    def call(device: torch.device, indices: list[int]) -> _OpCall:
+        group = [shards[k][0] for k in indices]
+        group_gains = [gains[k] for k in indices]
         if key is None:
             # The op draws a fresh position for each call, so each device's list starts at 0.
             group_offsets = _consecutive_offsets([tensors[k] for k in indices], 0)
@@ -68,21 +108,35 @@ def _nspl_many(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float,
                 target, shape, start = shards[k]
                 shapes += list(target.shape) if shape is None else shape
                 starts += [0] * target.dim() if start is None else start
-        ops.nspl_many_(
-            group, mode, alpha, ratio, [gains[k] for k in indices],
-            None if key is None else as_signed64(key), group_offsets, group_generator, shapes, starts,
-        )
+        seed = None if key is None else as_signed64(key)
 
-    if len(by_device) > 1:
-        if generator is not None:
-            raise ValueError(
-                f"nspl_filler: a torch.Generator serves one device; the tensors are on {sorted(map(str, by_device))}"
-            )
-        everything = list(range(len(targets)))
-        twins = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta") for t in targets]
-        call(everything, twins, None)
-    for indices in by_device.values():
-        call(indices, [targets[k] for k in indices], generator)
+        def check() -> None:
+            for j, t in enumerate(group):
+                try:
+                    _check_writable(t)
+                except RuntimeError as error:
+                    raise _named(error, names[indices[j]]) from None
+            try:
+                _C.check_nspl_many(group, mode, alpha, ratio, group_gains, seed is not None, group_offsets,
+                                   generator is not None, shapes, starts, True)
+            except (TypeError, ValueError) as error:
+                # Name the tensor at fault where one is; else (tensors that share memory) the group.
+                for j, k in enumerate(indices):
+                    target, shape, start = shards[k]
+                    try:
+                        _C.check_nspl(target, mode, alpha, ratio, group_gains[j], None, None, seed, group_offsets[j],
+                                      generator is not None, shape, start)
+                    except (TypeError, ValueError) as culprit:
+                        raise _named(culprit, names[k]) from None
+                shown = ", ".join(names[k] for k in indices[:4]) + (", ..." if len(indices) > 4 else "")
+                raise _named(error, f"in the bulk fill of {shown} on {device}") from None
+
+        def run() -> None:
+            ops.nspl_many_(group, mode, alpha, ratio, group_gains, seed, group_offsets, generator, shapes, starts)
+
+        return _OpCall(check, run)
+
+    return [call(device, indices) for device, indices in by_device.items()]
 
 
 def fill_many_(
@@ -118,10 +172,16 @@ def fill_many_(
     The work is one bulk op call per device: on the CPU one C++ loop that spreads small tensors
     across threads, on CUDA one launch per dtype for many tensors at a time.
 
-    Errors, raised before any tensor is written: what fill_ raises for any tensor, ValueError
-    if two tensors may share memory (they are written concurrently) and TypeError for
-    anything that is not a tensor.
+    Errors, raised before any tensor is written (tensors on several devices included): what
+    fill_ raises for any tensor, ValueError if two tensors may share memory (they are written
+    concurrently), TypeError if `tensors` is itself a Tensor or holds anything that is not a
+    strided tensor.
     """
+    if isinstance(tensors, Tensor):
+        raise TypeError(
+            "nspl_filler: tensors must be a sequence of tensors, got a Tensor (iterating it would fill "
+            "its slices with the fans of a slice); pass [tensor], or use fill_"
+        )
     tensors = list(tensors)
     for k, t in enumerate(tensors):
         if not isinstance(t, Tensor):
@@ -132,6 +192,9 @@ def fill_many_(
             fill_many_, overridable, tensors, mode, alpha=alpha, ratio=ratio, gain=gain,
             nonlinearity=nonlinearity, param=param, seed=seed, generator=generator,
         )
+    for k, t in enumerate(tensors):
+        _check_tensor(t, f"tensors[{k}]")
+    _check_stream(seed, generator)
     mode_name = _mode_name(mode)
     alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
     gains = _gains(gain, nonlinearity, param, len(tensors))
@@ -140,9 +203,9 @@ def fill_many_(
     with torch.no_grad():
         _with_stream(
             tensors, seed, generator,
-            lambda key, start, torch_generator: _nspl_many(
+            lambda key, start, torch_generator: _run_all(_nspl_many_calls(
                 tensors, mode_name, alpha, ratio, gains, key, _consecutive_offsets(tensors, start), torch_generator
-            ),
+            )),
         )
     return tensors
 

@@ -50,9 +50,11 @@ cut-offs: one sort, one cumulative sum, one pass per candidate for the KS distan
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -281,10 +283,13 @@ def _fit_half_normal(mean_square: float, mean_excess: float, low: float, high: f
 
 
 def _sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
+    """The nonzero |w| in ascending order, float64; ValueError when there are none."""
     if not isinstance(weights, torch.Tensor):
         raise TypeError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
     if weights.is_complex() or weights.dtype == torch.bool:
         raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
+    if weights.numel() == 0:
+        raise ValueError(f"weights are empty (shape {tuple(weights.shape)}): there is nothing to fit")
     # Sorting in float32 where that is exact (the conversion to float64 is monotone)
     # halves the memory traffic of the most expensive step. The fit runs on the CPU: it
     # is one sort and a few passes, cheaper than the float64 work would be on most GPUs.
@@ -293,8 +298,27 @@ def _sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
     if not bool(torch.all(torch.isfinite(y))):
         raise ValueError("weights contain non-finite values")
     # Exact zeros (pruned or padded weights) have no place on a log scale.
+    nonzero = y[y > 0]
+    if nonzero.numel() == 0:
+        raise ValueError(f"weights are all zero ({y.numel()} values): a power law needs nonzero magnitudes")
     # NumPy's vectorised sort is about ten times faster than torch.sort on the CPU.
-    return torch.from_numpy(np.sort(y[y > 0].numpy())).to(torch.float64)
+    return torch.from_numpy(np.sort(nonzero.numpy())).to(torch.float64)
+
+
+def _unit_scale(y: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(y · 2**-e, e) with e the binary exponent of max(y), so that the magnitudes end in
+    [1/2, 1). The fit works on these: its squares and exponentials stay in range whatever
+    the units (weights near 1e300 or subnormal), and the power of two changes no digit of the
+    alpha, ratio and KS distance, which do not depend on units. ValueError when the smallest
+    magnitude would fall below the float64 normal range: the data span more than it holds."""
+    exponent = math.frexp(float(y[-1]))[1]
+    scaled = torch.from_numpy(np.ldexp(y.numpy(), -exponent))
+    if float(scaled[0]) < sys.float_info.min:
+        raise ValueError(
+            f"the nonzero magnitudes run from {float(y[0]):.3g} to {float(y[-1]):.3g}, a ratio beyond the "
+            "float64 range: no truncated power law on them can be fitted"
+        )
+    return scaled, exponent
 
 
 def _candidate_starts(y: torch.Tensor, quantiles: Sequence[float], min_tail: int) -> torch.Tensor:
@@ -358,13 +382,14 @@ def _fit_tensor(
     min_tail: int,
     loglog_bins: int,
 ) -> PowerLawFit:
-    y = _sorted_magnitudes(weights)
+    if low is not None and not (math.isfinite(low) and low > 0):
+        raise ValueError(f"low must be finite and > 0, got {low}")
+    y, exponent = _unit_scale(_sorted_magnitudes(weights))
     n = y.numel()
     if low is None:
         starts = _candidate_starts(y, quantiles, min_tail)
     else:
-        if not (math.isfinite(low) and low > 0):
-            raise ValueError(f"low must be finite and > 0, got {low}")
+        low = math.ldexp(low, -exponent)
         starts = torch.searchsorted(y, torch.tensor([low], dtype=torch.float64))
         starts = starts[(n - starts >= min_tail) & (starts < n)]
         if starts.numel() and not bool(y[starts[0]] < y[-1]):
@@ -424,11 +449,13 @@ def _fit_tensor(
 
     slope, intercept = _loglog_regression(tail, loglog_bins)
     high = float(y[-1])
+    # Back to the units of the weights (see _unit_scale): lengths scale by 2**e, densities
+    # by 2**-e.
     return PowerLawFit(
         alpha=alpha,
         alpha_se=alpha_se,
-        low=lo_value,
-        high=high,
+        low=math.ldexp(lo_value, exponent),
+        high=math.ldexp(high, exponent),
         ratio=high / lo_value,
         n=n,
         n_tail=m,
@@ -437,9 +464,9 @@ def _fit_tensor(
         lr=lr,
         lr_normalized=lr_normalized,
         lr_p=lr_p,
-        normal_sigma=sigma,
+        normal_sigma=math.ldexp(sigma, exponent),
         loglog_slope=slope,
-        loglog_intercept=intercept,
+        loglog_intercept=intercept - (slope + 1.0) * exponent * math.log10(2.0),
         shape=tuple(weights.shape),
     )
 
@@ -502,7 +529,9 @@ def fit(
 
     Raises:
         TypeError: ``weights`` is neither a tensor nor a mapping, or is complex.
-        ValueError: non-finite values, or too few distinct nonzero magnitudes to fit.
+        ValueError: a tensor that is empty, all zero or holds non-finite values; nonzero
+            magnitudes whose ratio is beyond the float64 range; too few distinct nonzero
+            magnitudes to fit. Any scale within float64 is fitted, subnormal or near 1e300.
     """
     if min_tail < 2:
         raise ValueError(f"min_tail must be >= 2, got {min_tail}")
@@ -536,8 +565,25 @@ def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
 
     Accepts a plain state_dict or a dict that holds one under ``"state_dict"`` or
     ``"model"``. Non-tensor entries are dropped.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: a file that torch.load cannot read, or whose content is not a mapping
+            holding tensors.
     """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load reports a foreign file by whatever its reader trips on
+        detail = (str(error).splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"{path}: not a checkpoint that torch.load can read ({type(error).__name__}: {detail})"
+        ) from error
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):

@@ -1,18 +1,41 @@
 """nspl_filler.Generator: a device-agnostic position in the Philox stream."""
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Callable
 
 _UINT64 = 1 << 64
+#: Offsets travel through the ops as int64: a fill may end at block 2**63 - 1 at the latest,
+#: so every offset a Generator reaches is one set_state takes back.
+_OFFSET_LIMIT = (1 << 63) - 1
+
+
+def _integer(name: str, value: object) -> int:
+    """`value` as an int if it is one (anything with __index__: numpy's integers too), bool
+    excluded; else TypeError naming `name`."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"nspl_filler: {name} must be an int, got {type(value).__name__} {value!r}")
 
 
 def _check_seed(seed: object, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"nspl_filler: {name} must be an int, got {type(seed).__name__} {seed!r}")
+    """The 64-bit key of `seed`, by the one seed rule of every entry point (fill_, fill_many_,
+    init_module_, Generator, FillerParameter): an int in [-2**63, 2**64), modulo 2**64."""
+    seed = _integer(name, seed)
     if not -(1 << 63) <= seed < _UINT64:
-        raise ValueError(f"nspl_filler: {name} must fit in 64 bits, got {seed}")
+        raise ValueError(f"nspl_filler: {name} must be in [-2**63, 2**64), got {seed}")
     return seed % _UINT64
+
+
+def _check_offset(offset: object) -> int:
+    offset = _integer("offset", offset)
+    if not 0 <= offset <= _OFFSET_LIMIT:
+        raise ValueError(f"nspl_filler: offset must be in [0, 2**63 - 1], got {offset}")
+    return offset
 
 
 def as_signed64(value: int) -> int:
@@ -28,6 +51,11 @@ class Generator:
     dtypes, ``ceil(numel / 2)`` for float64 (SPEC §4). The values depend on (seed, offset,
     shape, parameters) alone, so they are the same on every device; filling tensors one by
     one or in one bulk call gives the same values.
+
+    Offsets lie in [0, 2**63 - 1]: a fill that would end past block 2**63 - 1 raises
+    ValueError and leaves the generator where it was. Fills from several threads take
+    distinct blocks. A Generator can be copied (copy.copy, copy.deepcopy) and pickled: the
+    copy starts at the same state and then goes its own way.
     """
 
     def __init__(self, seed: int = 0, offset: int = 0) -> None:
@@ -52,22 +80,30 @@ class Generator:
             return (self._seed, self._offset)
 
     def set_state(self, state: tuple[int, int]) -> "Generator":
+        """Move to `state` = (seed, offset): seed by the seed rule of fill_ (kept modulo
+        2**64), offset an int in [0, 2**63 - 1]."""
         seed, offset = state
         seed = _check_seed(seed)
-        if isinstance(offset, bool) or not isinstance(offset, int):
-            raise TypeError(f"nspl_filler: offset must be an int, got {type(offset).__name__} {offset!r}")
-        if not 0 <= offset < (1 << 63):
-            raise ValueError(f"nspl_filler: offset must be in [0, 2**63), got {offset}")
+        offset = _check_offset(offset)
         with self._lock:
             self._seed, self._offset = seed, offset
         return self
 
     def _consume(self, blocks: int, fill: Callable[[int, int], None]) -> None:
         """Run fill(seed, first_block), then advance by `blocks`. A fill that raises
-        consumes nothing, so a rejected call leaves the stream where it was."""
+        consumes nothing, so a rejected call leaves the stream where it was; the lock makes
+        the read, the fill and the advance one step for other threads."""
         with self._lock:
             fill(self._seed, self._offset)
             self._offset += blocks
+
+    def __getstate__(self) -> dict:
+        with self._lock:
+            return {"seed": self._seed, "offset": self._offset}
+
+    def __setstate__(self, state: dict) -> None:
+        self._lock = threading.Lock()
+        self.set_state((state["seed"], state["offset"]))
 
     def __repr__(self) -> str:
         return f"nspl_filler.Generator(seed={self._seed}, offset={self._offset})"

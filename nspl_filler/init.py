@@ -48,18 +48,26 @@ def _mode_name(mode: Union[str, VarianceNorm]) -> str:
 def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"nspl_filler: {name} must be a real number, got {type(value).__name__} {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        # An int beyond the float range is a real number, out of every argument's domain.
+        digits = str(value)
+        raise ValueError(
+            f"nspl_filler: {name} must be finite, got an integer of {len(digits.lstrip('-'))} digits "
+            f"({digits[:12]}...), beyond the float range"
+        ) from None
 
 
 def _optional_real(name: str, value: object) -> Optional[float]:
     return None if value is None else _real(name, value)
 
 
-def _check_tensor(tensor: object) -> Tensor:
+def _check_tensor(tensor: object, name: str = "tensor") -> Tensor:
     # Sparse, quantized and nested tensors have no kernel under their dispatch keys, so
     # they are turned away here, with the TypeError the compiled checks would give.
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"nspl_filler: tensor must be a torch.Tensor, got {type(tensor).__name__}")
+        raise TypeError(f"nspl_filler: {name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
         kind = "quantized" if tensor.is_quantized else "nested" if tensor.is_nested else str(tensor.layout)
         raise TypeError(
@@ -72,6 +80,20 @@ def _blocks(tensor: Tensor) -> int:
     """Philox blocks a fill of `tensor` consumes: ceil(numel / 4), float64 ceil(numel / 2)."""
     per_block = 2 if tensor.dtype == torch.float64 else 4
     return -(-tensor.numel() // per_block)
+
+
+def _check_stream(seed: object, generator: object) -> Optional[int]:
+    """The key of `seed` (None without one), after the checks every entry point makes of its
+    seed and generator arguments, before it looks at anything else: one seed rule
+    (_C.seed_key), a generator of a known kind, not both."""
+    if seed is not None and generator is not None:
+        raise ValueError("nspl_filler: pass seed or generator, not both")
+    if generator is not None and not isinstance(generator, (Generator, torch.Generator)):
+        raise TypeError(
+            "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
+            f"got {type(generator).__name__}"
+        )
+    return None if seed is None else _check_seed(seed)
 
 
 def _with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: GeneratorLike,
@@ -87,23 +109,17 @@ def _with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: Gene
     - otherwise key None: the op draws the stream position from the torch generator (or the
       tensors' default one), once per call.
     """
-    if seed is not None and generator is not None:
-        raise ValueError("nspl_filler: pass seed or generator, not both")
-    if seed is not None:
-        fill(_check_seed(seed), 0, None)
+    key = _check_stream(seed, generator)
+    if key is not None:
+        fill(key, 0, None)
     elif isinstance(generator, Generator):
         generator._consume(sum(_blocks(t) for t in tensors), lambda key, start: fill(key, start, None))
-    elif generator is None or isinstance(generator, torch.Generator):
+    else:
         mesh = common_mesh(tensors)
         if mesh is None:
             fill(None, 0, generator)
         else:
             fill(agreed_key(mesh, generator), 0, None)
-    else:
-        raise TypeError(
-            "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
-            f"got {type(generator).__name__}"
-        )
 
 
 def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args) -> Tensor:

@@ -14,11 +14,12 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ._extension import ops
-from .bulk import _consecutive_offsets, _nspl_many
+from ._extension import _C, ops
+from .bulk import _check_writable, _consecutive_offsets, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
 from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _mode_name, _real, _with_stream, compute_fans,
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _check_stream, _mode_name, _real, _with_stream,
+    compute_fans,
 )
 from .sharded import local_shard
 
@@ -70,6 +71,8 @@ class _Action:
     function: Optional[Callable[[Tensor], Any]] = None  # custom
 
     def label(self) -> str:
+        if self.rule == "empty":
+            return "skip (no elements)"
         if self.rule == "constant":
             return f"constant({self.value:g})"
         if self.rule == "custom":
@@ -79,8 +82,10 @@ class _Action:
         return self.rule
 
 
-# The default rules, shared by every parameter they apply to.
-_DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "skip")}
+# The default rules, shared by every parameter they apply to; "empty" stands in for a rule that
+# would write a parameter without elements (its fans may be 0, and there is nothing to write).
+_DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "skip", "empty")}
+_WRITING_RULES = RANDOM_RULES + ("zeros", "ones", "constant")
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,8 @@ def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rule
     for name, tensor, owner in _named_parameters(module, modules):
         action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None) if rule_list else None
         action = action or _default_action(name, tensor, owner)
+        if action.rule in _WRITING_RULES and tensor.numel() == 0:
+            action = _DEFAULT["empty"]
         if action.rule in RANDOM_RULES:
             draw = draw_of(action)
             shape = tuple(tensor.shape)
@@ -283,23 +290,44 @@ def format_report(records: Sequence[ParamInit]) -> str:
 
 def _fill_random(entries: list[_Entry], key: Optional[int], start: int, generator: Optional[torch.Generator]) -> None:
     """The random rules, in parameter order from block `start` of `key` (key None: from the
-    torch generator): NSPL parameters in one bulk call per (mode, alpha, ratio), the others
-    one op call each."""
+    torch generator): NSPL parameters in one bulk call per (mode, alpha, ratio) and device,
+    the others one op call each; every call checked before the first writes."""
     offsets = _consecutive_offsets([e.tensor for e in entries], start)
     groups: dict[tuple, list[int]] = {}
     for k, e in enumerate(entries):
         if e.action.rule == "nspl":
             groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(k)
+    calls: list[_OpCall] = []
     for (mode, alpha, ratio), indices in groups.items():
-        _nspl_many([entries[k].tensor for k in indices], mode, alpha, ratio,
-                   [entries[k].draw.gain for k in indices], key, [offsets[k] for k in indices], generator)
+        calls += _nspl_many_calls(
+            [entries[k].tensor for k in indices], mode, alpha, ratio, [entries[k].draw.gain for k in indices], key,
+            [offsets[k] for k in indices], generator, names=[f"parameter {entries[k].name!r}" for k in indices],
+        )
     for k, e in enumerate(entries):
-        if e.action.rule == "nspl":
-            continue
-        op = ops.normal_ if e.action.rule == "normal" else ops.symmetric_uniform_
-        target, global_shape, global_start = local_shard(e.tensor)
-        op(target, e.scale, seed=None if key is None else as_signed64(key), offset=0 if key is None else offsets[k],
-           generator=generator, global_shape=global_shape, global_start=global_start)
+        if e.action.rule != "nspl":
+            calls.append(_one_call(e, None if key is None else as_signed64(key), 0 if key is None else offsets[k],
+                                   generator))
+    _run_all(calls)
+
+
+def _one_call(entry: _Entry, seed: Optional[int], offset: int, generator: Optional[torch.Generator]) -> _OpCall:
+    """The op call of a 'normal' or 'uniform' parameter."""
+    op, check = ((ops.normal_, _C.check_normal) if entry.action.rule == "normal"
+                 else (ops.symmetric_uniform_, _C.check_symmetric_uniform))
+    target, global_shape, global_start = local_shard(entry.tensor)
+
+    def check_call() -> None:
+        try:
+            _check_writable(target)
+            check(target, entry.scale, seed, offset, generator is not None, global_shape, global_start)
+        except (RuntimeError, ValueError) as error:
+            raise _named(error, f"parameter {entry.name!r}, rule {entry.action.label()!r}") from None
+
+    def run() -> None:
+        op(target, entry.scale, seed=seed, offset=offset, generator=generator, global_shape=global_shape,
+           global_start=global_start)
+
+    return _OpCall(check_call, run)
 
 
 def _zero_padding_rows(entries: list[_Entry]) -> None:
@@ -369,23 +397,31 @@ def init_module_(
     (see fill_). DTensor / FSDP2 parameters get on each rank the values of their slices of the
     unsharded parameters; constants and callables act on the local shards and the DTensors.
 
-    Every rule is checked (fans, options) before anything is written. `verbose=True` prints
-    the report (see init_plan and format_report: name, shape, rule, fan, std).
+    A parameter without elements (e.g. of ``nn.Linear(0, 5)``) is skipped whatever its rule,
+    except a callable: the report says "skip (no elements)".
+
+    All or nothing: every rule, every parameter and every bulk call (one per (mode, alpha,
+    ratio) and device) is checked, with the checks the ops make, before anything is written;
+    an error names the parameter. `verbose=True` prints the report (see init_plan and
+    format_report: name, shape, rule, fan, std).
     """
+    _check_stream(seed, generator)
     modules: list[nn.Module] = []
     entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules, modules)
     random = [e for e in entries if e.action.rule in RANDOM_RULES]
     with torch.no_grad():
-        if random:
-            _with_stream([e.tensor for e in random], seed, generator,
-                        lambda key, start, torch_generator: _fill_random(random, key, start, torch_generator))
-        elif seed is not None and generator is not None:
-            raise ValueError("nspl_filler: pass seed or generator, not both")
         by_value: dict[float, list[Tensor]] = {}
         for e in entries:
             if e.action.rule in ("zeros", "ones", "constant"):
                 value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
                 by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
+        # The constants are written after the random rules: check now what could refuse them.
+        for targets in by_value.values():
+            for target in targets:
+                _check_writable(target)
+        if random:
+            _with_stream([e.tensor for e in random], seed, generator,
+                         lambda key, start, torch_generator: _fill_random(random, key, start, torch_generator))
         for value, targets in by_value.items():
             # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
             torch._foreach_zero_(targets)
