@@ -3,15 +3,17 @@
 Three measurements, each the median of --repeat timed calls after one warm-up call
 (3 calls for ops slower than a second per call):
 
-* table: samples/s and GB/s (bytes written) of nspl_filler.fill_ (the NSPL with its
-  defaults, alpha = 1, ratio = 100), Tensor.uniform_, Tensor.normal_,
-  nn.init.kaiming_uniform_, kaiming_normal_, trunc_normal_, a naive composition of
-  the same distribution from torch ops (sign · c · inverse CDF of torch.rand), and
-  Tensor.fill_(1.0) (write bandwidth), with ratios to uniform_ and to the naive
-  composition; per dtype and size;
+* table: samples/s and GB/s (bytes written) of nspl_filler.fill_ at each --alphas value
+  (default 1, the log-uniform default, and 2, the general power law; ratio 100),
+  Tensor.uniform_, Tensor.normal_, nn.init.kaiming_uniform_, kaiming_normal_,
+  trunc_normal_, a naive composition of the same distribution from torch ops (sign · c ·
+  inverse CDF of torch.rand, at the first alpha), and Tensor.fill_(1.0) (write
+  bandwidth), with ratios to uniform_, to the naive composition and to fill_(1.0) (the
+  fraction of the memory bandwidth a method uses); per dtype and size;
 * per-call: microseconds per call on a 64x64 float32 tensor (small-tensor overhead):
   fill_(seed=1), fill_ with torch's generator, kaiming_uniform_, uniform_;
-* sweep (--sweep): fill_ and uniform_ over sizes 2^10 .. 2^26 on 1 and 2 threads (CPU).
+* sweep (--sweep): fill_ at each alpha and uniform_ over sizes 2^10 .. 2^26 on 1 and 2
+  threads (CPU).
 
 CPU timing uses time.perf_counter; CUDA timing uses CUDA events, synchronised. On a
 machine shared with other work, --runs N repeats everything and reports the best run of
@@ -63,19 +65,27 @@ def naive_nspl_(tensor: torch.Tensor, alpha: float = nspl_filler.DEFAULT_ALPHA, 
     return tensor
 
 
-# The NSPL's parameters for fill_ and the naive composition (--alpha, --ratio).
-NSPL_PARAMETERS = {"alpha": nspl_filler.DEFAULT_ALPHA, "ratio": nspl_filler.DEFAULT_RATIO}
+FILL_ONE = "Tensor.fill_(1.0)"
 
-METHODS = {
-    "nspl_filler.fill_": lambda t: nspl_filler.fill_(t, **NSPL_PARAMETERS),
-    UNIFORM: lambda t: t.uniform_(),
-    "Tensor.normal_": lambda t: t.normal_(),
-    "kaiming_uniform_": lambda t: torch.nn.init.kaiming_uniform_(t),
-    "kaiming_normal_": lambda t: torch.nn.init.kaiming_normal_(t),
-    "trunc_normal_": lambda t: torch.nn.init.trunc_normal_(t),
-    NAIVE: lambda t: naive_nspl_(t, **NSPL_PARAMETERS),
-    "Tensor.fill_(1.0)": lambda t: t.fill_(1.0),
-}
+
+def fill_name(alpha: float) -> str:
+    return f"nspl_filler.fill_ (alpha={alpha:g})"
+
+
+def methods(alphas: list[float], ratio: float) -> dict:
+    """The table's methods: fill_ at each alpha, torch's samplers and initialisers, the
+    naive composition (at the first alpha) and the write bandwidth."""
+    table = {fill_name(a): (lambda t, a=a: nspl_filler.fill_(t, alpha=a, ratio=ratio)) for a in alphas}
+    table.update({
+        UNIFORM: lambda t: t.uniform_(),
+        "Tensor.normal_": lambda t: t.normal_(),
+        "kaiming_uniform_": lambda t: torch.nn.init.kaiming_uniform_(t),
+        "kaiming_normal_": lambda t: torch.nn.init.kaiming_normal_(t),
+        "trunc_normal_": lambda t: torch.nn.init.trunc_normal_(t),
+        NAIVE: lambda t: naive_nspl_(t, alpha=alphas[0], ratio=ratio),
+        FILL_ONE: lambda t: t.fill_(1.0),
+    })
+    return table
 
 
 # ---------------------------------------------------------------------------------
@@ -135,14 +145,14 @@ def shape_for(numel: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------
 # The three measurements
 # ---------------------------------------------------------------------------------
-def run_table(device: str, dtypes: list[torch.dtype], sizes: list[int], repeat: int) -> dict:
-    """{(dtype, numel): {method: samples/s}}."""
+def run_table(device: str, dtypes: list[torch.dtype], sizes: list[int], repeat: int, table: dict) -> dict:
+    """{(dtype, numel): {method: samples/s}} for the methods of `table`."""
     rates = {}
     for dtype in dtypes:
         for numel in sizes:
             tensor = torch.empty(shape_for(numel), dtype=dtype, device=device)
             rates[(dtype, numel)] = {}
-            for name, fn in METHODS.items():
+            for name, fn in table.items():
                 try:
                     seconds = median_seconds(lambda: fn(tensor), device, repeat)
                 except RuntimeError as error:  # e.g. an op without a kernel for this dtype
@@ -171,6 +181,7 @@ def table_rows(runs: list[dict]) -> list[dict]:
                     "gb_per_s": rate * torch.empty((), dtype=dtype).element_size() / 1e9,
                     "vs_uniform": rate / best[UNIFORM] if UNIFORM in best else None,
                     "vs_naive": rate / best[NAIVE] if NAIVE in best else None,
+                    "vs_fill": rate / best[FILL_ONE] if FILL_ONE in best else None,
                 }
             )
     return rows
@@ -191,8 +202,9 @@ def per_call_rows(runs: list[dict]) -> list[dict]:
     return [{"call": name, "us_per_call": min(run[name] for run in runs)} for name in runs[0]]
 
 
-def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat: int) -> dict:
-    """{(numel, threads, method): samples/s}."""
+def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat: int, alphas: list[float],
+              table: dict) -> dict:
+    """{(numel, threads, method): samples/s} of fill_ at each alpha and uniform_."""
     rates = {}
     for exponent in range(10, 27, 2):
         numel = 1 << exponent
@@ -202,8 +214,8 @@ def run_sweep(device: str, dtype: torch.dtype, thread_counts: list[int], repeat:
         for threads in thread_counts:
             if device == "cpu":
                 torch.set_num_threads(threads)
-            for name in ("nspl_filler.fill_", UNIFORM):
-                fn = METHODS[name]
+            for name in [fill_name(a) for a in alphas] + [UNIFORM]:
+                fn = table[name]
                 seconds = median_seconds_per_call(lambda: fn(tensor), device, calls, repeat)
                 rates[(numel, threads, name)] = numel / seconds
         del tensor
@@ -248,13 +260,14 @@ def fmt_ratio(ratio) -> str:
 
 def table_markdown(rows: list[dict]) -> str:
     lines = [
-        "| dtype | numel | method | M samples/s | GB/s | vs uniform_ | vs naive |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| dtype | numel | method | M samples/s | GB/s | vs uniform_ | vs naive | of fill_(1.0) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        share = "" if r["vs_fill"] is None else f"{100 * r['vs_fill']:.0f}%"
         lines.append(
             f"| {r['dtype']} | 2^{int(math.log2(r['numel']))} | {r['method']} | {fmt_rate(r['samples_per_s'])} | "
-            f"{r['gb_per_s']:.2f} | {fmt_ratio(r['vs_uniform'])} | {fmt_ratio(r['vs_naive'])} |"
+            f"{r['gb_per_s']:.2f} | {fmt_ratio(r['vs_uniform'])} | {fmt_ratio(r['vs_naive'])} | {share} |"
         )
     return "\n".join(lines)
 
@@ -295,7 +308,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument("--runs", type=int, default=1, help="repeat everything this many times and report "
                         "the best run of each measurement (for machines shared with other work)")
-    parser.add_argument("--alpha", type=float, default=nspl_filler.DEFAULT_ALPHA, help="NSPL exponent")
+    parser.add_argument("--alphas", default="1,2", help="comma-separated NSPL exponents for fill_ (the first "
+                        "also for the naive composition)")
     parser.add_argument("--ratio", type=float, default=nspl_filler.DEFAULT_RATIO, help="NSPL ratio r")
     parser.add_argument("--sweep", action="store_true", help="also run the size sweep, 2^10 .. 2^26")
     parser.add_argument("--sweep-threads", default="1,2", help="thread counts of the sweep (CPU)")
@@ -310,7 +324,8 @@ def main(argv=None):
     if args.device == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    NSPL_PARAMETERS.update(alpha=args.alpha, ratio=args.ratio)
+    alphas = [float(a) for a in args.alphas.split(",")]
+    table_methods = methods(alphas, args.ratio)
 
     meta = {
         "device": device_name(args.device),
@@ -322,19 +337,19 @@ def main(argv=None):
         "threads": threads,
         "repeat": args.repeat,
         "runs": args.runs,
-        "nspl_parameters": dict(NSPL_PARAMETERS),
+        "nspl_parameters": {"alphas": alphas, "ratio": args.ratio},
         "load_average_before": load_average(),
     }
     print(f"# {meta['device']} | torch {meta['torch']} | threads {threads} | nspl CPU kernels "
-          f"{meta['nspl_cpu_kernels']} | NSPL {NSPL_PARAMETERS} | load {meta['load_average_before']}")
+          f"{meta['nspl_cpu_kernels']} | NSPL {meta['nspl_parameters']} | load {meta['load_average_before']}")
 
     counts = [int(t) for t in args.sweep_threads.split(",")] if args.device == "cpu" else [threads]
     table_runs, per_call_runs, sweep_runs = [], [], []
     for _ in range(args.runs):
-        table_runs.append(run_table(args.device, dtypes, sizes, args.repeat))
+        table_runs.append(run_table(args.device, dtypes, sizes, args.repeat, table_methods))
         per_call_runs.append(run_per_call(args.device, args.repeat))
         if args.sweep:
-            sweep_runs.append(run_sweep(args.device, torch.float32, counts, args.repeat))
+            sweep_runs.append(run_sweep(args.device, torch.float32, counts, args.repeat, alphas, table_methods))
             if args.device == "cpu":
                 torch.set_num_threads(threads)
     table, per_call = table_rows(table_runs), per_call_rows(per_call_runs)
@@ -351,7 +366,7 @@ def main(argv=None):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"Device: {meta['device']}  \ntorch {meta['torch']}, nspl_filler {meta['nspl_filler']} "
-                    f"(CPU kernels: {meta['nspl_cpu_kernels']}), NSPL alpha {args.alpha}, ratio {args.ratio}, "
+                    f"(CPU kernels: {meta['nspl_cpu_kernels']}), NSPL alphas {alphas}, ratio {args.ratio}, "
                     f"{threads} threads, median of {args.repeat} calls, best of {args.runs} run(s), "
                     f"{meta['date']}, load average {meta['load_average_before']} -> {meta['load_average_after']}\n\n")
             f.write(table_markdown(table) + "\n\n" + per_call_markdown(per_call) + "\n")
