@@ -2,6 +2,7 @@
 // ops.cpp and the backend files) and exposes the Caffe-style filler API and the shared
 // math (fans, second moment, scale), so Python computes nothing of its own.
 #include <ATen/Dispatch.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/extension.h>
 
 #include <array>
@@ -208,6 +209,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       py::arg("global_starts"), py::arg("check_memory"));
   m.def("check_inplace_allowed", &nspl::check_inplace_allowed, py::arg("tensor"),
         "torch's rule for in-place writes to inference tensors, as the ops apply it.");
+  // fill_'s common case as one call: the nspl_ op through the dispatcher (so every key the
+  // op has, autograd and in-place ones included, runs as from torch.ops), under no_grad,
+  // without the Python-side argument parsing of torch.ops.
+  m.def(
+      "nspl_fill_",
+      [](const at::Tensor& tensor, const std::string& variance_norm, double alpha, double ratio, double gain,
+         std::optional<double> fan_in, std::optional<double> fan_out, std::optional<int64_t> seed) {
+        static const auto op =
+            c10::Dispatcher::singleton()
+                .findSchemaOrThrow("nspl_filler::nspl_", "")
+                .typed<void(const at::Tensor&, c10::string_view, double, double, double, std::optional<double>,
+                            std::optional<double>, std::optional<int64_t>, int64_t, std::optional<at::Generator>,
+                            at::OptionalIntArrayRef, at::OptionalIntArrayRef)>();
+        const at::NoGradGuard no_grad;
+        op.call(tensor, variance_norm, alpha, ratio, gain, fan_in, fan_out, seed, 0, std::nullopt, std::nullopt,
+                std::nullopt);
+      },
+      py::arg("tensor"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
+      py::arg("fan_in"), py::arg("fan_out"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
   m.def("power_law_second_moment", &nspl::power_law_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("power_law_log_second_moment", &nspl::power_law_log_second_moment, py::arg("alpha"), py::arg("ratio"));
   m.def("normalised_scale", &nspl::normalised_scale, py::arg("alpha"), py::arg("ratio"), py::arg("gain"),

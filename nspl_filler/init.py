@@ -122,6 +122,30 @@ def _with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: Gene
             fill(agreed_key(mesh, generator), 0, None)
 
 
+# The types whose fills may skip torch.ops' Python layer (see _direct).
+_PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
+
+# calculate_gain's results by (nonlinearity, param): the common call repeats one pair.
+_GAINS: dict = {}
+
+
+def _gain_of(nonlinearity: str, param: Optional[float]) -> float:
+    try:
+        return _GAINS[(nonlinearity, param)]
+    except (KeyError, TypeError):  # TypeError: an unhashable param, which calculate_gain refuses
+        gain = float(torch.nn.init.calculate_gain(nonlinearity, param))
+        _GAINS[(nonlinearity, param)] = gain
+        return gain
+
+
+def _direct(tensor: object, generator: GeneratorLike) -> bool:
+    """Whether a fill may call the compiled op in one C++ call: a plain tensor or Parameter
+    (no __torch_function__ of its own, no DTensor), no torch function mode, a seed or
+    torch's default generator, and no tracing by torch.compile (which must see the op)."""
+    return (type(tensor) in _PLAIN_TENSOR_TYPES and generator is None
+            and not torch._C._is_torch_function_mode_enabled() and not torch.compiler.is_compiling())
+
+
 def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args) -> Tensor:
     """Calls `op(target, *args, seed, offset, torch_generator, global_shape, global_start)` with
     the stream that seed / generator select (SPEC §4, _with_stream), under no_grad, and
@@ -206,6 +230,15 @@ def fill_(
     layout; ValueError for non-finite or out-of-domain arguments, unknown mode or
     nonlinearity, fans <= 0, overlapping memory, or a range c·r that overflows the dtype.
     """
+    if _direct(tensor, generator):
+        _check_tensor(tensor)
+        key = None if seed is None else as_signed64(_check_seed(seed))
+        _C.nspl_fill_(
+            tensor, _mode_name(mode), _real("alpha", alpha), _real("ratio", ratio),
+            _gain_of(nonlinearity, param) if gain is None else _real("gain", gain),
+            _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out), key,
+        )
+        return tensor
     # A DTensor is handled here, through its local shard, not by an override.
     if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
@@ -216,7 +249,7 @@ def fill_(
     _check_tensor(tensor)
     mode_name = _mode_name(mode)
     alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
-    gain = torch.nn.init.calculate_gain(nonlinearity, param) if gain is None else _real("gain", gain)
+    gain = _gain_of(nonlinearity, param) if gain is None else _real("gain", gain)
     return _run(
         tensor, seed, generator, ops.nspl_, mode_name, alpha, ratio, gain,
         _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out),

@@ -240,3 +240,31 @@ def test_compute_fans():
         nspl_filler.compute_fans((7,))
     w = torch.empty(8, 3, 2, 2)
     assert nspl_filler.compute_fans(w) == torch.nn.init._calculate_fan_in_and_fan_out(w)
+
+
+def test_modes_see_every_fill():
+    # The common case skips torch.ops' Python layer; torch function modes still see fill_,
+    # and dispatch modes the op, as they would through torch.ops.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    functions, ops_seen = [], []
+
+    class FunctionRecord(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            functions.append(func)
+            return func(*args, **(kwargs or {}))
+
+    class DispatchRecord(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops_seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    want = nspl_filler.fill_(torch.empty(4, 4), seed=1)
+    t = torch.empty(4, 4)
+    with FunctionRecord():
+        nspl_filler.fill_(t, seed=1)
+    assert nspl_filler.fill_ in functions and torch.equal(t, want)
+    t = torch.empty(4, 4)
+    with DispatchRecord():
+        nspl_filler.fill_(t, seed=1)
+    assert torch.ops.nspl_filler.nspl_.default in ops_seen and torch.equal(t, want)
