@@ -14,8 +14,8 @@
 #include <cstdint>
 
 #include "../nspl_math.h"
+#include "lane_ops.h"
 
-#define NSPL_LANE inline __attribute__((always_inline))
 
 namespace nspl {
 NSPL_ISA_BEGIN
@@ -72,37 +72,16 @@ struct FloatOf<I64x4> {
   using type = F64x4;
 };
 
+NSPL_VECTOR_LANE_OPS(F32x8, I32x8, 256, ps, 32)
+NSPL_VECTOR_LANE_OPS(F64x4, I64x4, 256, pd, 64)
+
 // float lanes
-NSPL_LANE F32x8 operator+(F32x8 a, F32x8 b) { return _mm256_add_ps(a.v, b.v); }
-NSPL_LANE F32x8 operator-(F32x8 a, F32x8 b) { return _mm256_sub_ps(a.v, b.v); }
-NSPL_LANE F32x8 operator*(F32x8 a, F32x8 b) { return _mm256_mul_ps(a.v, b.v); }
-NSPL_LANE F32x8 operator/(F32x8 a, F32x8 b) { return _mm256_div_ps(a.v, b.v); }
-NSPL_LANE F32x8 fmadd(F32x8 a, F32x8 b, F32x8 c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
-NSPL_LANE F32x8 sqrt_of(F32x8 a) { return _mm256_sqrt_ps(a.v); }
-// vminps / vmaxps return the second operand unless the comparison holds: exactly
-// a < b ? a : b and a > b ? a : b, NaN included.
-NSPL_LANE F32x8 min_of(F32x8 a, F32x8 b) { return _mm256_min_ps(a.v, b.v); }
-NSPL_LANE F32x8 max_of(F32x8 a, F32x8 b) { return _mm256_max_ps(a.v, b.v); }
 NSPL_LANE M32x8 lt(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
 NSPL_LANE M32x8 ge(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
 NSPL_LANE M32x8 eq(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F32x8 select(M32x8 m, F32x8 a, F32x8 b) { return _mm256_blendv_ps(b.v, a.v, m.m); }
-NSPL_LANE I32x8 as_int(F32x8 a) { return _mm256_castps_si256(a.v); }
-NSPL_LANE F32x8 as_float(I32x8 a) { return _mm256_castsi256_ps(a.v); }
 
 // int32 lanes
-NSPL_LANE I32x8 add(I32x8 a, I32x8 b) { return _mm256_add_epi32(a.v, b.v); }
-NSPL_LANE I32x8 sub(I32x8 a, I32x8 b) { return _mm256_sub_epi32(a.v, b.v); }
-NSPL_LANE I32x8 bit_and(I32x8 a, I32x8 b) { return _mm256_and_si256(a.v, b.v); }
-NSPL_LANE I32x8 bit_xor(I32x8 a, I32x8 b) { return _mm256_xor_si256(a.v, b.v); }
-template <int k>
-NSPL_LANE I32x8 shift_left(I32x8 a) {
-  return _mm256_slli_epi32(a.v, k);
-}
-template <int k>
-NSPL_LANE I32x8 shift_right_logical(I32x8 a) {
-  return _mm256_srli_epi32(a.v, k);
-}
 template <int k>
 NSPL_LANE I32x8 shift_right_arithmetic(I32x8 a) {
   return _mm256_srai_epi32(a.v, k);
@@ -111,35 +90,12 @@ NSPL_LANE F32x8 convert_exact(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
 NSPL_LANE F32x8 convert_small(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
 
 // double lanes
-NSPL_LANE F64x4 operator+(F64x4 a, F64x4 b) { return _mm256_add_pd(a.v, b.v); }
-NSPL_LANE F64x4 operator-(F64x4 a, F64x4 b) { return _mm256_sub_pd(a.v, b.v); }
-NSPL_LANE F64x4 operator*(F64x4 a, F64x4 b) { return _mm256_mul_pd(a.v, b.v); }
-NSPL_LANE F64x4 operator/(F64x4 a, F64x4 b) { return _mm256_div_pd(a.v, b.v); }
-NSPL_LANE F64x4 fmadd(F64x4 a, F64x4 b, F64x4 c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
-NSPL_LANE F64x4 sqrt_of(F64x4 a) { return _mm256_sqrt_pd(a.v); }
-NSPL_LANE F64x4 min_of(F64x4 a, F64x4 b) { return _mm256_min_pd(a.v, b.v); }
-NSPL_LANE F64x4 max_of(F64x4 a, F64x4 b) { return _mm256_max_pd(a.v, b.v); }
 NSPL_LANE M64x4 lt(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
 NSPL_LANE M64x4 ge(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ)}; }
 NSPL_LANE M64x4 eq(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F64x4 select(M64x4 m, F64x4 a, F64x4 b) { return _mm256_blendv_pd(b.v, a.v, m.m); }
-NSPL_LANE I64x4 as_int(F64x4 a) { return _mm256_castpd_si256(a.v); }
-NSPL_LANE F64x4 as_float(I64x4 a) { return _mm256_castsi256_pd(a.v); }
 
-// int64 lanes
-NSPL_LANE I64x4 add(I64x4 a, I64x4 b) { return _mm256_add_epi64(a.v, b.v); }
-NSPL_LANE I64x4 sub(I64x4 a, I64x4 b) { return _mm256_sub_epi64(a.v, b.v); }
-NSPL_LANE I64x4 bit_and(I64x4 a, I64x4 b) { return _mm256_and_si256(a.v, b.v); }
-NSPL_LANE I64x4 bit_xor(I64x4 a, I64x4 b) { return _mm256_xor_si256(a.v, b.v); }
-template <int k>
-NSPL_LANE I64x4 shift_left(I64x4 a) {
-  return _mm256_slli_epi64(a.v, k);
-}
-template <int k>
-NSPL_LANE I64x4 shift_right_logical(I64x4 a) {
-  return _mm256_srli_epi64(a.v, k);
-}
-// The logical shift, with the sign bits shifted in where a is negative.
+// int64 lanes: the logical shift, with the sign bits shifted in where a is negative.
 template <int k>
 NSPL_LANE I64x4 shift_right_arithmetic(I64x4 a) {
   const __m256i negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a.v);

@@ -12,8 +12,8 @@
 #include <cstdint>
 
 #include "../nspl_math.h"
+#include "lane_ops.h"
 
-#define NSPL_LANE inline __attribute__((always_inline))
 
 namespace nspl {
 NSPL_ISA_BEGIN
@@ -70,37 +70,16 @@ struct FloatOf<I64x8> {
   using type = F64x8;
 };
 
+NSPL_VECTOR_LANE_OPS(F32x16, I32x16, 512, ps, 32)
+NSPL_VECTOR_LANE_OPS(F64x8, I64x8, 512, pd, 64)
+
 // float lanes
-NSPL_LANE F32x16 operator+(F32x16 a, F32x16 b) { return _mm512_add_ps(a.v, b.v); }
-NSPL_LANE F32x16 operator-(F32x16 a, F32x16 b) { return _mm512_sub_ps(a.v, b.v); }
-NSPL_LANE F32x16 operator*(F32x16 a, F32x16 b) { return _mm512_mul_ps(a.v, b.v); }
-NSPL_LANE F32x16 operator/(F32x16 a, F32x16 b) { return _mm512_div_ps(a.v, b.v); }
-NSPL_LANE F32x16 fmadd(F32x16 a, F32x16 b, F32x16 c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
-NSPL_LANE F32x16 sqrt_of(F32x16 a) { return _mm512_sqrt_ps(a.v); }
-// vminps / vmaxps return the second operand unless the comparison holds: exactly
-// a < b ? a : b and a > b ? a : b, NaN included.
-NSPL_LANE F32x16 min_of(F32x16 a, F32x16 b) { return _mm512_min_ps(a.v, b.v); }
-NSPL_LANE F32x16 max_of(F32x16 a, F32x16 b) { return _mm512_max_ps(a.v, b.v); }
 NSPL_LANE M16 lt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
 NSPL_LANE M16 ge(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ)}; }
 NSPL_LANE M16 eq(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F32x16 select(M16 m, F32x16 a, F32x16 b) { return _mm512_mask_blend_ps(m.m, b.v, a.v); }
-NSPL_LANE I32x16 as_int(F32x16 a) { return _mm512_castps_si512(a.v); }
-NSPL_LANE F32x16 as_float(I32x16 a) { return _mm512_castsi512_ps(a.v); }
 
 // int32 lanes
-NSPL_LANE I32x16 add(I32x16 a, I32x16 b) { return _mm512_add_epi32(a.v, b.v); }
-NSPL_LANE I32x16 sub(I32x16 a, I32x16 b) { return _mm512_sub_epi32(a.v, b.v); }
-NSPL_LANE I32x16 bit_and(I32x16 a, I32x16 b) { return _mm512_and_si512(a.v, b.v); }
-NSPL_LANE I32x16 bit_xor(I32x16 a, I32x16 b) { return _mm512_xor_si512(a.v, b.v); }
-template <int k>
-NSPL_LANE I32x16 shift_left(I32x16 a) {
-  return _mm512_slli_epi32(a.v, k);
-}
-template <int k>
-NSPL_LANE I32x16 shift_right_logical(I32x16 a) {
-  return _mm512_srli_epi32(a.v, k);
-}
 template <int k>
 NSPL_LANE I32x16 shift_right_arithmetic(I32x16 a) {
   return _mm512_srai_epi32(a.v, k);
@@ -109,34 +88,12 @@ NSPL_LANE F32x16 convert_exact(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
 NSPL_LANE F32x16 convert_small(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
 
 // double lanes
-NSPL_LANE F64x8 operator+(F64x8 a, F64x8 b) { return _mm512_add_pd(a.v, b.v); }
-NSPL_LANE F64x8 operator-(F64x8 a, F64x8 b) { return _mm512_sub_pd(a.v, b.v); }
-NSPL_LANE F64x8 operator*(F64x8 a, F64x8 b) { return _mm512_mul_pd(a.v, b.v); }
-NSPL_LANE F64x8 operator/(F64x8 a, F64x8 b) { return _mm512_div_pd(a.v, b.v); }
-NSPL_LANE F64x8 fmadd(F64x8 a, F64x8 b, F64x8 c) { return _mm512_fmadd_pd(a.v, b.v, c.v); }
-NSPL_LANE F64x8 sqrt_of(F64x8 a) { return _mm512_sqrt_pd(a.v); }
-NSPL_LANE F64x8 min_of(F64x8 a, F64x8 b) { return _mm512_min_pd(a.v, b.v); }
-NSPL_LANE F64x8 max_of(F64x8 a, F64x8 b) { return _mm512_max_pd(a.v, b.v); }
 NSPL_LANE M8 lt(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ)}; }
 NSPL_LANE M8 ge(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ)}; }
 NSPL_LANE M8 eq(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F64x8 select(M8 m, F64x8 a, F64x8 b) { return _mm512_mask_blend_pd(m.m, b.v, a.v); }
-NSPL_LANE I64x8 as_int(F64x8 a) { return _mm512_castpd_si512(a.v); }
-NSPL_LANE F64x8 as_float(I64x8 a) { return _mm512_castsi512_pd(a.v); }
 
 // int64 lanes
-NSPL_LANE I64x8 add(I64x8 a, I64x8 b) { return _mm512_add_epi64(a.v, b.v); }
-NSPL_LANE I64x8 sub(I64x8 a, I64x8 b) { return _mm512_sub_epi64(a.v, b.v); }
-NSPL_LANE I64x8 bit_and(I64x8 a, I64x8 b) { return _mm512_and_si512(a.v, b.v); }
-NSPL_LANE I64x8 bit_xor(I64x8 a, I64x8 b) { return _mm512_xor_si512(a.v, b.v); }
-template <int k>
-NSPL_LANE I64x8 shift_left(I64x8 a) {
-  return _mm512_slli_epi64(a.v, k);
-}
-template <int k>
-NSPL_LANE I64x8 shift_right_logical(I64x8 a) {
-  return _mm512_srli_epi64(a.v, k);
-}
 template <int k>
 NSPL_LANE I64x8 shift_right_arithmetic(I64x8 a) {
   return _mm512_srai_epi64(a.v, k);
