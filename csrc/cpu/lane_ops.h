@@ -1,5 +1,6 @@
-// The operations of a SIMD lane type that map one to one onto intrinsics named alike in
-// every vector width, written once for lanes_avx2.h and lanes_avx512.h:
+// What SIMD lane types have in common, written once for lanes_avx2.h and lanes_avx512.h:
+// the wrapper types, their traits, and the operations that map one to one onto intrinsics
+// named alike in every vector width:
 //
 //   NSPL_VECTOR_LANE_OPS(F, I, bits, ps|pd, 32|64)
 //
@@ -13,6 +14,29 @@
 #pragma once
 
 #define NSPL_LANE inline __attribute__((always_inline))
+
+// A vector lane type `Name` around the intrinsic type `Raw`, built from a `Raw` or by
+// broadcasting a `Scalar`.
+#define NSPL_VECTOR_TYPE(Name, Raw, Scalar, broadcast) \
+  struct Name {                                        \
+    Raw v;                                             \
+    Name() = default;                                  \
+    NSPL_LANE Name(Raw x) : v(x) {}                    \
+    NSPL_LANE Name(Scalar x) : v(broadcast(x)) {}      \
+  };
+
+// The LaneOf / FloatOf entries (nspl_math.h) of float lane F, integer lane I, mask M.
+#define NSPL_LANE_TRAITS(F, I, M, ScalarT) \
+  template <>                              \
+  struct LaneOf<F> {                       \
+    using Int = I;                         \
+    using Mask = M;                        \
+    using Scalar = ScalarT;                \
+  };                                       \
+  template <>                              \
+  struct FloatOf<I> {                      \
+    using type = F;                        \
+  };
 
 #define NSPL_VECTOR_LANE_OPS(F, I, bits, ps, ebits)                                                    \
   NSPL_LANE F operator+(F a, F b) { return _mm##bits##_add_##ps(a.v, b.v); }                          \

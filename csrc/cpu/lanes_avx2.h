@@ -16,61 +16,22 @@
 #include "../nspl_math.h"
 #include "lane_ops.h"
 
-
 namespace nspl {
 NSPL_ISA_BEGIN
 
-struct F32x8 {
-  __m256 v;
-  F32x8() = default;
-  NSPL_LANE F32x8(__m256 x) : v(x) {}
-  NSPL_LANE F32x8(float x) : v(_mm256_set1_ps(x)) {}
-};
-struct I32x8 {
-  __m256i v;
-  I32x8() = default;
-  NSPL_LANE I32x8(__m256i x) : v(x) {}
-  NSPL_LANE I32x8(int32_t x) : v(_mm256_set1_epi32(x)) {}
-};
+NSPL_VECTOR_TYPE(F32x8, __m256, float, _mm256_set1_ps)
+NSPL_VECTOR_TYPE(I32x8, __m256i, int32_t, _mm256_set1_epi32)
 struct M32x8 {  // all ones in the lanes where a comparison holds
   __m256 m;
 };
-struct F64x4 {
-  __m256d v;
-  F64x4() = default;
-  NSPL_LANE F64x4(__m256d x) : v(x) {}
-  NSPL_LANE F64x4(double x) : v(_mm256_set1_pd(x)) {}
-};
-struct I64x4 {
-  __m256i v;
-  I64x4() = default;
-  NSPL_LANE I64x4(__m256i x) : v(x) {}
-  NSPL_LANE I64x4(int64_t x) : v(_mm256_set1_epi64x(x)) {}
-};
+NSPL_VECTOR_TYPE(F64x4, __m256d, double, _mm256_set1_pd)
+NSPL_VECTOR_TYPE(I64x4, __m256i, int64_t, _mm256_set1_epi64x)
 struct M64x4 {
   __m256d m;
 };
 
-template <>
-struct LaneOf<F32x8> {
-  using Int = I32x8;
-  using Mask = M32x8;
-  using Scalar = float;
-};
-template <>
-struct LaneOf<F64x4> {
-  using Int = I64x4;
-  using Mask = M64x4;
-  using Scalar = double;
-};
-template <>
-struct FloatOf<I32x8> {
-  using type = F32x8;
-};
-template <>
-struct FloatOf<I64x4> {
-  using type = F64x4;
-};
+NSPL_LANE_TRAITS(F32x8, I32x8, M32x8, float)
+NSPL_LANE_TRAITS(F64x4, I64x4, M64x4, double)
 
 NSPL_VECTOR_LANE_OPS(F32x8, I32x8, 256, ps, 32)
 NSPL_VECTOR_LANE_OPS(F64x4, I64x4, 256, pd, 64)

@@ -14,61 +14,22 @@
 #include "../nspl_math.h"
 #include "lane_ops.h"
 
-
 namespace nspl {
 NSPL_ISA_BEGIN
 
-struct F32x16 {
-  __m512 v;
-  F32x16() = default;
-  NSPL_LANE F32x16(__m512 x) : v(x) {}
-  NSPL_LANE F32x16(float x) : v(_mm512_set1_ps(x)) {}
-};
-struct I32x16 {
-  __m512i v;
-  I32x16() = default;
-  NSPL_LANE I32x16(__m512i x) : v(x) {}
-  NSPL_LANE I32x16(int32_t x) : v(_mm512_set1_epi32(x)) {}
-};
+NSPL_VECTOR_TYPE(F32x16, __m512, float, _mm512_set1_ps)
+NSPL_VECTOR_TYPE(I32x16, __m512i, int32_t, _mm512_set1_epi32)
 struct M16 {
   __mmask16 m;
 };
-struct F64x8 {
-  __m512d v;
-  F64x8() = default;
-  NSPL_LANE F64x8(__m512d x) : v(x) {}
-  NSPL_LANE F64x8(double x) : v(_mm512_set1_pd(x)) {}
-};
-struct I64x8 {
-  __m512i v;
-  I64x8() = default;
-  NSPL_LANE I64x8(__m512i x) : v(x) {}
-  NSPL_LANE I64x8(int64_t x) : v(_mm512_set1_epi64(x)) {}
-};
+NSPL_VECTOR_TYPE(F64x8, __m512d, double, _mm512_set1_pd)
+NSPL_VECTOR_TYPE(I64x8, __m512i, int64_t, _mm512_set1_epi64)
 struct M8 {
   __mmask8 m;
 };
 
-template <>
-struct LaneOf<F32x16> {
-  using Int = I32x16;
-  using Mask = M16;
-  using Scalar = float;
-};
-template <>
-struct LaneOf<F64x8> {
-  using Int = I64x8;
-  using Mask = M8;
-  using Scalar = double;
-};
-template <>
-struct FloatOf<I32x16> {
-  using type = F32x16;
-};
-template <>
-struct FloatOf<I64x8> {
-  using type = F64x8;
-};
+NSPL_LANE_TRAITS(F32x16, I32x16, M16, float)
+NSPL_LANE_TRAITS(F64x8, I64x8, M8, double)
 
 NSPL_VECTOR_LANE_OPS(F32x16, I32x16, 512, ps, 32)
 NSPL_VECTOR_LANE_OPS(F64x8, I64x8, 512, pd, 64)
