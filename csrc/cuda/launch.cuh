@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -152,25 +153,59 @@ struct alignas(sizeof(scalar_t) * kCount) Pack {
   scalar_t value[kCount];
 };
 
+// Stores a whole unit with one instruction: 32-bit words of the lanes' bits, written by
+// one st.global.v4 (16 bytes) or .v2 (8 bytes). Written in PTX because the compiler, seeing
+// through the bit casts, may split a vector store of the lanes into one store per lane.
+template <typename scalar_t, int kCount>
+__device__ __forceinline__ void store_vector(scalar_t* dst, const Pack<scalar_t, kCount>& pack) {
+  using Bits = std::conditional_t<sizeof(scalar_t) == 8, uint64_t, std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint16_t>>;
+  constexpr int kWords = static_cast<int>(sizeof(pack) / 4);
+  uint32_t word[kWords] = {};
+#pragma unroll
+  for (int lane = 0; lane < kCount; ++lane) {
+    Bits bits;
+    memcpy(&bits, &pack.value[lane], sizeof bits);
+    if constexpr (sizeof(Bits) == 8) {
+      word[2 * lane] = static_cast<uint32_t>(bits);
+      word[2 * lane + 1] = static_cast<uint32_t>(bits >> 32);
+    } else if constexpr (sizeof(Bits) == 4) {
+      word[lane] = bits;
+    } else {
+      word[lane / 2] |= static_cast<uint32_t>(bits) << (16 * (lane % 2));
+    }
+  }
+  const size_t address = __cvta_generic_to_global(dst);
+  if constexpr (kWords == 4) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(address), "r"(word[0]), "r"(word[1]), "r"(word[2]),
+                 "r"(word[3])
+                 : "memory");
+  } else {
+    static_assert(kWords == 2, "a unit is 8 or 16 bytes");
+    asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(address), "r"(word[0]), "r"(word[1]) : "memory");
+  }
+}
+
 // Samples the unit's lanes from its block and stores them: with one vector store when the
 // unit is whole, its lanes adjacent and its first element on a vector boundary; otherwise
-// lane by lane. Lanes are compile-time constants, so the block's words stay in registers.
+// lane by lane. Every lane is sampled before the store is chosen, so the sampling code is
+// one and the vector store is not merged with the lane stores into narrower ones. Lanes are
+// compile-time constants, so the block's words stay in registers.
 template <typename scalar_t, typename acc_t, typename Sampler>
 __device__ __forceinline__ void store_unit(scalar_t* data, const cuda_map::Unit& unit, const PhiloxWords& words,
                                            const Sampler& sampler) {
   constexpr int per = Lanes<acc_t>::kPerBlock;
   using Vector = Pack<scalar_t, per>;
+  Vector pack;
+#pragma unroll
+  for (int lane = 0; lane < per; ++lane) pack.value[lane] = static_cast<scalar_t>(sampler(words, lane));
   if (unit.lo == 0 && unit.hi == per && unit.step == 1 &&
       reinterpret_cast<uintptr_t>(data + unit.first) % sizeof(Vector) == 0) {
-    Vector pack;
-#pragma unroll
-    for (int lane = 0; lane < per; ++lane) pack.value[lane] = static_cast<scalar_t>(sampler(words, lane));
-    *reinterpret_cast<Vector*>(data + unit.first) = pack;
+    store_vector(data + unit.first, pack);
     return;
   }
 #pragma unroll
   for (int lane = 0; lane < per; ++lane) {
-    if (lane >= unit.lo && lane < unit.hi) data[unit.first + lane * unit.step] = static_cast<scalar_t>(sampler(words, lane));
+    if (lane >= unit.lo && lane < unit.hi) data[unit.first + lane * unit.step] = pack.value[lane];
   }
 }
 
