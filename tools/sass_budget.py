@@ -71,6 +71,8 @@ BYTES_PER_BLOCK = {"float32": 16, "float64": 16, "float16": 8, "bfloat16": 8}
 VECTOR_STORE = {"float32": "STG.E.128", "float64": "STG.E.128", "float16": "STG.E.64", "bfloat16": "STG.E.64"}
 KERNELS = {"fill_contiguous_kernel": "contiguous", "fill_strided_kernel": "strided", "nspl_many_kernel": "bulk"}
 SAMPLERS = {"PowerLawSampler": "power_law", "UniformSampler": "uniform", "NormalSampler": "normal"}
+# What min and max stand for where the launch-uniform choice is not the sampler's.
+KERNEL_NOTES = {"strided": "min / max: the fewest / most dims (1 / 25) besides the row; rows of stride 1"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -528,6 +530,8 @@ def analyse(sass: str) -> list[dict]:
         kind, dtype, sampler = what
         fn = Function(mangled, lines)
         low, high, flags = hot_loop_cost(fn, VECTOR_STORE[dtype])
+        if kind in KERNEL_NOTES:
+            flags = [KERNEL_NOTES[kind], *flags]
         rows.append({"kernel": kind, "dtype": dtype, "sampler": sampler, "instructions_min": low,
                      "instructions_max": high, "bytes_per_block": BYTES_PER_BLOCK[dtype], "flags": flags,
                      "estimate": {gpu: {"min": share(low, dtype, hw), "max": share(high, dtype, hw)}
@@ -630,6 +634,9 @@ def main(argv=None) -> int:
             f.write("\n")
         print(f"sass_budget: recorded {len(budgets)} budgets in {os.path.relpath(args.budgets, ROOT)}")
     if args.check:
+        if not os.path.exists(args.budgets):
+            print(f"sass_budget: no budgets recorded in {args.budgets}; run with --update", file=sys.stderr)
+            return 1
         with open(args.budgets) as f:
             problems = check(rows, json.load(f))
         for p in problems:
