@@ -70,7 +70,6 @@ DTYPES = {"c10::BFloat16": "bfloat16", "c10::Half": "float16", "float": "float32
 BYTES_PER_BLOCK = {"float32": 16, "float64": 16, "float16": 8, "bfloat16": 8}
 VECTOR_STORE = {"float32": "STG.E.128", "float64": "STG.E.128", "float16": "STG.E.64", "bfloat16": "STG.E.64"}
 KERNELS = {"fill_contiguous_kernel": "contiguous", "fill_strided_kernel": "strided", "nspl_many_kernel": "bulk"}
-SAMPLERS = {"PowerLawSampler": "power_law", "UniformSampler": "uniform", "NormalSampler": "normal"}
 # What min and max stand for where the launch-uniform choice is not the sampler's.
 KERNEL_NOTES = {"strided": "min / max: the fewest / most dims (1 / 25) besides the row; rows of stride 1"}
 
@@ -515,7 +514,10 @@ def describe(demangled: str):
         return None
     args = demangled[demangled.index("<") + 1:]
     dtype = next((v for k, v in DTYPES.items() if args.startswith(k + ",") or args.startswith(k + " ")), None)
-    sampler = next((v for k, v in SAMPLERS.items() if k in args), "other")
+    # The sampler's type name, snake case without "Sampler": power_law, uniform, normal, and
+    # whatever types nspl_math.h adds.
+    match = re.search(r"nspl::(\w+)Sampler<", args)
+    sampler = re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower() if match else "other"
     return kind, dtype, sampler
 
 
@@ -538,8 +540,7 @@ def analyse(sass: str) -> list[dict]:
                                   for gpu, hw in HARDWARE.items()}})
     order = {"contiguous": 0, "bulk": 1, "strided": 2}
     dorder = {"float32": 0, "bfloat16": 1, "float16": 2, "float64": 3}
-    sorder = {"power_law": 0, "uniform": 1, "normal": 2, "other": 3}
-    rows.sort(key=lambda r: (order[r["kernel"]], sorder[r["sampler"]], dorder[r["dtype"]]))
+    rows.sort(key=lambda r: (order[r["kernel"]], r["sampler"] != "power_law", r["sampler"], dorder[r["dtype"]]))
     return rows
 
 
