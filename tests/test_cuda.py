@@ -27,6 +27,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 ops = torch.ops.nspl_filler
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def dtype_id(dtype):
+    """Test ids name the dtype (float32, not dtype0), so -k can select by it."""
+    return str(dtype).replace("torch.", "")
 SEED = 20240607
 
 
@@ -103,7 +108,7 @@ def test_cuda_kernels_are_built():
     assert nspl_filler.cuda_built, "nspl_filler was built without its CUDA kernels"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("fill", FILLS, ids=repr)
 def test_contiguous_matches_cpu(fill, dtype):
     shape = (257, 129)  # 33153 elements: not a multiple of 4, partial last block
@@ -182,7 +187,7 @@ LAYOUTS = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("fill", FILLS, ids=repr)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_layouts_match_cpu(layout, fill, dtype):
@@ -196,7 +201,7 @@ def test_layouts_match_cpu(layout, fill, dtype):
     assert torch.isnan(buffer.cpu()[~in_view]).all(), "wrote outside the view"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("numel", list(range(1, 14)) + [31, 4097])
 def test_small_and_odd_sizes_match_cpu(numel, dtype):
     for fill in (NSPL, UNIFORM):
@@ -205,7 +210,7 @@ def test_small_and_odd_sizes_match_cpu(numel, dtype):
         assert_same_stream(t, reference(fill, (numel,), dtype, seed=SEED), fill)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("offset", [1, 2, 3, 5, 1 << 40])
 def test_offsets_match_cpu(offset, dtype):
     for fill in (NSPL, UNIFORM):
@@ -254,7 +259,7 @@ def _local_tensor(shape, starts, dtype, storage):
     return torch.empty(shape, dtype=dtype, device="cuda")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("storage", ["contiguous", "transposed", "offset_like_global"])
 @pytest.mark.parametrize("shard", list(SHARDS))
 def test_shards_get_their_slice_of_the_global_tensor(shard, storage, dtype):
@@ -284,7 +289,7 @@ def _magnitude_cdf(alpha, ratio):
     return lambda y: np.expm1(b * np.log(y)) / math.expm1(b * math.log(ratio))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 3.0])
 def test_nspl_law_on_cuda(alpha, dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
@@ -308,7 +313,7 @@ def test_nspl_law_on_cuda(alpha, dtype):
     assert abs(w2.mean().item() - sigma2) < 5 * standard_error
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_uniform_and_normal_laws_on_cuda(dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
     t = torch.empty(N_LAW, dtype=dtype, device="cuda")
@@ -366,7 +371,7 @@ def _generator():
     return torch.cuda.default_generators[torch.cuda.current_device()]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_torch_generator_stream_is_its_offset_over_four(dtype):
     # Key = the generator's seed, first block = its offset / 4; the offset then advances
     # by 4 · blocks (Note [Reserving torch's Philox counters] in fill_cuda.cu).
@@ -540,7 +545,7 @@ OPCHECK_CASES = [
 
 
 @pytest.mark.parametrize("op,args,kwargs", OPCHECK_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=dtype_id)
 def test_opcheck_on_cuda(op, args, kwargs, dtype):
     torch.library.opcheck(op, (torch.empty(6, 10, dtype=dtype, device="cuda"), *args), kwargs)
     torch.library.opcheck(op, (torch.empty(10, 6, dtype=dtype, device="cuda").t(), *args), kwargs)
