@@ -408,6 +408,20 @@ def test_torch_cuda_generator_object():
     assert _generator().get_offset() == default_offset
 
 
+def test_a_reservation_that_would_wrap_is_refused_and_consumes_nothing():
+    # Note [Reserving torch's Philox counters]: the generator's offset is a uint64; an
+    # increment that would carry it past 2^64 is refused before anything is reserved.
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    gen.set_offset(2**64 - 8)
+    t = torch.full((64,), 7.0, device="cuda")
+    with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
+        nspl_filler.fill_(t, fan_in=8, generator=gen)
+    with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
+        nspl_filler.fill_many_([t, torch.empty(8, 8, device="cuda")], generator=gen)
+    assert gen.get_offset() == 2**64 - 8
+    assert (t == 7.0).all()
+
+
 def test_cuda_graph_replays_draw_fresh_values_without_host_sync():
     torch.cuda.manual_seed(2024)
     gen = _generator()

@@ -485,7 +485,23 @@ def hot_loop_cost(fn: Function, vector_store: str):
         flags.add("no vector store: every store path counted")
     paths = PathCost(fn, body, succ)
     low, high = paths.cost(header)
-    return low, high, sorted(flags | paths.flags)
+    return low, high, sorted(flags | paths.flags), (body, succ)
+
+
+def explain(fn: Function, region) -> str:
+    """The hot loop's blocks on the whole-block path, with how each branch is counted."""
+    body, succ = region
+    lines = []
+    for b in sorted(body, key=lambda n: fn.blocks[n][0]):
+        block = fn.block_text(b)
+        kind = ""
+        if len(succ[b]) > 1:
+            kind = "uniform branch: a choice" if fn.branch_is_uniform(b) else "divergent branch: both sides"
+        targets = ", ".join("end of trip" if s == END else f"{fn.instructions[fn.blocks[s][0]].address:#06x}"
+                            for s in succ[b])
+        lines.append(f"-- block at {block[0].address:#06x}: {len(block)} instructions -> {targets} {kind}")
+        lines += [f"   {ins.address:#06x}  {ins.text}" for ins in block]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,11 +547,12 @@ def analyse(sass: str) -> list[dict]:
             continue
         kind, dtype, sampler = what
         fn = Function(mangled, lines)
-        low, high, flags = hot_loop_cost(fn, VECTOR_STORE[dtype])
+        low, high, flags, region = hot_loop_cost(fn, VECTOR_STORE[dtype])
         if kind in KERNEL_NOTES:
             flags = [KERNEL_NOTES[kind], *flags]
         rows.append({"kernel": kind, "dtype": dtype, "sampler": sampler, "instructions_min": low,
                      "instructions_max": high, "bytes_per_block": BYTES_PER_BLOCK[dtype], "flags": flags,
+                     "explain": lambda fn=fn, region=region: explain(fn, region),
                      "estimate": {gpu: {"min": share(low, dtype, hw), "max": share(high, dtype, hw)}
                                   for gpu, hw in HARDWARE.items()}})
     order = {"contiguous": 0, "bulk": 1, "strided": 2}
@@ -607,6 +624,8 @@ def main(argv=None) -> int:
     parser.add_argument("--update", action="store_true", help="record today's counts as the budgets")
     parser.add_argument("--json", help="write the table as JSON here")
     parser.add_argument("--markdown", help="write the table as markdown here")
+    parser.add_argument("--explain", metavar="KERNEL/DTYPE/SAMPLER",
+                        help="print the hot loop of one kernel (e.g. contiguous/float32/power_law), block by block")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -616,6 +635,15 @@ def main(argv=None) -> int:
     if not rows:
         print("sass_budget: no nspl_filler kernels with sm_90 code found", file=sys.stderr)
         return 1
+    if args.explain:
+        matches = [r for r in rows if key(r) == args.explain]
+        if not matches:
+            print(f"sass_budget: no kernel {args.explain}; one of: {', '.join(key(r) for r in rows)}", file=sys.stderr)
+            return 1
+        print(matches[0]["explain"]())
+        return 0
+    for r in rows:
+        del r["explain"]
     source = os.path.basename(args.so) if args.so else "csrc/cuda/*.cu"
     table = markdown(rows, source)
     print(table)
