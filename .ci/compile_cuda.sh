@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compiles nspl_filler's CUDA kernels on a machine without a GPU and checks the result
-# imports with them registered. Uses a venv of its own (.venv-cuda, reused when present)
+# Compiles nspl_filler's CUDA kernels on a machine without a GPU, checks the result
+# imports with them registered, and checks the kernels' SASS instruction budget. Uses a venv of its own (.venv-cuda, reused when present)
 # with the CUDA build of torch, and builds a wheel from a scratch copy of the working tree,
 # so neither the CPU build (.venv, nspl_filler/_C*.so) nor build/ in the tree is touched.
 #
@@ -62,4 +62,13 @@ assert torch.isfinite(t).all() and t.abs().min() > 0
 print(f"compile_cuda: nspl_filler imports with CUDA kernels under torch {torch.__version__}")
 PY
 )
+# The instruction budget of the kernels' hot loops, read from the wheel's sm_90 code: fails
+# when a kernel issues more instructions per Philox block than tools/sass_budgets.json
+# records (re-record with tools/sass_budget.py --update when a change is meant).
+if [[ "${TORCH_CUDA_ARCH_LIST:-9.0}" == *9.0* ]]; then
+  so="$(cd "$scratch" && "$venv/bin/python" -c 'import importlib.util; print(importlib.util.find_spec("nspl_filler._C").origin)')"
+  "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --check
+else
+  echo "compile_cuda: TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST has no sm_90 code: SASS budget not checked"
+fi
 echo "compile_cuda: ok in $((SECONDS - started)) s"

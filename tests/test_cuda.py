@@ -27,6 +27,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 ops = torch.ops.nspl_filler
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def dtype_id(dtype):
+    """Test ids name the dtype (float32, not dtype0), so -k can select by it."""
+    return str(dtype).replace("torch.", "")
 SEED = 20240607
 
 
@@ -103,7 +108,7 @@ def test_cuda_kernels_are_built():
     assert nspl_filler.cuda_built, "nspl_filler was built without its CUDA kernels"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("fill", FILLS, ids=repr)
 def test_contiguous_matches_cpu(fill, dtype):
     shape = (257, 129)  # 33153 elements: not a multiple of 4, partial last block
@@ -112,14 +117,55 @@ def test_contiguous_matches_cpu(fill, dtype):
     assert_same_stream(t, reference(fill, shape, dtype, seed=SEED), fill)
 
 
+def _resident_threads():
+    """An upper bound on the threads of any launch here: grids are sized to what the device
+    holds resident at once, so a kernel with more units than this loops."""
+    props = torch.cuda.get_device_properties(0)
+    return props.multi_processor_count * props.max_threads_per_multi_processor
+
+
 @pytest.mark.parametrize("fill", [NSPL, UNIFORM], ids=repr)
 def test_many_grid_stride_iterations_match_cpu(fill):
     # More Philox blocks than one launch has threads, so threads loop.
-    sm = torch.cuda.get_device_properties(0).multi_processor_count
-    numel = 4 * (sm * 2048 * 3) + 3
+    numel = 4 * 3 * _resident_threads() + 3
     t = torch.empty(numel, device="cuda")
     fill.run(t, seed=SEED)
     assert_same_stream(t, reference(fill, (numel,), torch.float32, seed=SEED), fill)
+
+
+@pytest.mark.parametrize("fill", [NSPL, UNIFORM], ids=repr)
+@pytest.mark.parametrize("layout", ["transposed", "channels_last"])
+def test_strided_grid_stride_iterations_match_cpu(fill, layout):
+    # The strided kernel with over three units (Philox blocks of a row) per resident thread,
+    # rows of a length that is not a multiple of 4, so rows start at every lane.
+    units = 3 * _resident_threads() + 5
+    if layout == "transposed":
+        cols = 1027
+        rows = -(-units * 4 // cols)
+        t = torch.full((cols, rows), float("nan"), device="cuda").t()
+    else:
+        channels, side = 64, 31
+        batch = -(-units * 4 // (channels * side * side))
+        t = torch.full((batch, channels, side, side), float("nan"), device="cuda").to(memory_format=torch.channels_last)
+    fill.run(t, seed=SEED)
+    assert_same_stream(t, reference(fill, t.shape, torch.float32, seed=SEED), fill)
+
+
+def test_fill_past_two_to_the_31_elements_matches_cpu_slices():
+    # 2^31 + 5 float16 elements (4 GiB): indices past 2^31 get the values of their global
+    # index, checked against the CPU fill of slices via global_shape / global_start.
+    numel = (1 << 31) + 5
+    if torch.cuda.mem_get_info()[0] < 6 * (1 << 30):
+        pytest.skip("needs 6 GiB of free device memory")
+    t = torch.empty(numel, dtype=torch.float16, device="cuda")
+    for fill in (NSPL, UNIFORM):
+        fill.run(t, seed=SEED)
+        for start in ((1 << 31) - 4099, numel - 4097):
+            want = torch.empty(4097, dtype=torch.float16)
+            fill.run(want, seed=SEED, global_shape=[numel], global_start=[start])
+            assert_same_stream(t[start:start + 4097], want, fill)
+    del t
+    torch.cuda.empty_cache()
 
 
 # A layout: (elements of a flat buffer, the view of it to fill). Values depend on the
@@ -141,7 +187,7 @@ LAYOUTS = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("fill", FILLS, ids=repr)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_layouts_match_cpu(layout, fill, dtype):
@@ -155,7 +201,7 @@ def test_layouts_match_cpu(layout, fill, dtype):
     assert torch.isnan(buffer.cpu()[~in_view]).all(), "wrote outside the view"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("numel", list(range(1, 14)) + [31, 4097])
 def test_small_and_odd_sizes_match_cpu(numel, dtype):
     for fill in (NSPL, UNIFORM):
@@ -164,7 +210,7 @@ def test_small_and_odd_sizes_match_cpu(numel, dtype):
         assert_same_stream(t, reference(fill, (numel,), dtype, seed=SEED), fill)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("offset", [1, 2, 3, 5, 1 << 40])
 def test_offsets_match_cpu(offset, dtype):
     for fill in (NSPL, UNIFORM):
@@ -213,7 +259,7 @@ def _local_tensor(shape, starts, dtype, storage):
     return torch.empty(shape, dtype=dtype, device="cuda")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("storage", ["contiguous", "transposed", "offset_like_global"])
 @pytest.mark.parametrize("shard", list(SHARDS))
 def test_shards_get_their_slice_of_the_global_tensor(shard, storage, dtype):
@@ -243,7 +289,7 @@ def _magnitude_cdf(alpha, ratio):
     return lambda y: np.expm1(b * np.log(y)) / math.expm1(b * math.log(ratio))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 3.0])
 def test_nspl_law_on_cuda(alpha, dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
@@ -267,7 +313,7 @@ def test_nspl_law_on_cuda(alpha, dtype):
     assert abs(w2.mean().item() - sigma2) < 5 * standard_error
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_uniform_and_normal_laws_on_cuda(dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
     t = torch.empty(N_LAW, dtype=dtype, device="cuda")
@@ -325,7 +371,7 @@ def _generator():
     return torch.cuda.default_generators[torch.cuda.current_device()]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_torch_generator_stream_is_its_offset_over_four(dtype):
     # Key = the generator's seed, first block = its offset / 4; the offset then advances
     # by 4 · blocks (Note [Reserving torch's Philox counters] in fill_cuda.cu).
@@ -360,6 +406,20 @@ def test_torch_cuda_generator_object():
     assert torch.equal(a, nspl_filler.fill_(torch.empty(16, 16, device="cuda"), generator=g))
     assert not torch.equal(a, b)
     assert _generator().get_offset() == default_offset
+
+
+def test_a_reservation_that_would_wrap_is_refused_and_consumes_nothing():
+    # Note [Reserving torch's Philox counters]: the generator's offset is a uint64; an
+    # increment that would carry it past 2^64 is refused before anything is reserved.
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    gen.set_offset(2**64 - 8)
+    t = torch.full((64,), 7.0, device="cuda")
+    with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
+        nspl_filler.fill_(t, fan_in=8, generator=gen)
+    with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
+        nspl_filler.fill_many_([t, torch.empty(8, 8, device="cuda")], generator=gen)
+    assert gen.get_offset() == 2**64 - 8
+    assert (t == 7.0).all()
 
 
 def test_cuda_graph_replays_draw_fresh_values_without_host_sync():
@@ -402,10 +462,14 @@ def test_fill_allocates_no_device_memory():
 
 
 def test_fills_go_on_the_current_stream():
+    # The side stream sleeps first (some tens of milliseconds), so a fill wrongly put on
+    # another stream would run at once, before the zero_ queued behind the sleep: then the
+    # clone would hold zeros. On the current stream the fill runs after zero_, always.
     side = torch.cuda.Stream()
     t = torch.empty(1 << 22, device="cuda")
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
+        torch.cuda._sleep(100_000_000)
         t.zero_()
         UNIFORM.run(t, seed=4)
         last = t.clone()  # ordered after the fill only if the fill ran on this stream
@@ -422,6 +486,68 @@ def test_device_guard_fills_on_the_tensors_device():
     assert_same_stream(t, nspl_filler.fill_(torch.empty(40, 9), seed=SEED), NSPL)
 
 
+# ------------------------------------------------------------------ bulk op on CUDA
+def _bulk_tensors(device):
+    """A bulk call that takes every route of the CUDA bulk op: small contiguous tensors of
+    each dtype (the table kernel), one large enough for the per-tensor contiguous kernel,
+    and non-contiguous ones (the per-tensor strided kernel)."""
+    return [
+        torch.empty(33, 7, device=device),
+        torch.empty(5, 9, dtype=torch.bfloat16, device=device),
+        torch.empty(2049, (1 << 11) + 3, device=device),
+        torch.empty(40, 30, device=device).t(),
+        torch.empty(3, 7, 5, dtype=torch.float64, device=device).permute(2, 0, 1),
+        torch.empty(11, 13, dtype=torch.float16, device=device),
+    ]
+
+
+def test_bulk_every_route_matches_cpu():
+    cuda, cpu = _bulk_tensors("cuda"), _bulk_tensors("cpu")
+    nspl_filler.fill_many_(cuda, alpha=0.7, ratio=50.0, seed=SEED)
+    nspl_filler.fill_many_(cpu, alpha=0.7, ratio=50.0, seed=SEED)
+    for got, want in zip(cuda, cpu):
+        assert_same_stream(got, want.contiguous(), NSPL)
+
+
+def test_bulk_graph_capture_with_torch_generator_takes_every_route():
+    torch.cuda.manual_seed(99)
+    gen = _generator()
+    tensors = _bulk_tensors("cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        nspl_filler.fill_many_(tensors)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        nspl_filler.fill_many_(tensors)
+    offset = gen.get_offset()
+    graph.replay()
+    torch.cuda.synchronize()
+    want = _bulk_tensors("cpu")
+    nspl_filler.fill_many_(want, generator=nspl_filler.Generator(99, offset // 4))
+    for got, w in zip(tensors, want):
+        assert_same_stream(got, w.contiguous(), NSPL)
+
+
+def test_bulk_cuda_generator_with_cpu_tensors_is_the_per_tensor_error():
+    tensors = [torch.full((4, 4), 7.0), torch.full((3, 5), 7.0)]
+    with pytest.raises(RuntimeError, match="CUDA generator cannot fill a tensor on cpu"):
+        nspl_filler.fill_many_(tensors, generator=torch.Generator(device="cuda"))
+    assert all((t == 7.0).all() for t in tensors)
+
+
+def test_bulk_errors_leave_the_torch_generator_unchanged():
+    good = torch.full((4, 4), 7.0, device="cuda")
+    offset = _generator().get_offset()
+    with pytest.raises(TypeError):
+        nspl_filler.fill_many_([good, torch.zeros(3, 3, dtype=torch.int64, device="cuda")])
+    with pytest.raises(ValueError):
+        nspl_filler.fill_many_([good, torch.zeros(2, 3, device="cuda")], alpha=float("nan"))
+    assert _generator().get_offset() == offset
+    assert (good == 7.0).all()
+
+
 # ---------------------------------------------------- ops, torch.compile, Caffe layer
 OPCHECK_CASES = [
     (ops.nspl_.default, (), dict(seed=3)),
@@ -433,7 +559,7 @@ OPCHECK_CASES = [
 
 
 @pytest.mark.parametrize("op,args,kwargs", OPCHECK_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=dtype_id)
 def test_opcheck_on_cuda(op, args, kwargs, dtype):
     torch.library.opcheck(op, (torch.empty(6, 10, dtype=dtype, device="cuda"), *args), kwargs)
     torch.library.opcheck(op, (torch.empty(10, 6, dtype=dtype, device="cuda").t(), *args), kwargs)

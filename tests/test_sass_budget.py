@@ -1,0 +1,66 @@
+"""tools/sass_budget.py's path counting, on a hand-written SASS loop whose count is known:
+the Philox loop is found, a launch-uniform branch is a choice between variants (min / max),
+a per-thread branch is issued on both sides, and the branch between the vector store and
+the lane-by-lane stores is taken towards the vector store. (CI also runs the tool on the
+built extension, in .ci/compile_cuda.sh.)"""
+import importlib.util
+import os
+import shutil
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("sass_budget", os.path.join(ROOT, "tools", "sass_budget.py"))
+sass_budget = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sass_budget)
+
+NAME = ("_ZN4nspl50_GLOBAL__N__ba74a779_12_fill_cuda_cu_a4e14c3b_671722fill_contiguous_kernelIffNS_"
+        "15PowerLawSamplerIfEEEEvPT_llbT1_NS0_12LaunchStreamE")
+LOOP = """
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/                   S2R R0, SR_TID.X ;
+        /*0020*/                   LDC R2, c[0x0][0x210] ;
+        /*0030*/                   IMAD.WIDE.U32 R4, R0, -0x2daee0ad, RZ ;
+        /*0040*/                   ISETP.NE.AND P0, PT, R2, RZ, PT ;
+        /*0050*/              @!P0 BRA 0x80 ;
+        /*0060*/                   FADD R6, R4, 1 ;
+        /*0070*/                   FADD R6, R6, 1 ;
+        /*0080*/                   ISETP.GT.AND P1, PT, R4, RZ, PT ;
+        /*0090*/               @P1 BRA 0xc0 ;
+        /*00a0*/                   FMUL R7, R4, 2 ;
+        /*00b0*/                   BRA 0xd0 ;
+        /*00c0*/                   FMUL R7, R4, 3 ;
+        /*00d0*/                   ISETP.EQ.AND P2, PT, R5, RZ, PT ;
+        /*00e0*/               @P2 BRA 0x110 ;
+        /*00f0*/                   STG.E desc[UR4][R8.64], R7 ;
+        /*0100*/                   BRA 0x120 ;
+        /*0110*/                   STG.E.128 desc[UR4][R8.64], R4 ;
+        /*0120*/                   IADD3 R0, R0, 0x100, RZ ;
+        /*0130*/                   ISETP.GE.AND P3, PT, R0, 0x1000, PT ;
+        /*0140*/              @!P3 BRA 0x30 ;
+        /*0150*/                   EXIT ;
+        /*0160*/                   BRA 0x160 ;
+"""
+
+
+@pytest.mark.skipif(shutil.which("c++filt") is None, reason="needs c++filt")
+def test_counts_the_hot_loop_of_a_known_kernel():
+    (row,) = sass_budget.analyse(f"\t\tFunction : {NAME}\n{LOOP}")
+    assert (row["kernel"], row["dtype"], row["sampler"]) == ("contiguous", "float32", "power_law")
+    # Per trip: 3 (header) + 0 or 2 (uniform choice) + 2 + 2 + 1 (both divergent sides)
+    # + 2 + 1 (the vector store; the lane stores are not on the whole-block path) + 3.
+    assert (row["instructions_min"], row["instructions_max"]) == (14, 16)
+    h200 = sass_budget.HARDWARE["H200 SXM"]
+    rate = 132 * 4 * 1.98e9 * 32 * 16 / 14 / 1e12
+    assert row["estimate"]["H200 SXM"]["min"]["write_tb_s"] == pytest.approx(rate, rel=1e-3)
+    assert row["estimate"]["H200 SXM"]["min"]["share_of_hbm"] == min(1.0, round(rate / h200["hbm_tb_s"], 3))
+
+
+@pytest.mark.skipif(shutil.which("c++filt") is None, reason="needs c++filt")
+def test_budget_check_fails_over_budget_only():
+    (row,) = sass_budget.analyse(f"\t\tFunction : {NAME}\n{LOOP}")
+    key = "contiguous/float32/power_law"
+    assert sass_budget.check([row], {key: {"min": 14, "max": 16}}) == []
+    (problem,) = sass_budget.check([row], {key: {"min": 14, "max": 15}})
+    assert "16 instructions per block (max path) over its budget of 15" in problem
+    assert "no recorded budget" in sass_budget.check([row], {})[0]
