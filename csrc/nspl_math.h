@@ -8,7 +8,8 @@
 //   + - * /          correctly rounded;
 //   fmadd(a, b, c)   a·b + c with a single rounding (std::fma, __fmaf_rn, vfmadd);
 //   sqrt_of(a)       correctly rounded;
-//   select(m, a, b)  m ? a : b;  min_of(a, b) = a < b ? a : b;  max_of(a, b) = a > b ? a : b;
+//   select(m, a, b)  m ? a : b;  min_of(a, b) = a < b ? a : b;  max_of(a, b) = a > b ? a : b
+//                    (b never NaN, a and b never zeros of opposite signs);
 //   lt, ge, eq       comparisons giving a mask;
 //   integer lanes of the same width with +, -, &, |, ^, shifts and exact conversions.
 // Nothing else touches a floating-point value: no libm function, no hardware approximation,
@@ -95,6 +96,47 @@ NSPL_HD PhiloxWords philox_block(uint64_t key, uint64_t block) {
                        static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32));
 }
 
+// The ten round keys of a 64-bit key, for kernels that compute many blocks of one stream:
+// the key schedule is worked out once, not once per block.
+struct PhiloxRoundKeys {
+  uint32_t k0[10];
+  uint32_t k1[10];
+};
+
+NSPL_HD PhiloxRoundKeys philox_round_keys(uint64_t key) {
+  PhiloxRoundKeys keys;
+  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    keys.k0[round] = k0;
+    keys.k1[round] = k1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  return keys;
+}
+
+// philox_block with the key schedule of philox_round_keys.
+NSPL_HD PhiloxWords philox_block(const PhiloxRoundKeys& keys, uint64_t block) {
+  uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32), c2 = 0u, c3 = 0u;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    const uint32_t hi0 = mulhi32(kPhiloxM0, c0);
+    const uint32_t lo0 = kPhiloxM0 * c0;
+    const uint32_t hi1 = mulhi32(kPhiloxM1, c2);
+    const uint32_t lo1 = kPhiloxM1 * c2;
+    c0 = hi1 ^ c1 ^ keys.k0[round];
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ keys.k1[round];
+    c3 = lo0;
+  }
+  return PhiloxWords{{c0, c1, c2, c3}};
+}
+
 // ---------------------------------------------------------------------------------
 // Scalar lanes: float and double with int32_t and int64_t bit patterns. Integer lanes
 // wrap (arithmetic is done unsigned), as SIMD integer lanes do.
@@ -164,10 +206,20 @@ template <typename T>
 NSPL_HD T select(bool mask, T a, T b) {
   return mask ? a : b;
 }
+// The device's min / max instructions differ from these expressions only where b is NaN or
+// a and b are zeros of opposite signs, which the samplers never pass (b is a bound, a
+// positive normal number): there they compute the same, in one instruction.
+#if defined(__CUDA_ARCH__)
+NSPL_HD float min_of(float a, float b) { return fminf(a, b); }
+NSPL_HD double min_of(double a, double b) { return fmin(a, b); }
+NSPL_HD float max_of(float a, float b) { return fmaxf(a, b); }
+NSPL_HD double max_of(double a, double b) { return fmax(a, b); }
+#else
 NSPL_HD float min_of(float a, float b) { return a < b ? a : b; }
 NSPL_HD double min_of(double a, double b) { return a < b ? a : b; }
 NSPL_HD float max_of(float a, float b) { return a > b ? a : b; }
 NSPL_HD double max_of(double a, double b) { return a > b ? a : b; }
+#endif
 NSPL_HD bool lt(float a, float b) { return a < b; }
 NSPL_HD bool lt(double a, double b) { return a < b; }
 NSPL_HD bool ge(float a, float b) { return a >= b; }

@@ -163,7 +163,8 @@ void run_per_tensor(const Case& c, int64_t threads) {
   Writes writes(c, is_contiguous_run(dims) ? "contiguous" : "strided");
   const auto visit = [&](const Unit& u) { writes.unit(u, 0); };
   if (is_contiguous_run(dims)) {
-    for (int64_t t = 0; t < threads; ++t) walk_contiguous<per>(dims[0].size, c.base, t, threads, visit);
+    const auto whole = [&](uint64_t block, int64_t first) { writes.unit(Unit{block, first, 1, 0, per}, 0); };
+    for (int64_t t = 0; t < threads; ++t) walk_contiguous<per>(dims[0].size, c.base, t, threads, whole, visit);
   } else {
     const StridedGeometry g = strided_geometry(dims, c.base, per);
     for (int64_t t = 0; t < threads; ++t) walk_strided<per>(g, static_cast<uint64_t>(t), static_cast<uint64_t>(threads), visit);

@@ -64,3 +64,12 @@ def test_budget_check_fails_over_budget_only():
     (problem,) = sass_budget.check([row], {key: {"min": 14, "max": 15}})
     assert "16 instructions per block (max path) over its budget of 15" in problem
     assert "no recorded budget" in sass_budget.check([row], {})[0]
+
+
+def test_labels_name_the_power_law_form_and_the_capture_instantiation():
+    name = ("void nspl::(anonymous namespace)::fill_contiguous_kernel<float, float, "
+            "nspl::PowerLawSampler<float, (nspl::PowerLawForm)2>, true>(float*, long, long, bool, "
+            "nspl::PowerLawSampler<float, (nspl::PowerLawForm)2>, nspl::LaunchStream)")
+    assert sass_budget.describe(name) == ("contiguous (capture)", "float32", "power_law:alpha<1")
+    name = name.replace("true>", "false>").replace("PowerLawSampler<float, (nspl::PowerLawForm)2>", "LogUniformSampler<float>")
+    assert sass_budget.describe(name) == ("contiguous", "float32", "log_uniform")

@@ -70,6 +70,8 @@ DTYPES = {"c10::BFloat16": "bfloat16", "c10::Half": "float16", "float": "float32
 BYTES_PER_BLOCK = {"float32": 16, "float64": 16, "float16": 8, "bfloat16": 8}
 VECTOR_STORE = {"float32": "STG.E.128", "float64": "STG.E.128", "float16": "STG.E.64", "bfloat16": "STG.E.64"}
 KERNELS = {"fill_contiguous_kernel": "contiguous", "fill_strided_kernel": "strided", "nspl_many_kernel": "bulk"}
+# PowerLawForm of kernel_args.h, by value.
+POWER_LAW_FORMS = {0: "alpha>1", 1: "alpha>1,tiny_exp_k", 2: "alpha<1"}
 # What min and max stand for where the launch-uniform choice is not the sampler's.
 KERNEL_NOTES = {"strided": "min / max: the fewest / most dims (1 / 25) besides the row; rows of stride 1"}
 
@@ -531,10 +533,35 @@ def describe(demangled: str):
     args = demangled[demangled.index("<") + 1:]
     dtype = next((v for k, v in DTYPES.items() if args.startswith(k + ",") or args.startswith(k + " ")), None)
     # The sampler's type name, snake case without "Sampler": power_law, uniform, normal, and
-    # whatever types nspl_math.h adds.
+    # whatever types nspl_math.h adds; a power law's form (kernel_args.h) after a colon.
     match = re.search(r"nspl::(\w+)Sampler<", args)
     sampler = re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower() if match else "other"
+    form = re.search(r"PowerLawForm\)(\d+)>", args)
+    if form:
+        sampler += ":" + POWER_LAW_FORMS.get(int(form.group(1)), form.group(1))
+    # The kernels' last template argument: whether the key's round keys are computed in the
+    # kernel (graph capture, the key known only at replay) or come with the launch.
+    if template_arguments(args)[-1:] == ["true"]:
+        kind += " (capture)"
     return kind, dtype, sampler
+
+
+def template_arguments(args: str) -> list[str]:
+    """The top-level template arguments of a demangled name, given the text after its '<'."""
+    out, depth, current = [], 0, ""
+    for ch in args:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            if depth == 0:
+                break
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return out + [current.strip()]
 
 
 def analyse(sass: str) -> list[dict]:
@@ -548,8 +575,8 @@ def analyse(sass: str) -> list[dict]:
         kind, dtype, sampler = what
         fn = Function(mangled, lines)
         low, high, flags, region = hot_loop_cost(fn, VECTOR_STORE[dtype])
-        if kind in KERNEL_NOTES:
-            flags = [KERNEL_NOTES[kind], *flags]
+        if kind.split(" ")[0] in KERNEL_NOTES:
+            flags = [KERNEL_NOTES[kind.split(" ")[0]], *flags]
         rows.append({"kernel": kind, "dtype": dtype, "sampler": sampler, "instructions_min": low,
                      "instructions_max": high, "bytes_per_block": BYTES_PER_BLOCK[dtype], "flags": flags,
                      "explain": lambda fn=fn, region=region: explain(fn, region),
@@ -557,7 +584,9 @@ def analyse(sass: str) -> list[dict]:
                                   for gpu, hw in HARDWARE.items()}})
     order = {"contiguous": 0, "bulk": 1, "strided": 2}
     dorder = {"float32": 0, "bfloat16": 1, "float16": 2, "float64": 3}
-    rows.sort(key=lambda r: (order[r["kernel"]], r["sampler"] != "power_law", r["sampler"], dorder[r["dtype"]]))
+    rows.sort(key=lambda r: (r["kernel"].endswith("(capture)"), order[r["kernel"].split(" ")[0]],
+                             not r["sampler"].startswith(("log_uniform", "power_law")), r["sampler"],
+                             dorder[r["dtype"]]))
     return rows
 
 
@@ -582,8 +611,11 @@ def markdown(rows: list[dict], source: str) -> str:
         "",
         f"sm_90 machine code of {source}, {datetime.date.today().isoformat()}, by `tools/sass_budget.py`. "
         "Instructions: warp instructions issued per trip of the hot loop (one Philox block per thread) on "
-        "the path of a whole block; min and max are the cheapest and costliest launch-uniform choice (for "
-        "the power law: alpha = 1, the log-uniform form, and any other alpha). The share of HBM bandwidth is "
+        "the path of a whole block; min and max are the cheapest and costliest launch-uniform choice (see "
+        "the notes). Samplers: log_uniform is the power law at alpha = 1 (the default), power_law:form the "
+        "other alphas, one kernel per form; kernels marked (capture) are the instantiations for CUDA-graph "
+        "capture with a torch generator, which work out the key's round keys in the kernel. The share of "
+        "HBM bandwidth is "
         "`min(1, SMs × 4 schedulers × 1 instruction/clock × clock × 32 × bytes per block / instructions "
         "/ HBM bandwidth)`, with "
         + "; ".join(f"{g}: {h['sms']} SMs, {h['clock_ghz']} GHz, {h['hbm_tb_s']} TB/s" for g, h in HARDWARE.items())

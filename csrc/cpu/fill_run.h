@@ -15,9 +15,10 @@ template <typename scalar_t, typename Sampler>
 void fill_run_scalar(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Sampler& sampler,
                      const StreamPosition& pos) {
   constexpr int per_block = Lanes<typename Sampler::Acc>::kPerBlock;
+  const PhiloxRoundKeys keys = philox_round_keys(pos.key);
   uint64_t index = first;
   while (count > 0) {
-    const PhiloxWords words = philox_block(pos.key, pos.offset + index / per_block);
+    const PhiloxWords words = philox_block(keys, pos.offset + index / per_block);
     for (int lane = static_cast<int>(index % per_block); lane < per_block && count > 0; ++lane) {
       *out = static_cast<scalar_t>(sampler(words, lane));
       out += stride;

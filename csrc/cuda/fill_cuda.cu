@@ -21,32 +21,45 @@ namespace nspl {
 namespace {
 
 // A contiguous tensor whose local index i has global index base + i: unit u is one Philox
-// block, stored with one vector instruction wherever the block lies whole in the tensor on
-// a vector boundary (every whole block, when the element of global index 0 would sit on
-// one).
-template <typename scalar_t, typename acc_t, typename Sampler>
+// block. The whole units are stored with one vector instruction each when `aligned` (the
+// element of every block-aligned global index sits on a vector boundary: launch-uniform,
+// so the test is made once), the partial units at the ends lane by lane.
+template <typename scalar_t, typename acc_t, typename Sampler, bool kKeyOnDevice>
 __global__ void __launch_bounds__(kThreads)
-    fill_contiguous_kernel(scalar_t* data, int64_t numel, int64_t base, Sampler sampler, LaunchStream stream) {
+    fill_contiguous_kernel(scalar_t* data, int64_t numel, int64_t base, bool aligned, Sampler sampler,
+                           LaunchStream stream) {
   constexpr int per = Lanes<acc_t>::kPerBlock;
   const StreamPosition pos = stream.position();
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  cuda_map::walk_contiguous<per>(numel, base, thread, threads, [&](const cuda_map::Unit& unit) {
-    store_unit<scalar_t, acc_t>(data, unit, philox_block(pos.key, pos.offset + unit.block), sampler);
-  });
+  const PhiloxRoundKeys keys = stream.round_keys<kKeyOnDevice>(pos);
+  const auto edge = [&](const cuda_map::Unit& unit) {
+    store_unit<scalar_t, acc_t>(data, unit, philox_block(keys, pos.offset + unit.block), sampler);
+  };
+  if (aligned) {
+    cuda_map::walk_contiguous<per>(numel, base, thread, threads, [&](uint64_t block, int64_t first) {
+      store_vector(data + first, sample_block<scalar_t, acc_t>(philox_block(keys, pos.offset + block), sampler));
+    }, edge);
+  } else {
+    cuda_map::walk_contiguous<per>(numel, base, thread, threads, [&](uint64_t block, int64_t first) {
+      store_unit<scalar_t, acc_t>(data, cuda_map::Unit{block, first, 1, 0, per}, philox_block(keys, pos.offset + block),
+                                  sampler);
+    }, edge);
+  }
 }
 
 // Any strides and any shard, walked in memory order (Note [Walking strided tensors in
 // memory order] in index_map.h).
-template <typename scalar_t, typename acc_t, typename Sampler>
+template <typename scalar_t, typename acc_t, typename Sampler, bool kKeyOnDevice>
 __global__ void __launch_bounds__(kThreads)
     fill_strided_kernel(scalar_t* data, const cuda_map::StridedGeometry geometry, Sampler sampler, LaunchStream stream) {
   constexpr int per = Lanes<acc_t>::kPerBlock;
   const StreamPosition pos = stream.position();
   const uint64_t thread = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const uint64_t threads = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  const PhiloxRoundKeys keys = stream.round_keys<kKeyOnDevice>(pos);
   cuda_map::walk_strided<per>(geometry, thread, threads, [&](const cuda_map::Unit& unit) {
-    store_unit<scalar_t, acc_t>(data, unit, philox_block(pos.key, pos.offset + unit.block), sampler);
+    store_unit<scalar_t, acc_t>(data, unit, philox_block(keys, pos.offset + unit.block), sampler);
   });
 }
 
@@ -57,20 +70,28 @@ Launch plan_typed(const at::Tensor& self, const Sampler& sampler, const std::vec
   scalar_t* const data = self.data_ptr<scalar_t>();
   if (cuda_map::is_contiguous_run(dims)) {
     const int64_t numel = dims[0].size;
+    // Where global index 0 would sit: every whole block starts on a vector boundary exactly
+    // when it does.
+    const uintptr_t origin = reinterpret_cast<uintptr_t>(data) - static_cast<uintptr_t>(base) * sizeof(scalar_t);
+    const bool aligned = origin % sizeof(Pack<scalar_t, per>) == 0;
     return [=](const LaunchStream& stream) {
-      constexpr auto kernel = fill_contiguous_kernel<scalar_t, acc_t, Sampler>;
-      const uint64_t units = static_cast<uint64_t>(cuda_map::contiguous_units(numel, base, per));
-      kernel<<<grid_size<kernel>(units), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(data, numel, base, sampler,
-                                                                                           stream);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      with_key_source(stream, [&](auto key_on_device) {
+        constexpr auto kernel = fill_contiguous_kernel<scalar_t, acc_t, Sampler, decltype(key_on_device)::value>;
+        const uint64_t units = static_cast<uint64_t>(cuda_map::contiguous_units(numel, base, per));
+        kernel<<<grid_size<kernel>(units), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(data, numel, base,
+                                                                                             aligned, sampler, stream);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     };
   }
   const cuda_map::StridedGeometry geometry = cuda_map::strided_geometry(dims, base, per);
   return [=](const LaunchStream& stream) {
-    constexpr auto kernel = fill_strided_kernel<scalar_t, acc_t, Sampler>;
-    kernel<<<grid_size<kernel>(geometry.units), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(data, geometry,
-                                                                                                 sampler, stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_key_source(stream, [&](auto key_on_device) {
+      constexpr auto kernel = fill_strided_kernel<scalar_t, acc_t, Sampler, decltype(key_on_device)::value>;
+      kernel<<<grid_size<kernel>(geometry.units), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(data, geometry,
+                                                                                                   sampler, stream);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   };
 }
 

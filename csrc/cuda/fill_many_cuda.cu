@@ -49,12 +49,13 @@ struct BulkTable {
   uint32_t tiles;
 };
 
-template <typename scalar_t, typename acc_t, typename Sampler>
+template <typename scalar_t, typename acc_t, typename Sampler, bool kKeyOnDevice>
 __global__ void __launch_bounds__(kThreads)
     nspl_many_kernel(const BulkTable<Sampler> table, const LaunchStream stream) {
   static_assert(sizeof(BulkTable<Sampler>) + sizeof(LaunchStream) <= kArgumentBytes, "kernel argument over 4 KiB");
   constexpr int per = Lanes<acc_t>::kPerBlock;
   const StreamPosition pos = stream.position();
+  const PhiloxRoundKeys keys = stream.round_keys<kKeyOnDevice>(pos);
   const auto tile_end = [&](int slot) { return table.slot[slot].tile_end; };
   cuda_map::walk_tiles<kThreads, kUnitsPerThread>(
       table.tiles, tile_end, blockIdx.x, gridDim.x, threadIdx.x, [&](int slot, uint32_t u) {
@@ -62,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
         cuda_map::Unit unit;
         if (u >= s.geometry.units || !cuda_map::run_unit<per>(s.geometry, u, &unit)) return;
         store_unit<scalar_t, acc_t>(static_cast<scalar_t*>(s.data), unit,
-                                    philox_block(pos.key, pos.offset + s.first_block + unit.block), s.sampler);
+                                    philox_block(keys, pos.offset + s.first_block + unit.block), s.sampler);
       });
 }
 
@@ -91,10 +92,12 @@ void plan_tables(const std::vector<const ManyFillItem*>& group, std::vector<Laun
     const auto flush = [&] {
       if (slots == 0) return;
       launches->push_back([table](const LaunchStream& stream) {
-        constexpr auto kernel = nspl_many_kernel<scalar_t, acc_t, Sampler>;
-        kernel<<<grid_size<kernel>(uint64_t(table.tiles) * kThreads), kThreads, 0,
-                 at::cuda::getCurrentCUDAStream()>>>(table, stream);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        with_key_source(stream, [&](auto key_on_device) {
+          constexpr auto kernel = nspl_many_kernel<scalar_t, acc_t, Sampler, decltype(key_on_device)::value>;
+          kernel<<<grid_size<kernel>(uint64_t(table.tiles) * kThreads), kThreads, 0,
+                   at::cuda::getCurrentCUDAStream()>>>(table, stream);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       });
       table = Table{};
       slots = 0;

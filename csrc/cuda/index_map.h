@@ -98,24 +98,36 @@ struct Unit {
 
 // ---------------------------------------------------------------------------------
 // Contiguous: local element i has global index base + i and sits at offset i. Unit u is
-// block base / per + u; its lane 0 is local element u·per − base % per.
+// block base / per + u; its lane 0 is local element u·per − base % per. The units whose
+// lanes all lie in the tensor (all but at most the first and the last) are visited by
+// `whole(block, first)`, with nothing to test per lane; the partial ones at the ends by
+// `edge(unit)`, after them.
 // ---------------------------------------------------------------------------------
 NSPL_MAP_HD int64_t contiguous_units(int64_t numel, int64_t base, int per) {
   return (base % per + numel + per - 1) / per;
 }
 
-template <int per, typename Visit>
-NSPL_MAP_HD void walk_contiguous(int64_t numel, int64_t base, int64_t thread, int64_t threads,
-                                 Visit&& visit) {
+template <int per, typename Whole, typename Edge>
+NSPL_MAP_HD void walk_contiguous(int64_t numel, int64_t base, int64_t thread, int64_t threads, Whole&& whole,
+                                 Edge&& edge) {
   const int64_t head = base % per;
   const uint64_t first_block = static_cast<uint64_t>(base / per);
-  const int64_t units = (head + numel + per - 1) / per;
-  for (int64_t u = thread; u < units; u += threads) {
+  const int64_t units = contiguous_units(numel, base, per);
+  // Whole units: [whole_begin, whole_end); the head unit is partial when base is not on a
+  // block boundary, the tail unit when the tensor ends inside a block.
+  const int64_t whole_begin = head == 0 ? 0 : 1;
+  const int64_t whole_end = (head + numel) / per;
+  for (int64_t u = whole_begin + thread; u < whole_end; u += threads) {
+    whole(first_block + static_cast<uint64_t>(u), u * per - head);
+  }
+  const int64_t tail_begin = whole_end > whole_begin ? whole_end : whole_begin;
+  const int64_t edges = (units - tail_begin) + whole_begin;  // the tail unit (0 or 1), then the head (0 or 1)
+  for (int64_t j = thread; j < edges; j += threads) {
+    const int64_t u = j < units - tail_begin ? tail_begin + j : 0;
     const int64_t begin = u * per - head;
     const int64_t lo = begin < 0 ? -begin : 0;
     const int64_t hi = numel - begin < per ? numel - begin : per;
-    visit(Unit{first_block + static_cast<uint64_t>(u), begin, 1, static_cast<int32_t>(lo),
-               static_cast<int32_t>(hi)});
+    edge(Unit{first_block + static_cast<uint64_t>(u), begin, 1, static_cast<int32_t>(lo), static_cast<int32_t>(hi)});
   }
 }
 

@@ -42,18 +42,26 @@ constexpr int kThreads = 256;
 struct LaunchStream {
   at::PhiloxCudaState torch_state;
   StreamPosition explicit_position;
+  // The key's Philox round keys, worked out on the host wherever the host knows the key
+  // (all but CUDA-graph capture): the kernels read them from their arguments instead of
+  // every thread recomputing them (see round_keys below).
+  PhiloxRoundKeys host_round_keys{};
   uint64_t first_block = 0;
   bool from_torch = false;
+  bool key_on_device = false;
 
   static LaunchStream from_seed(uint64_t key, uint64_t offset) {
     LaunchStream s;
     s.explicit_position = {key, offset};
+    s.host_round_keys = philox_round_keys(key);
     return s;
   }
   static LaunchStream from_torch_state(const at::PhiloxCudaState& state) {
     LaunchStream s;
     s.torch_state = state;
     s.from_torch = true;
+    s.key_on_device = state.captured_;
+    if (!state.captured_) s.host_round_keys = philox_round_keys(state.seed_.val);
     return s;
   }
   LaunchStream shifted(uint64_t blocks) const {
@@ -67,7 +75,30 @@ struct LaunchStream {
     const auto seed_and_offset = at::cuda::philox::unpack(torch_state);
     return {std::get<0>(seed_and_offset), std::get<1>(seed_and_offset) / 4 + first_block};
   }
+
+  // The round keys of `pos.key`: computed in the kernel when the key is only known at
+  // replay (kKeyOnDevice, a separate instantiation), else read from the launch's
+  // arguments, which the compiler keeps as operands rather than per-thread work.
+  template <bool kKeyOnDevice>
+  __device__ __forceinline__ PhiloxRoundKeys round_keys(const StreamPosition& pos) const {
+    if constexpr (kKeyOnDevice) {
+      return philox_round_keys(pos.key);
+    } else {
+      return host_round_keys;
+    }
+  }
 };
+
+// Runs `launch` with the kernel instantiation for where `stream`'s key is known:
+// launch(std::bool_constant<key on device>).
+template <typename Launch>
+void with_key_source(const LaunchStream& stream, Launch&& launch) {
+  if (stream.key_on_device) {
+    launch(std::true_type{});
+  } else {
+    launch(std::false_type{});
+  }
+}
 
 // Note [Reserving torch's Philox counters]
 // torch's CUDA generator keeps its offset `philox_offset_per_thread` as a uint64_t (and,
@@ -190,14 +221,24 @@ __device__ __forceinline__ void store_vector(scalar_t* dst, const Pack<scalar_t,
 // lane by lane. Every lane is sampled before the store is chosen, so the sampling code is
 // one and the vector store is not merged with the lane stores into narrower ones. Lanes are
 // compile-time constants, so the block's words stay in registers.
+// The values of a Philox block's lanes, in the output type.
+template <typename scalar_t, typename acc_t, typename Sampler>
+__device__ __forceinline__ Pack<scalar_t, Lanes<acc_t>::kPerBlock> sample_block(const PhiloxWords& words,
+                                                                               const Sampler& sampler) {
+  Pack<scalar_t, Lanes<acc_t>::kPerBlock> pack;
+#pragma unroll
+  for (int lane = 0; lane < Lanes<acc_t>::kPerBlock; ++lane) {
+    pack.value[lane] = static_cast<scalar_t>(sampler(words, lane));
+  }
+  return pack;
+}
+
 template <typename scalar_t, typename acc_t, typename Sampler>
 __device__ __forceinline__ void store_unit(scalar_t* data, const cuda_map::Unit& unit, const PhiloxWords& words,
                                            const Sampler& sampler) {
   constexpr int per = Lanes<acc_t>::kPerBlock;
   using Vector = Pack<scalar_t, per>;
-  Vector pack;
-#pragma unroll
-  for (int lane = 0; lane < per; ++lane) pack.value[lane] = static_cast<scalar_t>(sampler(words, lane));
+  const Vector pack = sample_block<scalar_t, acc_t>(words, sampler);
   if (unit.lo == 0 && unit.hi == per && unit.step == 1 &&
       reinterpret_cast<uintptr_t>(data + unit.first) % sizeof(Vector) == 0) {
     store_vector(data + unit.first, pack);
