@@ -124,16 +124,17 @@ def materialize_(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
         entries = _plan(module, **plan_args)
-    for e in entries:
-        if e.tensor.device.type != "meta":
-            continue
-        kept = e.action.rule == "keep" and e.tensor.numel() > 0
-        if kept or (e.draw is not None and e.std is None):
-            raise ValueError(
-                f"nspl_filler: parameter {e.name!r} is on the meta device and its rule "
-                f"{e.record().rule!r} keeps values it does not have: give it a rule that writes it "
-                "(scale 'fan', a constant, a callable), or build it outside empty_weights()"
-            )
+    valueless = [
+        f"{e.name} ({e.record().rule})" for e in entries
+        if e.tensor.device.type == "meta"
+        and ((e.action.rule == "keep" and e.tensor.numel() > 0) or (e.draw is not None and e.std is None))
+    ]
+    if valueless:
+        raise ValueError(
+            f"nspl_filler: parameters {valueless} are on the meta device and their rules keep values they do "
+            "not have: give them rules that write them (scale 'fan', a constant, a callable), or build them "
+            "outside empty_weights()"
+        )
     empty = [
         f"{prefix}.{name}" if prefix else name
         for prefix, m in module.named_modules()
