@@ -12,6 +12,7 @@ layouts.py) are created on meta.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import warnings
 from typing import Iterator, Optional, Union
@@ -174,7 +175,6 @@ def materialize_(
     return init_module_(module, **init_args)
 
 
-_INIT_ARGS = {"mode", "alpha", "ratio", "gain", "nonlinearity", "param", "scale", "seed", "generator", "rules",
-              "strict", "verbose"}
+_INIT_ARGS = set(inspect.signature(init_module_).parameters) - {"module"}
 
 __all__ = ["empty_weights", "materialize_"]

@@ -25,7 +25,7 @@ from ._extension import _C, ops
 from .bulk import _check_writable, _consecutive_offsets, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import Generator, as_signed64
 from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _check_stream, _mode_name, _real,
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _check_stream, _mode_name, _real,
     _with_stream, compute_fans,
 )
 from .layouts import Layout, is_norm, weight_layout
@@ -303,7 +303,9 @@ class _Planner:
         self.draw_of(_DEFAULT["nspl"])  # checks the call's own arguments even where no rule is random
         self.rule_list = _rule_list(rules)
         self.used = [False] * len(self.rule_list)
-        self.fans_of: dict[tuple[int, ...], tuple[float, float]] = {}  # models repeat a few shapes
+        # Models repeat a few module types, names and shapes many times: each is worked out once.
+        self.fans_of: dict[tuple, tuple[float, float]] = {}
+        self.roles: dict[tuple[type, str], tuple[str, Optional[Layout]]] = {}
 
     def draw_of(self, action: _Action) -> _Draw:
         if id(action) not in self.draws:
@@ -331,14 +333,18 @@ class _Planner:
                 return action
         return None
 
-    def shape_fans(self, shape: tuple[int, ...]) -> tuple[float, float]:
-        if shape not in self.fans_of:
-            self.fans_of[shape] = compute_fans(shape)
-        return self.fans_of[shape]
+    def shape_fans(self, shape: tuple[int, ...], layout: Optional[Layout] = None) -> tuple[float, float]:
+        """(fan_in, fan_out) of `shape` by `layout` (None: torch's convention)."""
+        if (shape, layout) not in self.fans_of:
+            self.fans_of[(shape, layout)] = compute_fans(shape) if layout is None else layout.fans(shape)
+        return self.fans_of[(shape, layout)]
 
     def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
         name, local_name, owner = aliases[0]
-        role, layout = _role(owner, local_name)
+        key = (type(owner), local_name)
+        if key not in self.roles:
+            self.roles[key] = _role(owner, local_name)
+        role, layout = self.roles[key]
         action = (self.action_of(aliases, tensor) if self.rule_list else None) or _default_action(role)
         if action.rule in _WRITING_RULES and tensor.numel() == 0:
             action = _DEFAULT["empty"]
@@ -356,7 +362,7 @@ class _Planner:
         shape = tuple(e.tensor.shape)
         fan_in, fan_out = draw.fan_in, draw.fan_out
         if fan_in is None or fan_out is None:
-            own = layout.fans(shape) if layout is not None else self.shape_fans(shape) if len(shape) >= 2 else None
+            own = self.shape_fans(shape, layout) if layout is not None or len(shape) >= 2 else None
             if own is not None:
                 fan_in = own[0] if fan_in is None else fan_in
                 fan_out = own[1] if fan_out is None else fan_out

@@ -42,6 +42,12 @@ def llama(tied=True):
 
 
 MODELS = {"bert": bert, "gpt2": gpt2, "llama": llama}
+#: init_module_'s defaults before parameters had roles, as rules (the README says so too).
+OLD_DEFAULT_RULES = [
+    (lambda name, p, m: p.dim() >= 2, "nspl"),
+    ("*bias", "zeros"),
+    (lambda name, p, m: nspl_filler.layouts.is_norm(m), "ones"),
+]
 IDS = torch.randint(1, VOCAB, (2, 24), generator=torch.Generator().manual_seed(0))
 
 
@@ -92,6 +98,7 @@ def test_gpt2_conv1d_gets_its_true_fans():
     by_name = {r.name: r for r in init_plan(model)}
     c_attn, c_proj = by_name["transformer.h.0.attn.c_attn.weight"], by_name["transformer.h.0.mlp.c_proj.weight"]
     assert (c_attn.shape, c_attn.fan, c_attn.std) == ((128, 384), 128, SQRT2 / math.sqrt(128))  # 0.125
+    assert nspl_filler.compute_fans((128, 384))[0] == 384  # the shape's (torch's) fan_in: std 0.072
     assert (c_proj.shape, c_proj.fan, c_proj.std) == ((512, 128), 512, SQRT2 / math.sqrt(512))  # 0.0625
     init_module_(model, seed=0)
     layer = model.transformer.h[1]
@@ -126,11 +133,13 @@ def test_only_layer_weights_and_embeddings_get_nspl(name):
         assert torch.equal(before[key], after[key]), key
 
 
+@pytest.mark.filterwarnings("ignore:.*'\\*bias'\\] match no parameter")  # Llama has no biases
 @pytest.mark.parametrize("name", MODELS)
 def test_logits_under_each_default(name):
     """With a final norm before the head, logits have std ~ the head's gain: 1 for a head
     tied to the embedding (NSPL's embedding rule), sqrt(2) for a Linear head (the ReLU
-    gain); scale "keep" gives the model's own."""
+    gain) and under the previous defaults (the ReLU gain everywhere); scale "keep" gives the
+    model's own."""
     own = built(name)
     own_std = logits(own).std().item()
     kept = init_module_(built(name), seed=0, scale="keep")
@@ -139,6 +148,8 @@ def test_logits_under_each_default(name):
     assert fan == pytest.approx(1.0, rel=0.2)
     untied = init_module_(llama(tied=False), seed=0)
     assert logits(untied).std().item() == pytest.approx(SQRT2, rel=0.2)
+    old = init_module_(built(name), seed=0, rules=OLD_DEFAULT_RULES)
+    assert logits(old).std().item() == pytest.approx(SQRT2, rel=0.2)
 
 
 def test_scale_keep_keeps_gpt2s_residual_scaling():

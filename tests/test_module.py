@@ -258,6 +258,10 @@ def test_callable_rules_get_a_generator_of_their_own():
     first, second = net.blocks[0].mlp[0].weight, net.blocks[1].mlp[0].weight
     assert first.shape == second.shape and not torch.equal(first, second)  # not the same values everywhere
     assert torch.equal(first, again.blocks[0].mlp[0].weight)  # the same on every call
+    # A callable takes its parameter's blocks: what follows it is where it would be under "nspl".
+    plain = init_module_(Net(), seed=0)
+    assert torch.equal(net.blocks[0].mlp[2].weight, plain.blocks[0].mlp[2].weight)
+    assert torch.equal(net.head.weight, plain.head.weight)
     # torch.nn.init functions that take a generator take it too.
     def rule(p, generator):
         nn.init.normal_(p, generator=generator)
