@@ -72,7 +72,8 @@ def register_layout(
     role: str = "layer",
 ) -> Layout:
     """Declare the weights of `module_type` (a subclass of nn.Module, or a class name, matched
-    against the classes of a module's MRO without importing anything) and return their layout.
+    against the classes of a module's MRO without importing anything; a type registered for a
+    class of the MRO wins over a name) and return their layout.
 
     `params`: globs on the parameter names that are weights (default ``"weight"``);
     `in_dim`, `out_dim`: the dims that count inputs and outputs (default torch's: 1 and 0);
@@ -103,12 +104,17 @@ def register_layout(
 
 
 def layout_of(module: nn.Module) -> Optional[Layout]:
-    """The layout of `module`: that of the first class in its MRO registered by type or by
-    name; None for a module without weights of its own (containers, norms, activations)."""
-    for cls in type(module).__mro__:
-        layout = _LAYOUTS.get(cls) or _LAYOUTS.get(cls.__name__)
-        if layout is not None:
-            return layout
+    """The layout of `module`: that of the first class in its MRO registered by type, else
+    of the first registered by name; None for a module without weights of its own
+    (containers, norms, activations). Types come first so that a subclass of nn.Conv1d that
+    happens to be called "Conv1D" keeps the convolution's layout."""
+    mro = type(module).__mro__
+    for cls in mro:
+        if cls in _LAYOUTS:
+            return _LAYOUTS[cls]
+    for cls in mro:
+        if cls.__name__ in _LAYOUTS:
+            return _LAYOUTS[cls.__name__]
     return None
 
 

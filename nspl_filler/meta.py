@@ -25,7 +25,7 @@ from .init import _check_stream
 from .module import _initialise, _plan, init_module_
 from .sharded import is_dtensor
 
-_PATCH_LOCK = threading.Lock()
+_PATCH_LOCK = threading.RLock()  # re-entrant: empty_weights may nest
 #: What materialize_ does with a buffer on the meta device (it has no value to move):
 #: "raise" (the default) or "warn" (it gets uninitialised memory, for the caller to fill).
 META_BUFFER_ACTIONS = ("raise", "warn")

@@ -339,12 +339,19 @@ class _Planner:
             self.fans_of[(shape, layout)] = compute_fans(shape) if layout is None else layout.fans(shape)
         return self.fans_of[(shape, layout)]
 
-    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
-        name, local_name, owner = aliases[0]
+    def role_of(self, owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
         key = (type(owner), local_name)
         if key not in self.roles:
             self.roles[key] = _role(owner, local_name)
-        role, layout = self.roles[key]
+        return self.roles[key]
+
+    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
+        name = aliases[0][0]
+        # A tied weight is a layer's weight if any of its names makes it one (a table that an
+        # output Linear shares with an Embedding, or a raw Parameter that a layer also holds).
+        roles = [self.role_of(owner, local) for _, local, owner in aliases]
+        chosen = next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0)
+        (role, layout), owner = roles[chosen], aliases[chosen][2]
         action = (self.action_of(aliases, tensor) if self.rule_list else None) or _default_action(role)
         if action.rule in _WRITING_RULES and tensor.numel() == 0:
             action = _DEFAULT["empty"]

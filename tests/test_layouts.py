@@ -121,3 +121,23 @@ def test_a_layout_that_does_not_fit_its_weight_is_named():
 
 def test_exported():
     assert nspl_filler.register_layout is register_layout and nspl_filler.layout_of is layout_of
+
+
+def test_a_conv1d_subclass_of_torchs_conv1d_keeps_the_convolutions_layout():
+    class Conv1D(nn.Conv1d):  # named like transformers' layer, but a torch convolution
+        pass
+
+    assert layout_of(Conv1D(4, 6, 3)) == Layout()
+    assert records(Conv1D(4, 6, 3))["weight"].fan == 12
+
+
+def test_a_tied_weight_takes_the_role_any_of_its_names_gives():
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(10, 6))  # a raw parameter: no layout here
+            self.out = nn.Linear(6, 10, bias=False)
+            self.out.weight = self.table
+
+    record = records(Head())["table"]
+    assert (record.role, record.rule, record.fan, record.aliases) == ("layer", "nspl", 6, ("out.weight",))

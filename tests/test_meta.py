@@ -118,3 +118,17 @@ def test_a_model_with_no_parameters_and_a_real_model_move_as_they_are():
     bias = real.bias
     materialize_(real, "cpu", seed=0)
     assert real.bias is bias  # already on the device: the same Parameter
+
+
+def test_empty_weights_nests_and_restores_on_error():
+    register = nn.Module.register_parameter
+    with empty_weights():
+        with empty_weights():
+            inner = nn.Linear(3, 3)
+        outer = nn.Linear(3, 3)
+    assert inner.weight.is_meta and outer.weight.is_meta and not outer.bias.is_meta
+    with pytest.raises(RuntimeError, match="boom"):
+        with empty_weights():
+            raise RuntimeError("boom")
+    assert nn.Module.register_parameter is register
+    assert not nn.Linear(3, 3).weight.is_meta
