@@ -96,7 +96,7 @@ class _Action:
 # would write a parameter without elements (its fans may be 0, and there is nothing to write),
 # "flat" for a scale-"keep" rule on a tensor of std 0 (zeros stay zeros).
 _DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "keep", "empty")}
-_FLAT = _Action("keep", options={"std": 0})
+_FLAT = _Action("keep")
 #: The default rule of embedding tables: NSPL with gain 1 (no nonlinearity follows a lookup,
 #: and a table tied to an output layer is that layer's weight, of fan_in = embedding_dim).
 EMBEDDING_RULE = {"init": "nspl", "gain": 1.0}
