@@ -3,7 +3,11 @@
     import nspl_filler
     nspl_filler.fill_(layer.weight, mode="fan_in", seed=0)
 
-    nspl_filler.init_module_(model, seed=0)          # every parameter, in bulk
+    nspl_filler.init_module_(model, seed=0)          # every layer weight, in bulk
+
+    with nspl_filler.empty_weights():                # a large model: weights on meta
+        model = Model()
+    nspl_filler.materialize_(model, "cuda", seed=0)
 
 See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
 get_filler.
@@ -23,13 +27,16 @@ from .init import (
     second_moment,
     symmetric_power_law_,
 )
-from .module import ParamInit, format_report, init_module_, init_plan
+from .layouts import Layout, layout_of, register_layout
+from .meta import empty_weights, materialize_
+from .module import EMBEDDING_RULE, ParamInit, format_report, init_module_, init_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "ParamInit",
-    "PowerLawFit", "VarianceNorm", "compute_fans", "cuda_built", "fill_", "fill_many_", "fit",
-    "format_report", "get_filler", "init_module_", "init_plan", "load_weights", "nspl_",
-    "plot_fit", "plot_fits", "second_moment", "symmetric_power_law_",
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
+    "ParamInit", "PowerLawFit", "VarianceNorm", "compute_fans", "cuda_built", "empty_weights", "fill_",
+    "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan", "layout_of",
+    "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout", "second_moment",
+    "symmetric_power_law_",
 ]

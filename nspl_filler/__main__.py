@@ -4,8 +4,9 @@ Subcommands:
 
 * ``demo``: the main job (see :mod:`nspl_filler.demo`): initialise a small CNN with NSPL,
   check its statistics and reproducibility, time fill_ against torch's samplers.
-* ``fit CHECKPOINT``: per-layer truncated power-law fit of a checkpoint's weight
-  magnitudes (see :mod:`nspl_filler.fit`), printed as a table, optionally written as
+* ``fit CHECKPOINT``: per-layer truncated power-law fit of the weight magnitudes of a
+  checkpoint (any file torch.load reads, a safetensors file, a sharded index, a Hugging Face
+  model folder) (see :mod:`nspl_filler.fit`), printed as a table, optionally written as
   JSON and plotted.
 
 A subcommand is a function ``(argparse.Namespace) -> int`` registered in ``_build_parser``
@@ -106,7 +107,7 @@ def _json_value(value: object) -> object:
 def _run_fit(args: argparse.Namespace) -> int:
     try:
         weights = load_weights(args.checkpoint)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         return _error(str(error).splitlines()[0])
     if not any(t.is_floating_point() for t in weights.values()):
         return _error(f"{args.checkpoint}: the checkpoint holds no floating-point tensors, so no weights to fit")
@@ -152,7 +153,13 @@ def _build_parser() -> argparse.ArgumentParser:
             "dimensions; low by minimum Kolmogorov–Smirnov distance over quantile cut-offs."
         ),
     )
-    fit_parser.add_argument("checkpoint", type=Path, help=".pth state_dict (or a dict with 'state_dict'/'model')")
+    fit_parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a checkpoint: a state_dict file torch.load reads (.pt, .pth, .bin; or a dict holding one under "
+        "'state_dict' / 'model'), a safetensors file (by content, whatever its name), a sharded "
+        "checkpoint's *.index.json, or a Hugging Face model folder",
+    )
     fit_parser.add_argument(
         "--layer-min-size",
         type=int,

@@ -37,8 +37,9 @@ def small_resnet(num_classes: int = 10) -> nn.Module:
 
 
 def initialise(model: nn.Module, seed: int) -> list[tuple[str, nn.Parameter]]:
-    """init_module_: NSPL for every weight with >= 2 dims, in one bulk call from one stream
-    (seed), norm layers weight 1 / bias 0; returns the NSPL-filled weights."""
+    """init_module_: NSPL for every layer weight (the convolutions and the linear head), in
+    one bulk call from one stream (seed); the norm layers keep the 1 / 0 their constructors
+    gave them; returns the NSPL-filled weights."""
     init_module_(model, seed=seed)
     return [(name, p) for name, p in model.named_parameters() if p.dim() >= 2]
 

@@ -485,7 +485,7 @@ def fit(
 
 @overload
 def fit(
-    weights: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor] | str | PathLike[str],
     *,
     quantiles: Sequence[float] = ...,
     low: float | None = ...,
@@ -496,7 +496,7 @@ def fit(
 
 
 def fit(
-    weights: torch.Tensor | Mapping[str, torch.Tensor],
+    weights: torch.Tensor | Mapping[str, torch.Tensor] | str | PathLike[str],
     *,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     low: float | None = None,
@@ -515,7 +515,8 @@ def fit(
         weights: a tensor, fitted as a whole whatever its shape; or a mapping of names to
             tensors (a state_dict), fitted one by one, where entries that are not floating
             point, have fewer than 2 dimensions (biases, norm parameters) or fewer than
-            ``min_count`` nonzero values are skipped.
+            ``min_count`` nonzero values are skipped; or the path of a checkpoint file or
+            Hugging Face model folder, read with :func:`load_weights` and fitted as a mapping.
         quantiles: candidate cut-offs, as quantiles of the nonzero ``|w|``. A single value
             fixes the cut-off (``(0.05,)`` fits the 5%–100% range).
         low: fixed cut-off in the units of ``w``; overrides ``quantiles``.
@@ -524,7 +525,7 @@ def fit(
         loglog_bins: number of log-spaced bins of the log-log regression.
 
     Returns:
-        A :class:`PowerLawFit` for a tensor; for a mapping, a dict from name to
+        A :class:`PowerLawFit` for a tensor; for a mapping or a path, a dict from name to
         :class:`PowerLawFit` over the fitted entries, in the mapping's order.
 
     Raises:
@@ -539,8 +540,12 @@ def fit(
         raise ValueError(f"loglog_bins must be >= 2, got {loglog_bins}")
     if isinstance(weights, torch.Tensor):
         return _fit_tensor(weights, quantiles, low, min_tail, loglog_bins)
+    if isinstance(weights, (str, PathLike)):
+        weights = load_weights(weights)
     if not isinstance(weights, Mapping):
-        raise TypeError(f"weights must be a tensor or a mapping of tensors, got {type(weights).__name__}")
+        raise TypeError(
+            f"weights must be a tensor, a mapping of tensors or a checkpoint's path, got {type(weights).__name__}"
+        )
     return {
         name: _fit_tensor(tensor, quantiles, low, min_tail, loglog_bins)
         for name, tensor in weights.items()
@@ -560,25 +565,41 @@ def is_fittable(tensor: object, min_count: int = 256) -> bool:
     )
 
 
-def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, loaded on the CPU with ``weights_only=True``.
+#: The files of a Hugging Face model folder, in the order load_weights looks for them.
+HF_WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)
 
-    Accepts a plain state_dict or a dict that holds one under ``"state_dict"`` or
-    ``"model"``. Non-tensor entries are dropped.
 
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        IsADirectoryError: ``path`` is a directory.
-        ValueError: a file that torch.load cannot read, or whose content is not a mapping
-            holding tensors.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, not a checkpoint file")
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file by its content: an 8-byte little-endian header length, then a JSON
+    header of that length that starts with '{' (whatever the file's name)."""
+    with path.open("rb") as file:
+        start = file.read(9)
+    if len(start) < 9:
+        return False
+    header = int.from_bytes(start[:8], "little")
+    return start[8:9] == b"{" and 2 <= header <= path.stat().st_size - 8
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ImportError(f"{path}: a safetensors file; reading it needs the safetensors package "
+                          "(pip install safetensors)") from None
+    try:
+        return load_file(path, device="cpu")
+    except SafetensorError as error:
+        raise ValueError(f"{path}: not a safetensors file that safetensors can read ({error})") from error
+
+
+def _load_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        # From an open file: torch.load given a name picks its reader by the suffix.
+        with path.open("rb") as file:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load reports a foreign file by whatever its reader trips on
         detail = (str(error).splitlines() or [""])[0][:200]
         raise ValueError(
@@ -591,7 +612,68 @@ def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
-    tensors = {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
+    return {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
+
+
+def _load_index(path: Path) -> dict[str, torch.Tensor]:
+    """The shards that a Hugging Face ``*.index.json`` names in its weight_map, in the order
+    of their first tensor, each read by its content."""
+    import json
+
+    try:
+        weight_map = json.loads(path.read_text())["weight_map"]
+        shards = list(dict.fromkeys(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not a sharded-checkpoint index (a JSON object with a weight_map): {error}") from None
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        shard_path = path.parent / str(shard)
+        if not shard_path.is_file():
+            raise FileNotFoundError(f"{shard_path}: no such file (a shard that {path.name} names)")
+        tensors.update(_load_file(shard_path))
+    return tensors
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.name.endswith(".index.json"):
+        return _load_index(path)
+    if _is_safetensors(path):
+        return _load_safetensors(path)
+    return _load_torch(path)
+
+
+def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, loaded on the CPU.
+
+    ``path`` is a file or a Hugging Face model folder:
+
+    - a safetensors file, recognised by its content whatever its name (read with the
+      ``safetensors`` package);
+    - a sharded checkpoint's ``*.index.json`` (every shard it names, each read by content);
+    - anything else is read with ``torch.load(..., weights_only=True)``: a plain state_dict,
+      or a dict that holds one under ``"state_dict"`` or ``"model"``; non-tensor entries are
+      dropped;
+    - a folder: the first of ``model.safetensors``, ``model.safetensors.index.json``,
+      ``pytorch_model.bin``, ``pytorch_model.bin.index.json`` that it holds.
+
+    Raises:
+        FileNotFoundError: no file at ``path``, or a shard that an index names is missing.
+        IsADirectoryError: ``path`` is a folder without any of those files.
+        ImportError: a safetensors file, without the safetensors package.
+        ValueError: a file that neither safetensors nor torch.load can read, or whose content
+            is not a mapping holding tensors.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        found = next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
+        if found is None:
+            raise IsADirectoryError(
+                f"{path}: is a directory without a checkpoint file ({', '.join(HF_WEIGHT_FILES)})"
+            )
+        path = found
+    tensors = _load_file(path)
     if not tensors:
         raise ValueError(f"{path}: the checkpoint holds no tensors")
     return tensors

@@ -1,12 +1,19 @@
-"""init_module_: initialise every parameter of a model at once, NSPL for the weights, with
-per-name and per-module-type rules, a report of what each parameter got, and bulk filling
-(fill_many_'s op) for speed. Works on nested models, meta-built models materialised with
-to_empty, and DTensor (FSDP2) parameters."""
+"""init_module_: initialise a whole model at once, NSPL for its layer weights, with per-name
+and per-module-type rules, a report of what each parameter got, and bulk filling
+(fill_many_'s op) for speed.
+
+The data flows one way: a plan (one _Entry per parameter: its rule, role, target std and
+the op arguments that give it), then the stream (_place_in_stream: each entry's key and
+first block, the one place that chooses them), then the op calls, all checked before the
+first runs. Works on nested models, tied and shared parameters, meta-built models (see
+meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
+import warnings
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
@@ -16,33 +23,31 @@ from torch import Tensor, nn
 
 from ._extension import _C, ops
 from .bulk import _check_writable, _consecutive_offsets, _named, _nspl_many_calls, _OpCall, _run_all
-from .generator import as_signed64
+from .generator import Generator, as_signed64
 from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _check_stream, _mode_name, _real, _with_stream,
-    compute_fans,
+    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _check_stream, _mode_name, _real,
+    _with_stream, compute_fans,
 )
-from .sharded import local_shard
+from .layouts import Layout, is_norm, weight_layout
+from .sharded import is_dtensor, local_shard
 
 #: Rules that draw from the random stream, in the order of the parameters.
 RANDOM_RULES = ("nspl", "normal", "uniform")
-#: Every rule that has a name; "keep" is an alias of "skip".
-NAMED_RULES = RANDOM_RULES + ("zeros", "ones", "skip")
+#: Every rule that has a name; "skip" is an alias of "keep".
+NAMED_RULES = RANDOM_RULES + ("zeros", "ones", "keep")
+#: How a random rule sets each tensor's std: "fan" (gain / sqrt(n), n from the fans by mode)
+#: or "keep" (the std the tensor has now; a tensor of std 0 keeps its values).
+SCALES = ("fan", "keep")
+_COMMON_OPTIONS = {"mode", "gain", "nonlinearity", "param", "fan_in", "fan_out", "scale"}
 # Options a dict rule may give, per rule: {"init": rule, option: value, ...}.
 _RULE_OPTIONS = {
-    "nspl": {"mode", "alpha", "ratio", "gain", "nonlinearity", "param"},
-    "normal": {"mode", "gain", "nonlinearity", "param", "std"},
-    "uniform": {"mode", "gain", "nonlinearity", "param", "bound"},
+    "nspl": _COMMON_OPTIONS | {"alpha", "ratio"},
+    "normal": _COMMON_OPTIONS | {"std"},
+    "uniform": _COMMON_OPTIONS | {"bound"},
 }
 
-_NORM_TYPES = tuple(
-    t for t in (
-        nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
-        nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", None),
-    ) if t is not None
-)
-
 RuleKey = Union[str, "re.Pattern[str]", type, Callable[[str, Tensor, nn.Module], bool]]
-RuleValue = Union[str, float, Mapping[str, Any], Callable[[Tensor], Any]]
+RuleValue = Union[str, float, Mapping[str, Any], Callable[..., Any]]
 Rules = Union[Mapping[RuleKey, RuleValue], Sequence[tuple[RuleKey, RuleValue]]]
 
 
@@ -51,9 +56,11 @@ class ParamInit:
     """One row of the report: parameter `name`, of (global) `shape`, got `rule`.
 
     For the random rules `fan` is the n of the target variance gain² / n (fan_in, fan_out or
-    their mean, by mode) and `std` = gain / sqrt(n), or the std an explicit std / bound gives
-    (bound / sqrt(3) for uniform). Constants have fan None and std 0; 'skip' and callables
-    have both None.
+    their mean, by mode, from the layer's layout) and `std` = gain / sqrt(n), or the std an
+    explicit std / bound gives (bound / sqrt(3) for uniform), or with scale "keep" the std
+    the tensor had. Constants have fan None and std 0; "keep" and callables have both None.
+    `role` is "layer", "embedding", "norm" or "other" (see init_module_); `aliases` are the
+    other names of a tied or shared parameter.
     """
 
     name: str
@@ -61,18 +68,21 @@ class ParamInit:
     rule: str
     fan: Optional[float]
     std: Optional[float]
+    role: str = "other"
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Action:
-    rule: str                       # a NAMED_RULES entry, "constant" or "custom"
+    rule: str                       # a NAMED_RULES entry, "constant", "custom" or "empty"
     options: dict = field(default_factory=dict)
     value: float = 0.0              # constant
-    function: Optional[Callable[[Tensor], Any]] = None  # custom
+    function: Optional[Callable[..., Any]] = None  # custom
+    takes_generator: bool = False   # custom: whether it accepts generator=
 
     def label(self) -> str:
         if self.rule == "empty":
-            return "skip (no elements)"
+            return "keep (no elements)"
         if self.rule == "constant":
             return f"constant({self.value:g})"
         if self.rule == "custom":
@@ -83,8 +93,13 @@ class _Action:
 
 
 # The default rules, shared by every parameter they apply to; "empty" stands in for a rule that
-# would write a parameter without elements (its fans may be 0, and there is nothing to write).
-_DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "skip", "empty")}
+# would write a parameter without elements (its fans may be 0, and there is nothing to write),
+# "flat" for a scale-"keep" rule on a tensor of std 0 (zeros stay zeros).
+_DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "keep", "empty")}
+_FLAT = _Action("keep")
+#: The default rule of embedding tables: NSPL with gain 1 (no nonlinearity follows a lookup,
+#: and a table tied to an output layer is that layer's weight, of fan_in = embedding_dim).
+EMBEDDING_RULE = {"init": "nspl", "gain": 1.0}
 _WRITING_RULES = RANDOM_RULES + ("zeros", "ones", "constant")
 
 
@@ -96,33 +111,60 @@ class _Draw:
     alpha: float
     ratio: float
     gain: float
+    scale: str
     std: Optional[float]            # normal: explicit std
     bound: Optional[float]          # uniform: explicit bound
+    fan_in: Optional[float]         # explicit fans
+    fan_out: Optional[float]
 
 
 class _Entry:
     """One parameter of the plan. A plain class with slots: a model has hundreds of
-    parameters, and this is built for each on every call."""
+    parameters, and this is built for each on every call.
 
-    __slots__ = ("name", "tensor", "owner", "action", "fan", "std", "draw", "scale")
+    For the random rules: `fan` (n) and `std` (the target); `scale` the op's std (normal) or
+    bound (uniform); `gain` the gain that the op, taking fans from the shape by `draw.mode`
+    (or the explicit `fans`), turns into `std`. `key` and `offset` place it in the stream."""
 
-    def __init__(self, name: str, tensor: Tensor, owner: nn.Module, action: _Action, fan: Optional[float],
-                 std: Optional[float], draw: Optional[_Draw] = None, scale: float = 0.0) -> None:
-        self.name, self.tensor, self.owner, self.action = name, tensor, owner, action
-        self.fan, self.std = fan, std
-        self.draw = draw      # random rules
-        self.scale = scale    # normal: std; uniform: bound
+    __slots__ = ("name", "aliases", "tensor", "owner", "role", "action", "fan", "std", "draw", "scale", "gain",
+                 "fans", "key", "offset")
+
+    def __init__(self, name: str, aliases: tuple[str, ...], tensor: Tensor, owner: nn.Module, role: str,
+                 action: _Action) -> None:
+        self.name, self.aliases, self.tensor, self.owner, self.role = name, aliases, tensor, owner, role
+        self.action = action
+        self.fan: Optional[float] = None
+        self.std: Optional[float] = 0.0 if action.rule in ("zeros", "ones", "constant") else None
+        self.draw: Optional[_Draw] = None
+        self.scale = 0.0
+        self.gain = 0.0
+        self.fans: Optional[tuple[Optional[float], Optional[float]]] = None
+        self.key: Optional[int] = None
+        self.offset = 0
 
     def record(self) -> ParamInit:
-        return ParamInit(self.name, tuple(self.tensor.shape), self.action.label(), self.fan, self.std)
+        label = self.action.label()
+        if self.draw is not None and self.draw.scale == "keep" and "scale" not in self.action.options:
+            label = f"{label} (own std)"
+        elif self.action is _FLAT:
+            label = "keep (std 0)"
+        return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases)
+
+
+def _takes_generator(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature take the tensor alone
+        return False
+    return any(p.name == "generator" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _action(value: RuleValue, where: str) -> _Action:
     if isinstance(value, str):
-        rule = "skip" if value.lower() == "keep" else value.lower()
+        rule = "keep" if value.lower() == "skip" else value.lower()
         if rule not in NAMED_RULES:
             raise ValueError(
-                f"nspl_filler: rule {where}: unknown rule {value!r}; use one of {NAMED_RULES + ('keep',)}"
+                f"nspl_filler: rule {where}: unknown rule {value!r}; use one of {NAMED_RULES + ('skip',)}"
             )
         return _Action(rule)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -142,7 +184,7 @@ def _action(value: RuleValue, where: str) -> _Action:
             )
         return _Action(rule, options=options)
     if callable(value):
-        return _Action("custom", function=value)
+        return _Action("custom", function=value, takes_generator=_takes_generator(value))
     raise TypeError(
         f"nspl_filler: rule {where}: a rule is a name, a number, a dict of options or a callable, "
         f"got {type(value).__name__}"
@@ -152,9 +194,16 @@ def _action(value: RuleValue, where: str) -> _Action:
 def _rule_list(rules: Optional[Rules]) -> list[tuple[RuleKey, _Action]]:
     if rules is None:
         return []
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, (Mapping, Sequence)):
+        raise TypeError(
+            f"nspl_filler: rules must be a dict or a sequence of (key, rule) pairs, got {type(rules).__name__}"
+        )
     pairs = list(rules.items()) if isinstance(rules, Mapping) else list(rules)
     checked = []
-    for key, value in pairs:
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError(f"nspl_filler: rules as a sequence hold (key, rule) pairs, got {pair!r}")
+        key, value = pair
         if not isinstance(key, (str, re.Pattern, type)) and not callable(key):
             raise TypeError(
                 "nspl_filler: a rule's key is a glob (str), a compiled regex, a module type or a "
@@ -164,99 +213,229 @@ def _rule_list(rules: Optional[Rules]) -> list[tuple[RuleKey, _Action]]:
     return checked
 
 
-def _matches(key: RuleKey, name: str, param: Tensor, owner: nn.Module) -> bool:
+def _is_weight(owner: nn.Module, local_name: str, param: Tensor) -> bool:
+    """A weight of its module: one its layout names, or, for a module without a layout, a
+    parameter of >= 2 dims. A module-type key with a random rule reaches only these, so
+    that a rule for nn.Linear does not try to take fans of its biases."""
+    return weight_layout(owner, local_name) is not None or (
+        weight_layout(owner, "") is None and param.dim() >= 2
+    )
+
+
+def _matches(key: RuleKey, action: _Action, name: str, local_name: str, param: Tensor, owner: nn.Module) -> bool:
     if isinstance(key, str):
         return fnmatchcase(name, key)
     if isinstance(key, re.Pattern):
         return key.fullmatch(name) is not None
     if isinstance(key, type):
-        return isinstance(owner, key)
+        return isinstance(owner, key) and (action.rule not in RANDOM_RULES or _is_weight(owner, local_name, param))
     return bool(key(name, param, owner))
 
 
-def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
+def _role(owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
+    layout = weight_layout(owner, local_name)
+    if layout is not None:
+        return layout.role, layout
+    return ("norm" if is_norm(owner) else "other"), None
 
 
-def _default_action(name: str, param: Tensor, owner: nn.Module) -> _Action:
-    """NSPL for weights of >= 2 dims; norm layers' 1-D parameters weight 1, bias 0; other
-    biases 0; anything else (1-D or scalar parameters such as PReLU slopes or layer scales,
-    whose constructor chose their value) is left as it is."""
-    if param.dim() >= 2:
+_EMBEDDING_ACTION = _action(EMBEDDING_RULE, "for embeddings")
+
+
+def _default_action(role: str) -> _Action:
+    """NSPL for layer weights, the embedding rule for embedding tables; every other
+    parameter (biases, norm layers' weights, position embeddings, layer scales, ...) keeps
+    the value its model gave it."""
+    if role == "layer":
         return _DEFAULT["nspl"]
-    is_bias = name.endswith("bias")
-    if _is_norm(owner):
-        return _DEFAULT["zeros" if is_bias else "ones"]
-    return _DEFAULT["zeros" if is_bias else "skip"]
+    if role == "embedding":
+        return _EMBEDDING_ACTION
+    return _DEFAULT["keep"]
 
 
-def _named_parameters(module: nn.Module, modules: Optional[list] = None) -> Iterator[tuple[str, Tensor, nn.Module]]:
-    """(qualified name, parameter, module that owns it), in module.named_parameters() order;
-    a parameter shared by several modules (tied weights) comes once, under its first name.
-    Appends every submodule to `modules` on the way, so callers need not walk the tree again."""
-    seen = set()
-    for prefix, owner in module.named_modules():
-        if modules is not None:
+def _named_parameters(module: nn.Module, modules: Optional[list] = None
+                      ) -> Iterator[tuple[list[tuple[str, str, nn.Module]], Tensor]]:
+    """([(qualified name, own name, owning module), ...], parameter) per parameter, in
+    module.named_parameters() order; a parameter that several modules hold (tied weights,
+    shared modules) comes once, with every name it has, its first name first. Appends every
+    submodule to `modules` on the way, so callers need not walk the tree again."""
+    names: dict[int, list[tuple[str, str, nn.Module]]] = {}
+    params: dict[int, Tensor] = {}
+    seen_modules = set()
+    for prefix, owner in module.named_modules(remove_duplicate=False):
+        if modules is not None and id(owner) not in seen_modules:
+            seen_modules.add(id(owner))
             modules.append(owner)
         for local_name, param in owner._parameters.items():
-            if param is None or id(param) in seen:
+            if param is None:
                 continue
-            seen.add(id(param))
-            yield (f"{prefix}.{local_name}" if prefix else local_name), param, owner
+            names.setdefault(id(param), []).append(
+                ((f"{prefix}.{local_name}" if prefix else local_name), local_name, owner))
+            params[id(param)] = param
+    for ident, aliases in names.items():
+        yield aliases, params[ident]
 
 
-def _plan(module: nn.Module, mode, alpha, ratio, gain, nonlinearity, param, rules,
-          modules: Optional[list] = None) -> list[_Entry]:
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
-    defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
-                "param": param}
-    draws: dict[int, _Draw] = {}
+def _measured_std(tensor: Tensor) -> Optional[float]:
+    """The std (population, over the whole, global tensor) of `tensor` now; None on meta."""
+    if tensor.device.type == "meta":
+        return None
+    with torch.no_grad():
+        if is_dtensor(tensor):
+            # Sums over the DTensor reduce across its mesh: the std of the global tensor.
+            values = tensor.detach().to(torch.float64)
+            n = tensor.numel()
+            mean = float(values.sum().full_tensor()) / n
+            return math.sqrt(max(float(values.square().sum().full_tensor()) / n - mean * mean, 0.0))
+        values = tensor.detach()
+        if values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()
+        return float(torch.std(values, correction=0))
 
-    def draw_of(action: _Action) -> _Draw:
-        if id(action) not in draws:
-            o = {**defaults, **action.options}
-            gain_of_rule = (torch.nn.init.calculate_gain(o["nonlinearity"], o["param"]) if o["gain"] is None
-                            else _real("gain", o["gain"]))
-            draws[id(action)] = _Draw(
-                _mode_name(o["mode"]), _real("alpha", o["alpha"]), _real("ratio", o["ratio"]), gain_of_rule,
+
+class _Planner:
+    """Turns (call arguments, rules) into one _Entry per parameter."""
+
+    def __init__(self, mode, alpha, ratio, gain, nonlinearity, param, scale, rules) -> None:
+        self.defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
+                         "param": param, "scale": scale}
+        self.draws: dict[int, _Draw] = {}
+        self.draw_of(_DEFAULT["nspl"])  # checks the call's own arguments even where no rule is random
+        self.rule_list = _rule_list(rules)
+        self.used = [False] * len(self.rule_list)
+        # Models repeat a few module types, names and shapes many times: each is worked out once.
+        self.fans_of: dict[tuple, tuple[float, float]] = {}
+        self.roles: dict[tuple[type, str], tuple[str, Optional[Layout]]] = {}
+
+    def draw_of(self, action: _Action) -> _Draw:
+        if id(action) not in self.draws:
+            o = {**self.defaults, **action.options}
+            gain = (torch.nn.init.calculate_gain(o["nonlinearity"], o["param"]) if o["gain"] is None
+                    else _real("gain", o["gain"]))
+            if o["scale"] not in SCALES:
+                raise ValueError(f"nspl_filler: scale must be one of {SCALES}, got {o['scale']!r}")
+            fan_in, fan_out = (_real(k, o[k]) if o.get(k) is not None else None for k in ("fan_in", "fan_out"))
+            for k, v in (("fan_in", fan_in), ("fan_out", fan_out)):
+                if v is not None and not (math.isfinite(v) and v > 0):
+                    raise ValueError(f"nspl_filler: {k} must be finite and > 0, got {v!r}")
+            self.draws[id(action)] = _Draw(
+                _mode_name(o["mode"]), _real("alpha", o["alpha"]), _real("ratio", o["ratio"]), gain, o["scale"],
                 _real("std", o["std"]) if "std" in o else None,
                 _real("bound", o["bound"]) if "bound" in o else None,
+                fan_in, fan_out,
             )
-        return draws[id(action)]
+        return self.draws[id(action)]
 
-    draw_of(_DEFAULT["nspl"])  # checks the call's own arguments even where no rule is random
-    rule_list = _rule_list(rules)
-    fans_of: dict[tuple[int, ...], tuple[float, float]] = {}  # models repeat a few shapes many times
-    entries = []
-    for name, tensor, owner in _named_parameters(module, modules):
-        action = next((a for key, a in rule_list if _matches(key, name, tensor, owner)), None) if rule_list else None
-        action = action or _default_action(name, tensor, owner)
+    def action_of(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Action:
+        for k, (key, action) in enumerate(self.rule_list):
+            if any(_matches(key, action, name, local, tensor, owner) for name, local, owner in aliases):
+                self.used[k] = True
+                return action
+        return None
+
+    def shape_fans(self, shape: tuple[int, ...], layout: Optional[Layout] = None) -> tuple[float, float]:
+        """(fan_in, fan_out) of `shape` by `layout` (None: torch's convention)."""
+        if (shape, layout) not in self.fans_of:
+            self.fans_of[(shape, layout)] = compute_fans(shape) if layout is None else layout.fans(shape)
+        return self.fans_of[(shape, layout)]
+
+    def role_of(self, owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
+        key = (type(owner), local_name)
+        if key not in self.roles:
+            self.roles[key] = _role(owner, local_name)
+        return self.roles[key]
+
+    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
+        name = aliases[0][0]
+        # A tied weight is a layer's weight if any of its names makes it one (a table that an
+        # output Linear shares with an Embedding, or a raw Parameter that a layer also holds).
+        roles = [self.role_of(owner, local) for _, local, owner in aliases]
+        chosen = next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0)
+        (role, layout), owner = roles[chosen], aliases[chosen][2]
+        action = (self.action_of(aliases, tensor) if self.rule_list else None) or _default_action(role)
         if action.rule in _WRITING_RULES and tensor.numel() == 0:
             action = _DEFAULT["empty"]
+        entry = _Entry(name, tuple(n for n, _, _ in aliases[1:]), tensor, owner, role, action)
         if action.rule in RANDOM_RULES:
-            draw = draw_of(action)
-            shape = tuple(tensor.shape)
-            if shape not in fans_of:
-                try:
-                    fans_of[shape] = compute_fans(shape)
-                except ValueError as error:
-                    raise ValueError(
-                        f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}"
-                    ) from None
-            fan_in, fan_out = fans_of[shape]
-            n = {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[draw.mode]
-            std = draw.gain / math.sqrt(n)
-            scale = 0.0
-            if action.rule == "normal":
-                std = scale = std if draw.std is None else draw.std
-            elif action.rule == "uniform":
-                scale = math.sqrt(3.0) * std if draw.bound is None else draw.bound
-                std = scale / math.sqrt(3.0)
-            entries.append(_Entry(name, tensor, owner, action, n, std, draw, scale))
+            try:
+                self.random(entry, layout)
+            except ValueError as error:
+                raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}") from None
+        return entry
+
+    def random(self, e: _Entry, layout: Optional[Layout]) -> None:
+        """Fans, target std and op arguments of a parameter with a random rule."""
+        draw = e.draw = self.draw_of(e.action)
+        shape = tuple(e.tensor.shape)
+        fan_in, fan_out = draw.fan_in, draw.fan_out
+        if fan_in is None or fan_out is None:
+            own = self.shape_fans(shape, layout) if layout is not None or len(shape) >= 2 else None
+            if own is not None:
+                fan_in = own[0] if fan_in is None else fan_in
+                fan_out = own[1] if fan_out is None else fan_out
+        needed = {"fan_in": ("fan_in",), "fan_out": ("fan_out",), "average": ("fan_in", "fan_out")}[draw.mode]
+        missing = [k for k in needed if {"fan_in": fan_in, "fan_out": fan_out}[k] is None]
+        if missing:
+            raise ValueError(
+                f"a tensor of shape {shape} has no fans: give the rule {' and '.join(missing)} "
+                f"(e.g. {{'{missing[0]}': ...}})"
+            )
+        n = {"fan_in": fan_in, "fan_out": fan_out, "average": None}[draw.mode]
+        if n is None:
+            n = (fan_in + fan_out) / 2
+        e.fan = n
+        if draw.scale == "keep":
+            std = _measured_std(e.tensor)
+            if std is not None and not math.isfinite(std):
+                raise ValueError("scale 'keep' needs its values, and the tensor holds NaN or infinity")
+            if std == 0.0:
+                e.action, e.fan, e.draw = _FLAT, None, None
+                return
         else:
-            std = 0.0 if action.rule in ("zeros", "ones", "constant") else None
-            entries.append(_Entry(name, tensor, owner, action, None, std))
+            std = draw.gain / math.sqrt(n)
+        if e.action.rule == "normal":
+            std = e.scale = std if draw.std is None else draw.std
+        elif e.action.rule == "uniform":
+            e.scale = (None if std is None else math.sqrt(3.0) * std) if draw.bound is None else draw.bound
+            std = None if e.scale is None else e.scale / math.sqrt(3.0)
+        e.std = std
+        if e.action.rule == "nspl":
+            explicit = draw.fan_in is not None or draw.fan_out is not None
+            if explicit:
+                e.fans = (fan_in, fan_out)
+            own_n = n if explicit else self.mode_fan(shape, draw.mode)
+            # The op takes n from the shape (torch's layout) or the explicit fans; the gain
+            # that gives the std is draw.gain itself wherever those n agree (bit for bit
+            # fill_'s values), else std·sqrt(op's n).
+            if draw.scale == "fan" and own_n == n:
+                e.gain = draw.gain
+            elif std is not None:
+                e.gain = std * math.sqrt(own_n)
+
+    def mode_fan(self, shape: tuple[int, ...], mode: str) -> float:
+        fan_in, fan_out = self.shape_fans(shape)
+        return {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[mode]
+
+    def unmatched(self) -> list[RuleKey]:
+        return [key for (key, _), used in zip(self.rule_list, self.used) if not used]
+
+
+def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
+          param=None, scale="fan", rules=None, strict: bool = False, modules: Optional[list] = None) -> list[_Entry]:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
+    planner = _Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
+    entries = [planner.entry(aliases, tensor) for aliases, tensor in _named_parameters(module, modules)]
+    unmatched = planner.unmatched()
+    if unmatched:
+        message = (f"nspl_filler: rules {unmatched!r} match no parameter of the {type(module).__name__} "
+                   "(a tied parameter answers to each of its names; a module-type key with a random rule "
+                   "reaches only that module's weights)")
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
     return entries
 
 
@@ -269,63 +448,100 @@ def init_plan(
     gain: Optional[float] = None,
     nonlinearity: str = "relu",
     param: Optional[float] = None,
+    scale: str = "fan",
     rules: Optional[Rules] = None,
+    strict: bool = False,
 ) -> list[ParamInit]:
     """The report of what init_module_ with these arguments would do, one ParamInit per
     parameter in named_parameters order, without touching the module."""
-    return [e.record() for e in _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules)]
+    entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+    return [e.record() for e in entries]
 
 
 def format_report(records: Sequence[ParamInit]) -> str:
-    """The records as an aligned text table: name, shape, rule, fan, std."""
-    rows = [("name", "shape", "rule", "fan", "std")]
+    """The records as an aligned text table: name (and the names it is tied to), shape,
+    role, rule, fan, std."""
+    rows = [("name", "shape", "role", "rule", "fan", "std")]
     for r in records:
         rows.append((
-            r.name, "x".join(map(str, r.shape)) or "scalar", r.rule,
-            "" if r.fan is None else f"{r.fan:g}", "" if r.std is None else f"{r.std:.6g}",
+            r.name + "".join(f" = {alias}" for alias in r.aliases), "x".join(map(str, r.shape)) or "scalar",
+            r.role, r.rule, "" if r.fan is None else f"{r.fan:g}", "" if r.std is None else f"{r.std:.6g}",
         ))
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def _fill_random(entries: list[_Entry], key: Optional[int], start: int, generator: Optional[torch.Generator]) -> None:
-    """The random rules, in parameter order from block `start` of `key` (key None: from the
-    torch generator): NSPL parameters in one bulk call per (mode, alpha, ratio) and device,
-    the others one op call each; every call checked before the first writes."""
+def _place_in_stream(entries: list[_Entry], key: Optional[int], start: int) -> None:
+    """The stream of every entry that draws (random rules, and callables, which get a
+    generator of their own from their place): in parameter order, consecutive blocks from
+    block `start` of `key` (SPEC §4; key None: the op draws the position from the torch
+    generator, once per call). The one place that chooses a parameter's key and offset."""
     offsets = _consecutive_offsets([e.tensor for e in entries], start)
-    groups: dict[tuple, list[int]] = {}
-    for k, e in enumerate(entries):
-        if e.action.rule == "nspl":
-            groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(k)
+    for e, offset in zip(entries, offsets):
+        e.key, e.offset = key, offset
+
+
+def _callable_generator(entry: _Entry, torch_generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
+    """The generator a callable rule gets for its parameter: with a key, a torch.Generator
+    seeded from the parameter's place in the stream (Philox of its first block, in a
+    counter domain of its own), so every parameter gets other values and the same ones on
+    every call; without one, the torch generator of the call (None: torch's default)."""
+    if entry.key is None:
+        return torch_generator
+    words = _C.philox4x32_10([entry.offset & 0xFFFFFFFF, entry.offset >> 32, 1, 0],
+                             [entry.key & 0xFFFFFFFF, entry.key >> 32])
+    device = entry.tensor.device if entry.tensor.device.type in ("cpu", "cuda") else torch.device("cpu")
+    return torch.Generator(device=device).manual_seed(words[0] | (words[1] << 32))
+
+
+def _random_calls(entries: list[_Entry], generator: Optional[torch.Generator]) -> list[_OpCall]:
+    """The op calls of the random rules: NSPL parameters in one bulk call per
+    (alpha, ratio, mode) and device, the others (normal, uniform, NSPL with explicit fans)
+    one op call each."""
+    groups: dict[tuple, list[_Entry]] = {}
     calls: list[_OpCall] = []
-    for (mode, alpha, ratio), indices in groups.items():
-        calls += _nspl_many_calls(
-            [entries[k].tensor for k in indices], mode, alpha, ratio, [entries[k].draw.gain for k in indices], key,
-            [offsets[k] for k in indices], generator, names=[f"parameter {entries[k].name!r}" for k in indices],
+    for e in entries:
+        if e.std is None:  # scale "keep" on the meta device: no values, and a fill would write none
+            continue
+        if e.action.rule == "nspl" and e.fans is None:
+            groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(e)
+        elif e.action.rule in RANDOM_RULES:
+            calls.append(_one_call(e, generator))
+    bulk: list[_OpCall] = []
+    for (mode, alpha, ratio), group in groups.items():
+        key = group[0].key
+        bulk += _nspl_many_calls(
+            [e.tensor for e in group], mode, alpha, ratio, [e.gain for e in group], key,
+            [e.offset for e in group], generator, names=[f"parameter {e.name!r}" for e in group],
         )
-    for k, e in enumerate(entries):
-        if e.action.rule != "nspl":
-            calls.append(_one_call(e, None if key is None else as_signed64(key), 0 if key is None else offsets[k],
-                                   generator))
-    _run_all(calls)
+    return bulk + calls
 
 
-def _one_call(entry: _Entry, seed: Optional[int], offset: int, generator: Optional[torch.Generator]) -> _OpCall:
-    """The op call of a 'normal' or 'uniform' parameter."""
-    op, check = ((ops.normal_, _C.check_normal) if entry.action.rule == "normal"
-                 else (ops.symmetric_uniform_, _C.check_symmetric_uniform))
+def _one_call(entry: _Entry, generator: Optional[torch.Generator]) -> _OpCall:
+    """The op call of one 'normal', 'uniform' or explicit-fan 'nspl' parameter."""
     target, global_shape, global_start = local_shard(entry.tensor)
+    seed = None if entry.key is None else as_signed64(entry.key)
+    offset = 0 if entry.key is None else entry.offset
+    stream = dict(seed=seed, offset=offset, generator=generator, global_shape=global_shape,
+                  global_start=global_start)
+    if entry.action.rule == "nspl":
+        draw = entry.draw
+        args = (draw.mode, draw.alpha, draw.ratio, entry.gain, *entry.fans)
+        op, check = ops.nspl_, _C.check_nspl
+    else:
+        args = (entry.scale,)
+        op, check = ((ops.normal_, _C.check_normal) if entry.action.rule == "normal"
+                     else (ops.symmetric_uniform_, _C.check_symmetric_uniform))
 
     def check_call() -> None:
         try:
             _check_writable(target)
-            check(target, entry.scale, seed, offset, generator is not None, global_shape, global_start)
+            check(target, *args, seed, offset, generator is not None, global_shape, global_start)
         except (RuntimeError, ValueError) as error:
             raise _named(error, f"parameter {entry.name!r}, rule {entry.action.label()!r}") from None
 
     def run() -> None:
-        op(target, entry.scale, seed=seed, offset=offset, generator=generator, global_shape=global_shape,
-           global_start=global_start)
+        op(target, *args, **stream)
 
     return _OpCall(check_call, run)
 
@@ -343,6 +559,62 @@ def _zero_padding_rows(entries: list[_Entry]) -> None:
             target[row].zero_()
 
 
+def _constants(entries: list[_Entry]) -> dict[float, list[Tensor]]:
+    by_value: dict[float, list[Tensor]] = {}
+    for e in entries:
+        if e.action.rule in ("zeros", "ones", "constant"):
+            value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
+            by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
+    return by_value
+
+
+def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[int], generator: GeneratorLike,
+                check_only: bool = False) -> None:
+    """Writes the plan: the stream, then every op call and constant checked, then written.
+    `check_only`: make every check, write nothing (and advance no Generator)."""
+    drawing = [e for e in entries if e.action.rule in RANDOM_RULES or e.action.rule == "custom"]
+    random = [e for e in drawing if e.action.rule in RANDOM_RULES]
+    with torch.no_grad():
+        by_value = _constants(entries)
+        # The constants are written after the random rules: check now what could refuse them.
+        for targets in by_value.values():
+            for target in targets:
+                _check_writable(target)
+        if check_only:
+            # The checks do not depend on the key: a stand-in serves where the key would come
+            # from a torch generator, which must not be drawn from by a pass that writes nothing.
+            key, start = (generator.get_state() if isinstance(generator, Generator)
+                          else (_check_stream(seed, generator) or 0, 0))
+            _place_in_stream(drawing, key, start)
+            for call in _random_calls(random, None):
+                call.check()
+            return
+        torch_generator: list[Optional[torch.Generator]] = [None]
+
+        def fill(key: Optional[int], start: int, torch_gen: Optional[torch.Generator]) -> None:
+            _place_in_stream(drawing, key, start)
+            torch_generator[0] = torch_gen
+            _run_all(_random_calls(random, torch_gen))
+
+        if drawing:
+            _with_stream([e.tensor for e in drawing], seed, generator, fill)
+        for value, targets in by_value.items():
+            # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
+            torch._foreach_zero_(targets)
+            if value != 0.0:
+                torch._foreach_add_(targets, value)
+        for e in drawing:
+            if e.action.rule == "custom":
+                if e.action.takes_generator:
+                    e.action.function(e.tensor, generator=_callable_generator(e, torch_generator[0]))
+                else:
+                    e.action.function(e.tensor)
+        _zero_padding_rows(entries)
+        for m in modules:
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+                m.reset_running_stats()
+
+
 def init_module_(
     module: nn.Module,
     *,
@@ -352,24 +624,33 @@ def init_module_(
     gain: Optional[float] = None,
     nonlinearity: str = "relu",
     param: Optional[float] = None,
+    scale: str = "fan",
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
     rules: Optional[Rules] = None,
+    strict: bool = False,
     verbose: bool = False,
 ) -> nn.Module:
-    """Initialise every parameter of `module` (nested modules included) in place; return it.
+    """Initialise the parameters of `module` (nested modules included) in place; return it.
 
-    Default rules, per parameter, in ``module.named_parameters()`` order (a tied parameter
-    once, under its first name):
+    Default rules, by the role of each parameter, in ``module.named_parameters()`` order (a
+    tied or shared parameter once, under its first name, and answering rules by every name):
 
-    - 1-D (or scalar) parameters of norm layers (BatchNorm, InstanceNorm, LayerNorm, GroupNorm,
-      RMSNorm, and any module whose class name ends in "Norm"): weight 1, bias 0;
-    - parameters with >= 2 dims (linear, conv, embedding, attention projections): NSPL with
-      Var[w] = gain² / n, n from the tensor's fans by `mode`, gain = `gain` or
-      calculate_gain(nonlinearity, param) (sqrt(2) for the default 'relu');
-    - other parameters whose name ends in "bias": 0;
-    - other 1-D or scalar parameters: left as they are ("skip"). After ``to_empty`` such
-      parameters hold garbage: give them a rule.
+    - "layer": the weights of layer modules (Linear, Bilinear, Conv*d, ConvTranspose*d,
+      MultiheadAttention's own projections, RNN / LSTM / GRU weights, transformers' Conv1D,
+      and any type given to register_layout): NSPL with Var[w] = gain² / n, n from the fans
+      of the layer's layout by `mode` (so a weight stored (in, out) gets its true fans),
+      gain = `gain` or calculate_gain(nonlinearity, param) (sqrt(2) for the default 'relu');
+    - "embedding": nn.Embedding / nn.EmbeddingBag tables: the rule EMBEDDING_RULE, NSPL
+      with gain 1 and n = embedding_dim (the fan_in of a table tied to an output layer);
+    - everything else ("norm": the parameters of norm layers; "other": biases, position
+      embeddings, class tokens, layer scales, ...): kept as the model made them ("keep").
+
+    `scale`: "fan" (the default, above) or "keep": each random rule fills its tensor with
+    NSPL (or its rule's law) at the std the tensor has now, over the whole tensor, so that
+    the model's own variance recipe (small heads, residual scaling, ...) is kept and NSPL
+    gives the shape; a tensor of std 0 (zeros, a constant) keeps its values. Needs values:
+    NaN or infinity, as uninitialised memory holds, is a ValueError.
 
     Also, as the modules' own reset_parameters do: BatchNorm / InstanceNorm running statistics
     are reset, and the padding_idx row of an nn.Embedding / nn.EmbeddingBag weight that gets
@@ -380,63 +661,45 @@ def init_module_(
 
     - key: a glob on the qualified name (``"*.embed.weight"``; ``*`` also matches dots), a
       compiled regex (``re.compile(r"layers\\.\\d+\\.attn\\..*")``, full match), a module type
-      (``nn.LayerNorm``: the parameters that modules of that type own), or a predicate
-      ``(name, param, module) -> bool``;
+      (``nn.LayerNorm``: the parameters that modules of that type own; with a random rule,
+      only their weights), or a predicate ``(name, param, module) -> bool``;
     - rule: ``"nspl"``, ``"normal"`` (Gaussian, same variance gain² / n), ``"uniform"``
-      (symmetric uniform, bound sqrt(3)·gain / sqrt(n)), ``"zeros"``, ``"ones"``, ``"skip"``
-      (alias ``"keep"``), a number (constant), a dict with "init" (one of the random rules,
-      default "nspl") and options: mode, gain, nonlinearity, param, plus alpha / ratio (nspl),
-      std (normal) or bound (uniform); or a callable ``f(param)`` that initialises the
-      parameter itself (with its own randomness) under no_grad.
+      (symmetric uniform, bound sqrt(3)·gain / sqrt(n)), ``"zeros"``, ``"ones"``, ``"keep"``
+      (alias ``"skip"``), a number (constant), a dict with "init" (one of the random rules,
+      default "nspl") and options: mode, gain, nonlinearity, param, scale, fan_in, fan_out
+      (explicit fans win over the layout's; a 1-D tensor needs the ones its mode uses), plus
+      alpha / ratio (nspl), std (normal) or bound (uniform); or a callable ``f(param)`` that
+      initialises the parameter itself under no_grad. A callable that takes a ``generator``
+      keyword gets the parameter's own torch.Generator: with ``seed`` or an
+      nspl_filler.Generator one seeded from the parameter's place in the stream, so
+      ``lambda p, generator: fill_(p.T, generator=generator)`` gives each parameter its own
+      values, the same on every call; with a torch generator or none, that one (or None).
 
-    Randomness: the random rules draw, in parameter order, from one stream: with ``seed=s``
-    or an nspl_filler.Generator exactly as filling the parameters one by one from one
-    nspl_filler.Generator (so a model built on meta and materialised with to_empty gets the
-    values a model built directly gets); with a torch.Generator or none, from that generator
-    (or the default one), with DTensor parameters through a key agreed across their mesh
-    (see fill_). DTensor / FSDP2 parameters get on each rank the values of their slices of the
-    unsharded parameters; constants and callables act on the local shards and the DTensors.
+    A rule whose key matches no parameter warns (``strict=True``: ValueError).
+
+    Randomness: the random rules and callables take, in parameter order, consecutive blocks
+    of one stream: with ``seed=s`` or an nspl_filler.Generator exactly as filling the
+    parameters one by one from one nspl_filler.Generator; with a torch.Generator or none,
+    from that generator (or the default one), with DTensor parameters through a key agreed
+    across their mesh (see fill_). DTensor / FSDP2 parameters get on each rank the values of
+    their slices of the unsharded parameters; constants and callables act on the local
+    shards and the DTensors.
 
     A parameter without elements (e.g. of ``nn.Linear(0, 5)``) is skipped whatever its rule,
-    except a callable: the report says "skip (no elements)".
+    except a callable: the report says "keep (no elements)".
 
     All or nothing: every rule, every parameter and every bulk call (one per (mode, alpha,
     ratio) and device) is checked, with the checks the ops make, before anything is written;
     an error names the parameter. `verbose=True` prints the report (see init_plan and
-    format_report: name, shape, rule, fan, std).
+    format_report: name, shape, role, rule, fan, std).
     """
     _check_stream(seed, generator)
     modules: list[nn.Module] = []
-    entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, rules, modules)
-    random = [e for e in entries if e.action.rule in RANDOM_RULES]
-    with torch.no_grad():
-        by_value: dict[float, list[Tensor]] = {}
-        for e in entries:
-            if e.action.rule in ("zeros", "ones", "constant"):
-                value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
-                by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
-        # The constants are written after the random rules: check now what could refuse them.
-        for targets in by_value.values():
-            for target in targets:
-                _check_writable(target)
-        if random:
-            _with_stream([e.tensor for e in random], seed, generator,
-                         lambda key, start, torch_generator: _fill_random(random, key, start, torch_generator))
-        for value, targets in by_value.items():
-            # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
-            torch._foreach_zero_(targets)
-            if value != 0.0:
-                torch._foreach_add_(targets, value)
-        for e in entries:
-            if e.action.rule == "custom":
-                e.action.function(e.tensor)
-        _zero_padding_rows(entries)
-        for m in modules:
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
-                m.reset_running_stats()
+    entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict, modules)
+    _initialise(entries, modules, seed, generator)
     if verbose:
         print(format_report([e.record() for e in entries]))
     return module
 
 
-__all__ = ["ParamInit", "format_report", "init_module_", "init_plan"]
+__all__ = ["EMBEDDING_RULE", "ParamInit", "SCALES", "format_report", "init_module_", "init_plan"]

@@ -14,5 +14,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q "$TORCH_SPEC" numpy scipy pytest hypothesis ninja pybind11 setuptools wheel
+# The model and weight-file tests: transformers builds BERT, GPT-2 and Llama from tiny configs
+# (no downloads), safetensors reads and writes .safetensors files. Pure Python and small wheels.
+.venv/bin/python -m pip install -q transformers safetensors
 MAX_JOBS=${MAX_JOBS:-$(nproc)} .venv/bin/python -m pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import nspl_filler, torch; print(f'nspl_filler {nspl_filler.__version__} built for torch {torch.__version__} (CUDA kernels: {nspl_filler.cuda_built})')"

@@ -42,13 +42,13 @@ def test_layouts_without_a_kernel_are_the_type_error_of_fill_everywhere():
 def test_zero_element_parameters_are_skipped_and_reported():
     layer = nn.Linear(0, 5)
     report = init_plan(layer)
-    assert [(r.name, r.rule) for r in report] == [("weight", "skip (no elements)"), ("bias", "zeros")]
-    assert init_module_(layer, seed=0) is layer
+    assert [(r.name, r.rule) for r in report] == [("weight", "keep (no elements)"), ("bias", "keep")]
+    assert init_module_(layer, seed=0, rules={"bias": "zeros"}) is layer
     assert layer.bias.eq(0).all()
     model = nn.Sequential(nn.Linear(3, 0), nn.Linear(0, 4))
     init_module_(model, seed=0, rules={"*.bias": 0.5})
     assert model[1].bias.eq(0.5).all()
-    assert [r.rule for r in init_plan(model)][:2] == ["skip (no elements)", "skip (no elements)"]
+    assert [r.rule for r in init_plan(model)][:3] == ["keep (no elements)", "keep", "keep (no elements)"]
 
 
 # ------------------------------------------------------------------ one type rule for seeds and numbers

@@ -55,7 +55,7 @@ def test_backward_through_a_graph_that_saved_the_tensor_raises(entry):
 def test_init_module_bumps_every_parameter_it_writes():
     model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
     model[2].weight.requires_grad_(False)
-    rules = {"2.weight": "normal", "2.bias": 0.5}
+    rules = {"2.weight": "normal", "2.bias": 0.5, "0.bias": "zeros", nn.LayerNorm: "ones"}
     versions = {name: p._version for name, p in model.named_parameters()}
     out = model(torch.ones(3, 4)).sum()
     init_module_(model, seed=0, rules=rules)
@@ -63,6 +63,10 @@ def test_init_module_bumps_every_parameter_it_writes():
         assert p._version > versions[name], name
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward()
+    # What the defaults keep is not written at all.
+    versions = {name: p._version for name, p in model.named_parameters()}
+    init_module_(model, seed=0)
+    assert [name for name, p in model.named_parameters() if p._version > versions[name]] == ["0.weight", "2.weight"]
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

@@ -1,6 +1,7 @@
 """DTensor shards and FSDP2 (fully_shard) models: every rank fills its shard with exactly the
 values its slice has in a single-process fill. Two processes on gloo (CPU); the same checks
 on NCCL where two GPUs are visible."""
+import copy
 import sys
 
 import pytest
@@ -85,6 +86,11 @@ def check_fill(mesh, device):
         fill_(partial, seed=0)
 
 
+# A model built on meta and materialised with to_empty holds garbage where init_module_ would
+# keep values: biases and norm layers get rules.
+RULES = [("*.bias", "zeros"), (nn.LayerNorm, "ones")]
+
+
 def check_fsdp(mesh, device):
     from torch.distributed.fsdp import fully_shard
 
@@ -100,20 +106,35 @@ def check_fsdp(mesh, device):
         if build_on_meta:
             model.to_empty(device=device)
         assert all(nspl_filler.sharded.is_dtensor(p) for p in model.parameters())
-        init_module_(model, seed=21)
-        reference = init_module_(Net(), seed=21)
+        init_module_(model, seed=21, rules=RULES)
+        reference = init_module_(Net(), seed=21, rules=RULES)
         names = [name for name, _ in reference.named_parameters()]
         assert [name for name, _ in model.named_parameters()] == names
         for (name, p), q in zip(model.named_parameters(), reference.parameters()):
             assert torch.equal(p.full_tensor().cpu(), q.detach()), name
+
+    # scale "keep": the std of each global tensor, measured across the mesh.
+    own = copy.deepcopy(reference)
+    with torch.no_grad():
+        own.blocks[0][2].weight.mul_(0.01)
+        own.head.weight.zero_()
+    from torch.distributed.tensor import distribute_tensor
+
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), own.parameters()):
+            p.copy_(distribute_tensor(q.detach().to(device), mesh, p.placements))
+    init_module_(model, seed=3, scale="keep", rules=RULES)
+    init_module_(own, seed=3, scale="keep", rules=RULES)
+    for (name, p), q in zip(model.named_parameters(), own.parameters()):
+        assert torch.allclose(p.full_tensor().cpu(), q.detach(), rtol=1e-5, atol=0), name
 
     # A torch generator: the key is agreed across the mesh.
     rank = dist.get_rank()
     torch.manual_seed(50 + rank)
     key = nspl_filler.sharded.agreed_key(mesh, None)
     torch.manual_seed(50 + rank)
-    init_module_(model)
-    reference = init_module_(Net(), seed=key)
+    init_module_(model, rules=RULES)
+    reference = init_module_(Net(), seed=key, rules=RULES)
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         assert torch.equal(p.full_tensor().cpu(), q.detach()), name
 

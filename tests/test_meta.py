@@ -1,0 +1,134 @@
+"""empty_weights + materialize_: weights on meta, buffers and kept parameters real; ties
+restored and filled once; buffers without values refused; all checks before anything moves."""
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from nspl_filler import Generator, empty_weights, init_module_, materialize_
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 8, padding_idx=0)
+        self.norm = nn.LayerNorm(8)
+        self.bn = nn.BatchNorm1d(8)
+        self.hidden = nn.Linear(8, 8)
+        self.decoder = nn.Linear(8, 11, bias=False)
+        self.decoder.weight = self.embed.weight  # tied
+        self.scale = nn.Parameter(torch.full((8,), 0.5))  # kept
+        self.register_buffer("positions", torch.arange(8))
+        self.register_buffer("frequencies", 1.0 / (10000 ** (torch.arange(0, 8, 2) / 8)), persistent=False)
+
+    def forward(self, ids):
+        x = self.norm(self.embed(ids) * self.scale + self.frequencies.repeat(2))
+        x = self.bn(self.hidden(x).transpose(1, 2)).transpose(1, 2)
+        return self.decoder(x)
+
+
+def test_empty_weights_puts_the_weights_on_meta_and_keeps_the_rest_real():
+    with empty_weights():
+        net = Net()
+    meta = {name for name, p in net.named_parameters() if p.is_meta}
+    assert meta == {"embed.weight", "hidden.weight"}  # decoder.weight is embed.weight
+    assert net.decoder.weight is net.embed.weight
+    assert torch.equal(net.positions, torch.arange(8)) and not net.frequencies.is_meta
+    assert torch.equal(net.scale, torch.full((8,), 0.5)) and torch.equal(net.norm.weight, torch.ones(8))
+    assert net.hidden.weight.requires_grad
+    assert nn.Module.register_parameter.__name__ == "register_parameter"  # restored
+
+
+def test_materialize_equals_direct_construction():
+    torch.manual_seed(0)
+    direct = init_module_(Net(), seed=3).eval()
+    torch.manual_seed(0)
+    with empty_weights():
+        deferred = Net()
+    assert materialize_(deferred, "cpu", seed=3) is deferred
+    deferred.eval()
+    assert deferred.decoder.weight is deferred.embed.weight
+    assert not any(t.is_meta for t in deferred.state_dict().values())
+    a, b = direct.state_dict(), deferred.state_dict()
+    for name in a:
+        if name != "hidden.bias":  # a kept bias that torch draws at random, after a weight that drew none on meta
+            assert torch.equal(a[name], b[name]), name
+    ids = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    deferred.hidden.bias.data.copy_(direct.hidden.bias)
+    assert torch.equal(direct(ids), deferred(ids))
+
+
+def test_materialize_takes_init_module_arguments_and_a_generator():
+    with empty_weights():
+        a = Net()
+    with empty_weights():
+        b = Net()
+    g = Generator(5, offset=7)
+    materialize_(a, "cpu", generator=g, mode="fan_out", rules={"hidden.bias": "zeros"})
+    materialize_(b, "cpu", generator=Generator(5, offset=7), mode="fan_out", rules={"hidden.bias": "zeros"})
+    assert torch.equal(a.hidden.weight, b.hidden.weight) and a.hidden.bias.eq(0).all()
+    assert g.offset == 7 + math.ceil(11 * 8 / 4) + math.ceil(8 * 8 / 4)  # the tied table once
+
+
+def test_a_model_built_all_on_meta_is_refused_before_anything_moves():
+    with torch.device("meta"):
+        net = Net()
+    with pytest.raises(ValueError, match=r"\['scale \(keep\)', 'norm.weight \(keep\)', 'norm.bias \(keep\)', 'bn.weight .*"
+                       "are on the meta device"):
+        materialize_(net, "cpu", seed=0)
+    writes = [("*.bias", "zeros"), (lambda name, p, m: p.dim() == 1, "ones")]
+    with pytest.raises(ValueError, match=r"buffers \['positions', 'frequencies'\] are on the meta device"):
+        materialize_(net, "cpu", seed=0, rules=writes)
+    assert all(p.is_meta for p in net.parameters())  # nothing moved
+    with pytest.warns(UserWarning, match="uninitialised memory"):
+        materialize_(net, "cpu", seed=0, rules=writes, meta_buffers="warn")
+    assert not any(t.is_meta for t in net.state_dict().values())
+    assert torch.equal(net.bn.running_var, torch.ones(8))  # reset, not refused
+    assert net.decoder.weight is net.embed.weight
+
+
+def test_bad_arguments_and_refusals_leave_the_model_on_meta():
+    with empty_weights():
+        net = Net()
+    for call, error, match in [
+        (lambda: materialize_(net, "meta", seed=0), ValueError, "device"),
+        (lambda: materialize_(net, "cpu", meta_buffers="zeros"), ValueError, "meta_buffers"),
+        (lambda: materialize_(net, "cpu", seeds=0), TypeError, "seeds"),
+        (lambda: materialize_(net, "cpu", seed=0, scale="keep"), ValueError, r"'embed.weight \(nspl\(gain=1.0\) \(own std\)\)'"),
+        (lambda: materialize_(net, "cpu", seed=0, rules={"hidden.weight": "keep"}), ValueError, "hidden.weight"),
+        (lambda: materialize_(net, "cpu", seed=0, rules={"hidden.weight": {"alpha": math.nan}}), ValueError, "alpha"),
+        (lambda: materialize_(net.half(), "cpu", seed=0, rules={"hidden.weight": {"gain": 1e6}}), ValueError,
+         "overflows"),
+        (lambda: materialize_(net, "cpu", seed=0, generator=Generator(0)), ValueError, "not both"),
+        (lambda: materialize_(torch.zeros(2), "cpu"), TypeError, "Module"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+        assert net.hidden.weight.is_meta and net.embed.weight.is_meta
+
+
+def test_a_model_with_no_parameters_and_a_real_model_move_as_they_are():
+    buffers_only = nn.BatchNorm1d(4, affine=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert materialize_(buffers_only, "cpu", seed=0) is buffers_only
+    real = nn.Linear(3, 3)
+    bias = real.bias
+    materialize_(real, "cpu", seed=0)
+    assert real.bias is bias  # already on the device: the same Parameter
+
+
+def test_empty_weights_nests_and_restores_on_error():
+    register = nn.Module.register_parameter
+    with empty_weights():
+        with empty_weights():
+            inner = nn.Linear(3, 3)
+        outer = nn.Linear(3, 3)
+    assert inner.weight.is_meta and outer.weight.is_meta and not outer.bias.is_meta
+    with pytest.raises(RuntimeError, match="boom"):
+        with empty_weights():
+            raise RuntimeError("boom")
+    assert nn.Module.register_parameter is register
+    assert not nn.Linear(3, 3).weight.is_meta

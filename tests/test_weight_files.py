@@ -1,0 +1,131 @@
+"""Weights on disk: fit takes a path; load_weights reads safetensors by content whatever the
+name, sharded indexes, Hugging Face model folders and torch.load's files; the fit command
+says what it reads."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from nspl_filler import fit, load_weights
+from nspl_filler.__main__ import _build_parser, main
+
+safetensors_torch = pytest.importorskip("safetensors.torch", reason="needs safetensors (pip install safetensors)")
+
+
+def state():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "features.weight": (torch.rand(32, 64, generator=g) * 10).exp_().mul_(torch.randn(32, 64, generator=g).sign()),
+        "features.bias": torch.zeros(32),
+        "head.weight": torch.randn(40, 32, generator=g),
+        "steps": torch.tensor(3),
+    }
+
+
+def same(a, b):
+    """The same tensors under the same names (a safetensors file keeps no order of its own)."""
+    return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_takes_a_path(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(state(), path)
+    by_path, by_value = fit(path), fit(state())
+    assert list(by_path) == list(by_value) == ["features.weight", "head.weight"]
+    assert all(by_path[k].alpha == by_value[k].alpha for k in by_path)
+    assert list(fit(str(path))) == list(by_path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        fit(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "weights.bin", "weights.pt", "weights"])
+def test_safetensors_are_read_by_content_whatever_the_name(tmp_path, name):
+    path = tmp_path / name
+    safetensors_torch.save_file(state(), path)
+    assert same(load_weights(path), state())
+
+
+def test_a_torch_file_named_safetensors_is_read_by_torch(tmp_path):
+    path = tmp_path / "model.safetensors"
+    torch.save({"state_dict": state()}, path)
+    assert same(load_weights(path), state())
+
+
+def test_hugging_face_folders(tmp_path):
+    shards = {"model-00001-of-00002.safetensors": ["features.weight", "features.bias"],
+              "model-00002-of-00002.safetensors": ["head.weight", "steps"]}
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for file, names in shards.items():
+        safetensors_torch.save_file({k: state()[k] for k in names}, sharded / file)
+    index = {"metadata": {}, "weight_map": {k: file for file, names in shards.items() for k in names}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert same(load_weights(sharded), state())
+    assert same(load_weights(sharded / "model.safetensors.index.json"), state())
+
+    single = tmp_path / "single"
+    single.mkdir()
+    torch.save(state(), single / "pytorch_model.bin")
+    assert same(load_weights(single), state())
+    safetensors_torch.save_file({"only.weight": torch.ones(2, 2)}, single / "model.safetensors")
+    assert list(load_weights(single)) == ["only.weight"]  # model.safetensors comes first
+
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    torch.save({"features.weight": state()["features.weight"]}, bins / "a.bin")
+    torch.save({"head.weight": state()["head.weight"]}, bins / "b.bin")
+    weight_map = {"features.weight": "a.bin", "head.weight": "b.bin"}
+    (bins / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    assert same(load_weights(bins), {k: state()[k] for k in weight_map})
+
+
+def test_a_folder_that_transformers_saved(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="needs transformers")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config = transformers.GPT2Config(vocab_size=97, n_embd=64, n_layer=2, n_head=4, n_positions=32,
+                                     bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(tmp_path / "one")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    expected = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied: saved once
+    for folder in ("one", "sharded"):
+        loaded = load_weights(tmp_path / folder)
+        assert sorted(loaded) == sorted(expected), folder
+        assert all(torch.equal(loaded[k], expected[k]) for k in expected), folder
+    assert main(["fit", str(tmp_path / "sharded"), "--layer-min-size", "1000"]) == 0
+
+
+def test_bad_files_and_folders(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IsADirectoryError, match="model.safetensors"):
+        load_weights(empty)
+    broken = tmp_path / "broken.safetensors"
+    header = json.dumps({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    broken.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)  # 16 bytes promised, 4 there
+    with pytest.raises(ValueError, match="safetensors"):
+        load_weights(broken)
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "missing.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_weights(index)
+    index.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="weight_map"):
+        load_weights(index)
+
+
+def test_the_fit_command_says_what_it_reads():
+    commands = next(a for a in _build_parser()._actions if a.dest == "command")
+    help_text = " ".join(a.help for a in commands.choices["fit"]._actions if a.dest == "checkpoint")
+    assert "safetensors" in help_text and "folder" in help_text and ".pth" in help_text
+
+
+def test_the_fit_command_reads_a_safetensors_file(tmp_path, capsys):
+    path = tmp_path / "weights.bin"
+    safetensors_torch.save_file(state(), path)
+    assert main(["fit", str(path), "--layer-min-size", "1000"]) == 0
+    assert "features.weight" in capsys.readouterr().out
+    assert Path(path).is_file()
