@@ -13,6 +13,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy scipy pytest ninja pybind11 setuptools wheel
+# scikit-learn: its digits are the data of the convergence study's smoke test.
+.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy scipy scikit-learn pytest ninja pybind11 setuptools wheel
 MAX_JOBS=${MAX_JOBS:-$(nproc)} .venv/bin/python -m pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import nspl_filler, torch; print(f'nspl_filler {nspl_filler.__version__} built for torch {torch.__version__} (CUDA kernels: {nspl_filler.cuda_built})')"
