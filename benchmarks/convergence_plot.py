@@ -33,13 +33,14 @@ def _shown(result: dict) -> list[str]:
 def plot_study(result: dict, path: str) -> None:
     """Writes the figure of one study to `path`: (a) the training loss, trailing mean of the
     thresholds' window, geometric mean over seeds with its 95% band, log scale; (b) the test
-    accuracy at the evaluation steps, mean and 95% band; (c) with the NSPL grid, the mean
-    paired difference of final test accuracy with He normal for each (alpha, ratio)."""
+    accuracy at the evaluation steps, mean and 95% band; (c, d) with the NSPL grid, the mean
+    paired differences with He normal of final test accuracy and of steps to the loss
+    threshold, for each (alpha, ratio)."""
     window = result["thresholds"]["window"]
     names = _shown(result)
     grid = _grid(result)
-    fig = Figure(figsize=(15 if grid else 10.5, 4.2), layout="constrained")
-    axes = fig.subplots(1, 3 if grid else 2)
+    fig = Figure(figsize=(20 if grid else 10.5, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2 + len(GRID_PANELS) if grid else 2)
     loss_ax, acc_ax = axes[0], axes[1]
     for name in names:
         colour = COLOURS.get(name, "tab:orange")
@@ -63,7 +64,8 @@ def plot_study(result: dict, path: str) -> None:
     low_acc = min((100 * min(r["test_acc"]) for r in result["runs"] if r["test_acc"]), default=0)
     acc_ax.set_ylim(max(low_acc - 2, 0), 100)
     if grid:
-        _grid_panel(fig, axes[2], result, *grid)
+        for ax, panel in zip(axes[2:], GRID_PANELS):
+            _grid_panel(fig, ax, result, *grid, *panel)
     fig.savefig(path, dpi=110)
 
 
@@ -78,20 +80,27 @@ def _grid(result: dict):
     return points, alphas, ratios
 
 
-def _grid_panel(fig: Figure, ax, result: dict, points: dict, alphas: list, ratios: list) -> None:
+# The grid panels: (endpoint, scale, title); a lower step count is better, so its colours flip.
+GRID_PANELS = (("final_test_acc", 100.0, "final test acc, pp"), ("steps_to_loss", 1.0, "steps to the loss threshold"))
+
+
+def _grid_panel(fig: Figure, ax, result: dict, points: dict, alphas: list, ratios: list,
+                endpoint: str, scale: float, title: str) -> None:
     rows = result["summary"]["inits"]
-    values = np.array([[100 * rows[points[(a, r)]]["vs_reference"]["final_test_acc"]["difference"]["mean"]
-                        for r in ratios] for a in alphas])
-    limit = max(np.nanmax(np.abs(values)), 0.1)
-    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    for i, a in enumerate(alphas):
-        for j, r in enumerate(ratios):
-            comparison = rows[points[(a, r)]]["vs_reference"]["final_test_acc"]
-            mark = "*" if math.isfinite(comparison["p_holm"]) and comparison["p_holm"] < 0.05 else ""
-            ax.text(j, i, f"{values[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=9)
+    comparisons = [[rows[points[(a, r)]]["vs_reference"][endpoint] for r in ratios] for a in alphas]
+    values = np.array([[scale * c["difference"]["mean"] for c in row] for row in comparisons])
+    limit = float(np.nanmax(np.abs(values))) or 1.0
+    cmap = "RdBu" if endpoint == "final_test_acc" else "RdBu_r"
+    image = ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(alphas)):
+        for j in range(len(ratios)):
+            p_holm = comparisons[i][j]["p_holm"]
+            mark = "*" if math.isfinite(p_holm) and p_holm < 0.05 else ""
+            ax.text(j, i, f"{values[i, j]:+.{1 if scale > 1 else 0}f}{mark}", ha="center", va="center", fontsize=9,
+                    color="white" if abs(values[i, j]) > 0.6 * limit else "black")
     ax.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-    ax.set(xlabel="ratio", ylabel="alpha", title="NSPL − He normal, final test acc (pp)\n* Holm p < 0.05")
+    ax.set(xlabel="ratio", ylabel="alpha", title=f"NSPL − He normal: {title}\nmean of paired differences, * Holm p < 0.05")
     fig.colorbar(image, ax=ax, shrink=0.8)
 
 
