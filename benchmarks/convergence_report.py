@@ -32,6 +32,9 @@ WINDOW = 20
 # The paired comparisons against the reference, each a family of its own for Holm.
 ENDPOINTS = ("final_test_acc", "steps_to_loss", "steps_to_acc")
 DEFAULTS = "nspl"
+# A run that ends below twice the chance accuracy of the 10 digit classes did not learn (a
+# ReLU network whose units all died, say), whether or not its loss stayed finite.
+FAILED_ACCURACY = 0.2
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,9 @@ def steps_to(run: dict, key: str, threshold: float, below: bool, window: int) ->
 
 def summarise(result: dict) -> dict:
     """The summary of a study's record (convergence.run_study): per initialiser, the runs,
-    divergences, final test accuracy (interval), steps to each threshold (per seed, how many
-    reached it, and the interval with the others counted at the step budget: see
-    convergence_stats.censored), and for every initialiser but the reference the paired
+    divergences and failures (diverged, or ended below FAILED_ACCURACY), final test accuracy
+    (interval), steps to each threshold (per seed, how many reached it, and the interval
+    with the others counted at the step budget: see convergence_stats.censored), and for every initialiser but the reference the paired
     comparisons with the reference on ENDPOINTS, Holm-corrected per endpoint; every other
     NSPL point is also compared with the NSPL defaults ('vs_nspl_defaults'), likewise."""
     th = Thresholds(**result["thresholds"])
@@ -87,6 +90,7 @@ def summarise(result: dict) -> dict:
             "nspl": None if nspl is None else {"alpha": nspl[0], "ratio": nspl[1]},
             "runs": len(runs),
             "diverged": sum(r["diverged"] for r in runs),
+            "failed": sum(r["diverged"] or r["final_test_acc"] < FAILED_ACCURACY for r in runs),
             "final_test_acc": st.interval(values[name]["final_test_acc"]).as_dict(),
             "steps_to_loss": {"per_seed": loss_steps, "reached": sum(s is not None for s in loss_steps),
                               "censored_interval": st.interval(values[name]["steps_to_loss"]).as_dict()},
@@ -179,9 +183,9 @@ def markdown(result: dict) -> str:
              f"Differences are initialiser − {summary['reference']}, paired by seed: mean [95% CI]; "
              f"{summary['test']} ({summary['comparisons_per_endpoint']} comparisons per endpoint). "
              "Steps: mean over seeds, a run that never reached the threshold counted at the budget "
-             "(reached/runs in brackets).", "",
+             f"(reached/runs in brackets). Failed: diverged, or final test accuracy below {FAILED_ACCURACY:.0%}.", "",
              f"| init | test acc % [95% CI] | Δ acc, pp | steps to loss ≤ {th['loss']:g} | Δ steps (loss) | "
-             f"steps to acc ≥ {th['accuracy']:g} | Δ steps (acc) | diverged |",
+             f"steps to acc ≥ {th['accuracy']:g} | Δ steps (acc) | diverged / failed |",
              "|---|---|---|---|---|---|---|---:|"]
     for name in result["inits"]:
         row = summary["inits"][name]
@@ -190,7 +194,7 @@ def markdown(result: dict) -> str:
             f"| {name} | {_acc_cell(row['final_test_acc'])} | {_difference_cell(vs.get('final_test_acc'), 100, 1)} | "
             f"{_steps_cell(row['steps_to_loss'], row['runs'])} | {_difference_cell(vs.get('steps_to_loss'), 1, 0)} | "
             f"{_steps_cell(row['steps_to_acc'], row['runs'])} | {_difference_cell(vs.get('steps_to_acc'), 1, 0)} | "
-            f"{row['diverged']} |")
+            f"{row['diverged']} / {row['failed']} |")
     return "\n".join(lines)
 
 
@@ -278,15 +282,25 @@ def read_json(path: str) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Combines studies' JSON files into one markdown file (overview, then each table) and,
-    with --plot, one figure of the paired differences; returns 0."""
+    with --plot, one figure of the paired differences; with --resummarise, first brings each
+    file's summary and table up to date with this module; returns 0."""
     p = argparse.ArgumentParser(description="Combine convergence studies into one report.")
     p.add_argument("files", nargs="*", help="JSON files of convergence.py (default: benchmarks/results/convergence_*.json)")
     p.add_argument("--markdown", default="", help="write the combined markdown here")
     p.add_argument("--plot", default="", help="write the figure of paired differences here (needs matplotlib)")
+    p.add_argument("--resummarise", action="store_true",
+                   help="recompute each file's summary from its runs and rewrite it and its .md table "
+                        "(after a change to the statistics; the runs are kept as they are)")
     args = p.parse_args(argv)
     files = args.files or sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                         "results", "convergence_*.json")))
     results = [read_json(f) for f in files]
+    if args.resummarise:
+        for path, result in zip(files, results):
+            result["summary"] = summarise(result)
+            write_json(result, path)
+            with open(os.path.splitext(path)[0] + ".md", "w") as f:
+                f.write(markdown(result) + "\n")
     text = "\n\n".join([overview(results)] + [markdown(r) for r in results]) + "\n"
     print(text)
     if args.markdown:
