@@ -75,7 +75,7 @@ def _grid(result: dict):
               if r["nspl"] is not None and "vs_reference" in r}
     alphas = sorted({a for a, _ in points})
     ratios = sorted({r for _, r in points})
-    if len(alphas) < 2 or len(ratios) < 2 or len(points) != len(alphas) * len(ratios):
+    if len(alphas) < 2 or len(ratios) < 2:
         return None
     return points, alphas, ratios
 
@@ -87,13 +87,19 @@ GRID_PANELS = (("final_test_acc", 100.0, "final test acc, pp"), ("steps_to_loss"
 def _grid_panel(fig: Figure, ax, result: dict, points: dict, alphas: list, ratios: list,
                 endpoint: str, scale: float, title: str) -> None:
     rows = result["summary"]["inits"]
-    comparisons = [[rows[points[(a, r)]]["vs_reference"][endpoint] for r in ratios] for a in alphas]
-    values = np.array([[scale * c["difference"]["mean"] for c in row] for row in comparisons])
+    # A point of the grid that was not run stays blank.
+    comparisons = [[rows[points[(a, r)]]["vs_reference"][endpoint] if (a, r) in points else None for r in ratios]
+                   for a in alphas]
+    values = np.array([[math.nan if c is None else scale * c["difference"]["mean"] for c in row]
+                       for row in comparisons])
     limit = float(np.nanmax(np.abs(values))) or 1.0
     cmap = "RdBu" if endpoint == "final_test_acc" else "RdBu_r"
     image = ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
     for i in range(len(alphas)):
         for j in range(len(ratios)):
+            if comparisons[i][j] is None:
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.5")
+                continue
             p_holm = comparisons[i][j]["p_holm"]
             mark = "*" if math.isfinite(p_holm) and p_holm < 0.05 else ""
             ax.text(j, i, f"{values[i, j]:+.{1 if scale > 1 else 0}f}{mark}", ha="center", va="center", fontsize=9,
