@@ -22,9 +22,9 @@ its weights then predict.
 
 Outputs per (dataset, model): --json, --plot and --markdown are path templates in which
 {dataset} and {model} are replaced (default benchmarks/results/convergence_{dataset}_{model}.*);
-an empty string skips that output. Summaries and tests are in convergence_report.py and
-convergence_stats.py; the combined table of several JSON files comes from
-``python benchmarks/convergence_report.py``.
+an empty string skips that output. The summaries and statistical tests are in
+convergence_report.py and convergence_stats.py; the combined table of several JSON files
+comes from ``python benchmarks/convergence_report.py``.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     """The command line of the study."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 4)[-1],
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 3)[-1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="digits", help=f"comma-separated, of {convergence_data.DATASETS} or all")
     p.add_argument("--model", default="all", help=f"comma-separated, of {convergence_models.MODELS} or all")
