@@ -207,15 +207,16 @@ def best_nspl(result: dict) -> Optional[str]:
 
 
 def overview(results: Sequence[dict]) -> str:
-    """One row per study: He normal's and NSPL's (defaults) final test accuracy, their paired
-    difference, their steps to the loss threshold, the defaults' rank among the NSPL points
-    run (by mean final accuracy), the best of them with its paired difference from the
-    defaults (Holm over the NSPL points; picked after the fact, so optimistic), and the best
-    initialiser overall."""
-    lines = ["| data / model | runs | He normal: test acc % | NSPL defaults: test acc % | Δ NSPL − He normal, pp | "
+    """One row per study: the runs of He normal and of NSPL (defaults) that failed, their
+    final test accuracy, their paired difference, their steps to the loss threshold, the
+    defaults' rank among the NSPL points run (by mean final accuracy), the best of them with
+    its paired difference from the defaults (Holm over the NSPL points; picked after the
+    fact, so optimistic), and the best initialiser overall."""
+    lines = ["| data / model | inits × seeds | failed runs: He normal / NSPL | He normal: test acc % | "
+             "NSPL defaults: test acc % | Δ NSPL − He normal, pp | "
              "steps to loss: He normal → NSPL (Δ; p, Holm) | defaults' rank in NSPL | best NSPL: acc %, Δ vs defaults, pp "
              "| best init (acc %) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows = r["summary"]["inits"]
         ref, nspl = rows.get("he_normal"), rows.get("nspl")
@@ -232,6 +233,7 @@ def overview(results: Sequence[dict]) -> str:
             best_cell += ", " + _difference_cell(rows[best]["vs_nspl_defaults"]["final_test_acc"], 100, 1)
         lines.append(
             f"| {r['dataset']} / {r['model']} | {len(r['inits'])} × {len(r['seeds'])} | "
+            f"{ref['failed']} / {nspl['failed']} | "
             f"{_acc_cell(ref['final_test_acc'])} | {_acc_cell(nspl['final_test_acc'])} | "
             f"{_difference_cell(vs['final_test_acc'], 100, 1)} | "
             f"{ref['steps_to_loss']['censored_interval']['mean']:.0f} → {nspl['steps_to_loss']['censored_interval']['mean']:.0f} "
