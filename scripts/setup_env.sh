@@ -13,7 +13,9 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy scipy pytest hypothesis ninja pybind11 setuptools wheel
+# hypothesis: the property tests; scikit-learn: its digits are the data of the convergence
+# study's smoke test.
+.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy scipy scikit-learn pytest hypothesis ninja pybind11 setuptools wheel
 # The model and weight-file tests: transformers builds BERT, GPT-2 and Llama from tiny configs
 # (no downloads), safetensors reads and writes .safetensors files. Pure Python and small wheels.
 .venv/bin/python -m pip install -q transformers safetensors
