@@ -45,8 +45,8 @@ struct PhiloxKeys {
 // Philox4x32-10 of blocks first_block, first_block + 1, ... in kGroups vectors of 64-bit
 // lanes, one block per lane, x[word][group]. Each 32-bit word of the state lives in the
 // low half of its lane; what the high halves hold does not matter: the multiplies read
-// only the low halves, the shifts bring the products' high words down into them, and only
-// low halves are kept at the end (Isa::element_words / element_bits).
+// only the low halves, Isa::high_words brings the products' high words down into them, and
+// only low halves are kept at the end (Isa::element_words / element_bits).
 template <class Isa, int kGroups>
 inline __attribute__((always_inline)) void philox_batch(uint64_t first_block, const PhiloxKeys<Isa>& keys,
                                                        typename Isa::Word (&x)[4][kGroups]) {
@@ -57,18 +57,18 @@ inline __attribute__((always_inline)) void philox_batch(uint64_t first_block, co
   for (int g = 0; g < kGroups; ++g) {
     const W blocks = Isa::consecutive(first_block + static_cast<uint64_t>(g * Isa::kBlocksPerVector));
     const W p0 = Isa::mul_u32(blocks, m0);
-    x[0][g] = bit_xor(shift_right_logical<32>(blocks), keys.k[0][0]);
+    x[0][g] = bit_xor(Isa::high_words(blocks), keys.k[0][0]);
     x[1][g] = W(int64_t(0));
-    x[2][g] = bit_xor(shift_right_logical<32>(p0), keys.k[0][1]);
+    x[2][g] = bit_xor(Isa::high_words(p0), keys.k[0][1]);
     x[3][g] = p0;
   }
   for (int round = 1; round < 10; ++round) {
     for (int g = 0; g < kGroups; ++g) {
       const W p0 = Isa::mul_u32(x[0][g], m0);
       const W p1 = Isa::mul_u32(x[2][g], m1);
-      x[0][g] = Isa::xor3(shift_right_logical<32>(p1), x[1][g], keys.k[round][0]);
+      x[0][g] = Isa::xor3(Isa::high_words(p1), x[1][g], keys.k[round][0]);
       x[1][g] = p1;
-      x[2][g] = Isa::xor3(shift_right_logical<32>(p0), x[3][g], keys.k[round][1]);
+      x[2][g] = Isa::xor3(Isa::high_words(p0), x[3][g], keys.k[round][1]);
       x[3][g] = p0;
     }
   }

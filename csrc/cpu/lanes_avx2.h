@@ -95,6 +95,10 @@ struct Avx2 {
     return _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(first)), _mm256_setr_epi64x(0, 1, 2, 3));
   }
   static NSPL_LANE I64x4 mul_u32(I64x4 a, I64x4 b) { return _mm256_mul_epu32(a.v, b.v); }
+  // The high 32 bits of each lane brought down to the low half (the high half then holds
+  // them again, which Philox ignores): a shuffle, which issues on another port than the
+  // multiplies and shifts of the rounds.
+  static NSPL_LANE I64x4 high_words(I64x4 a) { return _mm256_shuffle_epi32(a.v, 0xF5); }
   static NSPL_LANE I64x4 xor3(I64x4 a, I64x4 b, I64x4 c) {
     return _mm256_xor_si256(_mm256_xor_si256(a.v, b.v), c.v);
   }

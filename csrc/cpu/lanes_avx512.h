@@ -81,6 +81,10 @@ struct Avx512 {
   }
   // The full 64-bit products of the low 32 bits of each lane.
   static NSPL_LANE I64x8 mul_u32(I64x8 a, I64x8 b) { return _mm512_mul_epu32(a.v, b.v); }
+  // The high 32 bits of each lane brought down to the low half (the high half then holds
+  // them again, which Philox ignores): a shuffle, which issues on another port than the
+  // multiplies and shifts of the rounds.
+  static NSPL_LANE I64x8 high_words(I64x8 a) { return _mm512_shuffle_epi32(a.v, static_cast<_MM_PERM_ENUM>(0xF5)); }
   static NSPL_LANE I64x8 xor3(I64x8 a, I64x8 b, I64x8 c) { return _mm512_ternarylogic_epi64(a.v, b.v, c.v, 0x96); }
 
   // Words w0..w3 of blocks j = 0..7 (low halves of lane j of x0..x3) as the 32 float
