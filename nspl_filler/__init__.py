@@ -6,11 +6,12 @@
     nspl_filler.init_module_(model, seed=0)          # every parameter, in bulk
 
 See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
-get_filler.
+get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
 from ._extension import cuda_built
 from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
+from .cpp import cmake_prefix_path
 from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
 from .generator import Generator
 from .init import (
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "Filler", "FillerParameter", "Generator", "ParamInit",
-    "PowerLawFit", "VarianceNorm", "compute_fans", "cuda_built", "fill_", "fill_many_", "fit",
+    "PowerLawFit", "VarianceNorm", "cmake_prefix_path", "compute_fans", "cuda_built", "fill_", "fill_many_", "fit",
     "format_report", "get_filler", "init_module_", "init_plan", "load_weights", "nspl_",
     "plot_fit", "plot_fits", "second_moment", "symmetric_power_law_",
 ]
