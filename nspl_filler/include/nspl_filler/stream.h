@@ -33,7 +33,8 @@ struct Stream {
 
   // Key `seed`, from block `offset`.
   static Stream Seeded(int64_t seed, int64_t offset = 0) { return Stream{seed, offset, std::nullopt}; }
-  // Key and offset reserved from `generator` (a CPU or CUDA torch generator).
+  // The stream taken from `generator`: a CPU generator gives a 64-bit key (offset 0), a CUDA
+  // one reserves the fill's blocks of its own Philox stream.
   static Stream FromGenerator(at::Generator generator) { return Stream{std::nullopt, 0, std::move(generator)}; }
 };
 
