@@ -1,4 +1,5 @@
-"""Build of nspl_filler's compiled core, nspl_filler._C.
+"""Build of nspl_filler's compiled core: the C++ library nspl_filler/lib/libnspl_filler.so
+(ops, kernels, C++ API) and the Python module nspl_filler._C that binds it.
 
 The CUDA kernels are built when torch is a CUDA build, a CUDA toolkit is found, and a GPU
 is visible or FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST is set; otherwise the build says why it
@@ -50,39 +51,105 @@ def openmp_flags():
     return []
 
 
+# The compiled core is one shared library, nspl_filler/lib/libnspl_filler.so: the ops (their
+# registration runs when it loads), the kernels and the C++ API of nspl_filler/include. C++
+# programs link it (share/cmake/NsplFiller); the Python module nspl_filler._C is only the
+# bindings and links the same file, so a process that uses both registers the ops once.
+LIBRARY = "nspl_filler.lib.libnspl_filler"
+LIBRARY_FILE = "libnspl_filler.so"
+INCLUDE_DIR = os.path.join(ROOT, "nspl_filler", "include")
+BINDINGS = os.path.join("csrc", "bindings.cpp")
+
+
+def library_sources(build_cuda):
+    """Every source of the compiled core but the Python bindings, CUDA kernels included when built."""
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    sources.remove(BINDINGS)
+    if build_cuda:
+        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    return sources
+
+
+def without_torch_python(extension):
+    """The extension without libtorch_python, which needs a Python interpreter in the process:
+    the library serves C++ programs too."""
+    extension.libraries = [name for name in extension.libraries if name != "torch_python"]
+    return extension
+
+
 def extensions():
     build_cuda, reason = cuda_decision()
-    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     # Contraction of a*b+c into fma would differ between compilers and devices; the
     # stream is meant to give the same values everywhere.
     cxx = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cxx += ["-ffp-contract=off", "-fvisibility=hidden"] + openmp_flags()
+    cxx += ["-ffp-contract=off"] + openmp_flags()
     cxx.append(f'-DNSPL_TORCH_VERSION="{torch.__version__}"')
+    # The library exports its symbols (the C++ API, and what the bindings call); the module
+    # keeps pybind11's hidden visibility. Its soname is what _C and C++ programs record, and
+    # its RUNPATH finds torch's libraries beside it in site-packages when it is loaded alone.
+    library_link = openmp_flags() + [f"-Wl,-soname,{LIBRARY_FILE}", "-Wl,-rpath,$ORIGIN/../../torch/lib"]
+    bindings = dict(
+        include_dirs=[INCLUDE_DIR],
+        libraries=["nspl_filler"],
+        extra_compile_args={"cxx": cxx + ["-fvisibility=hidden"]},
+        extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
+    )
     if not build_cuda:
         print(f"nspl_filler: building the CPU extension only: {reason}")
         return [
-            CppExtension("nspl_filler._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=openmp_flags())
+            without_torch_python(
+                CppExtension(LIBRARY, library_sources(False), include_dirs=[INCLUDE_DIR],
+                             extra_compile_args={"cxx": cxx}, extra_link_args=library_link)
+            ),
+            CppExtension("nspl_filler._C", [BINDINGS], **bindings),
         ]
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
     print(f"nspl_filler: building CPU and CUDA extension for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
-    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     nvcc = ["-O0", "-g", "-lineinfo"] if DEBUG else ["-O3", "-lineinfo"]
     nvcc += ["--fmad=false", "-DNSPL_WITH_CUDA", f'-DNSPL_TORCH_VERSION="{torch.__version__}"']
     return [
-        CUDAExtension(
-            "nspl_filler._C",
-            sources,
-            include_dirs=wheel_cuda_include_dirs(),
-            define_macros=[("NSPL_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
-            extra_link_args=openmp_flags(),
-        )
+        without_torch_python(
+            CUDAExtension(
+                LIBRARY,
+                library_sources(True),
+                include_dirs=[INCLUDE_DIR] + wheel_cuda_include_dirs(),
+                define_macros=[("NSPL_WITH_CUDA", None)],
+                extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+                extra_link_args=library_link,
+            )
+        ),
+        CppExtension("nspl_filler._C", [BINDINGS], define_macros=[("NSPL_WITH_CUDA", None)], **bindings),
     ]
+
+
+class BuildNsplFiller(BuildExtension):
+    """torch's BuildExtension, building the library first, under its own name
+    (libnspl_filler.so, not a Python module's name), and linking _C to it."""
+
+    def get_ext_filename(self, ext_name):
+        # Called with the full dotted name and with its last part alone.
+        if ext_name in (LIBRARY, LIBRARY.rsplit(".", 1)[1]):
+            return os.path.join(*ext_name.split(".")[:-1], LIBRARY_FILE)
+        return super().get_ext_filename(ext_name)
+
+    def build_extension(self, ext):
+        if ext.name != LIBRARY:
+            library_dir = os.path.dirname(self.get_ext_fullpath(LIBRARY))
+            if library_dir not in ext.library_dirs:
+                ext.library_dirs.append(library_dir)
+        super().build_extension(ext)
+
+    def copy_extensions_to_source(self):
+        # An in-place build copies the library into nspl_filler/lib, which a checkout lacks.
+        package_dir = self.get_finalized_command("build_py").get_package_dir(LIBRARY.rsplit(".", 1)[0])
+        os.makedirs(package_dir, exist_ok=True)
+        super().copy_extensions_to_source()
 
 
 setup(
     packages=find_packages(include=["nspl_filler", "nspl_filler.*"]),
+    package_data={"nspl_filler": ["include/nspl_filler/*.h", "share/cmake/NsplFiller/*.cmake"]},
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildNsplFiller.with_options(use_ninja=True)},
 )

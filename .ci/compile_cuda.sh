@@ -48,6 +48,16 @@ build_started=$SECONDS
 echo "compile_cuda: built the CUDA extension in $((SECONDS - build_started)) s"
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$scratch"/wheel/nspl_filler-*.whl
 
+# The C++ library as the wheel installs it (CUDA kernels in lib/libnspl_filler.so, headers,
+# the CMake package): examples/cpp built with CMake against the installed package and the CUDA
+# build of torch, run, and its values compared with Python's. From outside the tree, as below.
+# torch's CMake package finds the toolkit through CUDA_PATH, and without a GPU to query it
+# needs TORCH_CUDA_ARCH_LIST (the example compiles no CUDA code, so any list will do).
+"$venv/bin/python" -m pip install -q pytest
+(cd "$scratch" && CUDA_PATH="$CUDA_HOME" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
+  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/test_cpp_library.py")
+echo "compile_cuda: C++ library of the wheel checked after $((SECONDS - started)) s"
+
 # From outside the tree, so the installed wheel is imported, not ./nspl_filler.
 (cd "$scratch" && "$venv/bin/python" - <<'PY'
 import torch
@@ -66,7 +76,8 @@ PY
 # when a kernel issues more instructions per Philox block than tools/sass_budgets.json
 # records (re-record with tools/sass_budget.py --update when a change is meant).
 if [[ "${TORCH_CUDA_ARCH_LIST:-9.0}" == *9.0* ]]; then
-  so="$(cd "$scratch" && "$venv/bin/python" -c 'import importlib.util; print(importlib.util.find_spec("nspl_filler._C").origin)')"
+  # The kernels live in the library the extension module links (libnspl_filler.so).
+  so="$(cd "$scratch" && "$venv/bin/python" -c 'import nspl_filler.cpp; print(nspl_filler.cpp.library_path)')"
   "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --check
 else
   echo "compile_cuda: TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST has no sm_90 code: SASS budget not checked"

@@ -1,6 +1,7 @@
-// The Python module nspl_filler._C: importing it registers the ops (TORCH_LIBRARY in
-// ops.cpp and the backend files) and exposes the Caffe-style filler API and the shared
-// math (fans, second moment, scale), so Python computes nothing of its own.
+// The Python module nspl_filler._C: the bindings of the library libnspl_filler.so, which it
+// links, so importing it loads the library and with it the ops (schemas.cpp and the backend
+// files register them). Exposes the Caffe-style filler API and the shared math (fans, second
+// moment, scale), so Python computes nothing of its own.
 #include <ATen/Dispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/extension.h>
@@ -12,7 +13,7 @@
 #include "cpu/fill_cpu_simd.h"
 #include "fill.h"
 #include "fill_many.h"
-#include "filler.h"
+#include "nspl_filler/filler.h"
 
 namespace py = pybind11;
 
@@ -90,33 +91,44 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "nspl_filler compiled core: ops are under torch.ops.nspl_filler";
 
   py::class_<nspl::FillerParameter>(m, "FillerParameter",
-                                    "Caffe-style filler settings (type, variance_norm, alpha, ratio, "
-                                    "min, max, gain, seed).")
-      .def(py::init([](const std::string& type, const std::string& variance_norm, double alpha,
-                       double ratio, double min, double max, double gain, py::object seed) {
+                                    "Caffe's filler settings (type, value, min, max, mean, std, sparse, "
+                                    "variance_norm) with Caffe's defaults, and nspl_filler's (alpha, ratio, "
+                                    "gain, seed); type defaults to 'nspl'.")
+      .def(py::init([](const std::string& type, double value, double min, double max, double mean, double std,
+                       int64_t sparse, const std::string& variance_norm, double alpha, double ratio, double gain,
+                       py::object seed) {
              nspl::FillerParameter p;
              p.type = type;
+             p.value = value;
+             p.min = min;
+             p.max = max;
+             p.mean = mean;
+             p.std = std;
+             p.sparse = sparse;
              p.variance_norm = to_norm(variance_norm);
              p.alpha = alpha;
              p.ratio = ratio;
-             p.min = min;
-             p.max = max;
              p.gain = gain;
              p.seed = optional_seed(seed);
              return p;
            }),
-           py::arg("type") = "nspl", py::arg("variance_norm") = "fan_in", py::arg("alpha") = 1.0,
-           py::arg("ratio") = 100.0, py::arg("min") = 0.01, py::arg("max") = 1.0,
-           py::arg("gain") = 1.4142135623730951, py::arg("seed") = py::none())
+           py::arg("type") = "nspl", py::arg("value") = 0.0, py::arg("min") = 0.0, py::arg("max") = 1.0,
+           py::arg("mean") = 0.0, py::arg("std") = 1.0, py::arg("sparse") = -1, py::arg("variance_norm") = "fan_in",
+           py::arg("alpha") = nspl::kDefaultAlpha, py::arg("ratio") = nspl::kDefaultRatio,
+           py::arg("gain") = nspl::kDefaultGain, py::arg("seed") = py::none())
       .def_readwrite("type", &nspl::FillerParameter::type)
+      .def_readwrite("value", &nspl::FillerParameter::value)
+      .def_readwrite("min", &nspl::FillerParameter::min)
+      .def_readwrite("max", &nspl::FillerParameter::max)
+      .def_readwrite("mean", &nspl::FillerParameter::mean)
+      .def_readwrite("std", &nspl::FillerParameter::std)
+      .def_readwrite("sparse", &nspl::FillerParameter::sparse)
       .def_property(
           "variance_norm",
           [](const nspl::FillerParameter& p) { return std::string(nspl::variance_norm_name(p.variance_norm)); },
           [](nspl::FillerParameter& p, const std::string& mode) { p.variance_norm = to_norm(mode); })
       .def_readwrite("alpha", &nspl::FillerParameter::alpha)
       .def_readwrite("ratio", &nspl::FillerParameter::ratio)
-      .def_readwrite("min", &nspl::FillerParameter::min)
-      .def_readwrite("max", &nspl::FillerParameter::max)
       .def_readwrite("gain", &nspl::FillerParameter::gain)
       .def_property(
           "seed", [](const nspl::FillerParameter& p) { return seed_object(p.seed); },
@@ -124,10 +136,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           "The stream's key: an int in [-2**63, 2**64), read back modulo 2**64; None for torch's "
           "default generator.")
       .def("__repr__", [](const nspl::FillerParameter& p) {
-        return "FillerParameter(type='" + p.type + "', variance_norm='" +
-               nspl::variance_norm_name(p.variance_norm) + "', alpha=" + std::to_string(p.alpha) +
-               ", ratio=" + std::to_string(p.ratio) + ", min=" + std::to_string(p.min) +
-               ", max=" + std::to_string(p.max) + ", gain=" + std::to_string(p.gain) + ", seed=" +
+        return "FillerParameter(type='" + p.type + "', value=" + py::repr(py::float_(p.value)).cast<std::string>() +
+               ", min=" + py::repr(py::float_(p.min)).cast<std::string>() +
+               ", max=" + py::repr(py::float_(p.max)).cast<std::string>() +
+               ", mean=" + py::repr(py::float_(p.mean)).cast<std::string>() +
+               ", std=" + py::repr(py::float_(p.std)).cast<std::string>() + ", sparse=" + std::to_string(p.sparse) +
+               ", variance_norm='" + nspl::variance_norm_name(p.variance_norm) +
+               "', alpha=" + py::repr(py::float_(p.alpha)).cast<std::string>() +
+               ", ratio=" + py::repr(py::float_(p.ratio)).cast<std::string>() +
+               ", gain=" + py::repr(py::float_(p.gain)).cast<std::string>() + ", seed=" +
                (p.seed ? std::to_string(static_cast<uint64_t>(*p.seed)) : std::string("None")) + ")";
       });
 
@@ -142,10 +159,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           py::arg("tensor"), "Fills tensor in place and returns it.")
       .def_property_readonly("param", &nspl::Filler::filler_param)
       .def_property_readonly("offset", &nspl::Filler::offset,
-                             "Philox blocks consumed so far by a seeded filler.");
+                             "Philox blocks consumed so far by a seeded filler.")
+      .def("blocks_for", &nspl::Filler::BlocksFor, py::arg("tensor"),
+           "Philox blocks one fill of tensor consumes (0 for constant and bilinear).");
 
   m.def("get_filler", &nspl::GetFiller, py::arg("param"),
-        "The filler named by param.type: 'nspl', 'symmetric_power_law', 'xavier' or 'msra'.");
+        "The filler named by param.type: 'nspl', 'symmetric_power_law', 'constant', 'uniform', 'gaussian', "
+        "'positive_unitball', 'xavier', 'msra' or 'bilinear'.");
 
   m.def(
       "compute_fans",

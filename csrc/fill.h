@@ -1,7 +1,7 @@
 // Host-side pieces shared by every backend: what to sample (SampleSpec), where each
-// element sits in the random stream (StreamPosition, ShardView), argument checking and
-// the op bodies. A backend provides one function, FillFn, and registers the op bodies
-// instantiated with it (see ops_impl.h).
+// element sits in the random stream (ShardView; blocks_for is in nspl_filler/stream.h, the
+// fans in nspl_filler/fans.h), argument checking and the op bodies. A backend provides one
+// function, FillFn, and registers the op bodies instantiated with it (see ops_impl.h).
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -15,21 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "nspl_filler/fans.h"
+#include "nspl_filler/stream.h"
 #include "nspl_math.h"
 #include "sample_spec.h"
 
 namespace nspl {
-
-
-
-// Elements of a float64 tensor take two words of a block, the rest one (SPEC §4).
-inline int64_t elements_per_block(c10::ScalarType dtype) {
-  return dtype == c10::kDouble ? 2 : 4;
-}
-inline uint64_t blocks_for(int64_t numel, c10::ScalarType dtype) {
-  const int64_t per = elements_per_block(dtype);
-  return static_cast<uint64_t>((numel + per - 1) / per);
-}
 
 // Maps each element of the tensor being filled to its logical row-major index in a
 // (possibly larger) global tensor: the tensor is the block of `global_sizes` that starts
@@ -53,24 +44,6 @@ struct ShardView {
 using FillFn = void (*)(const at::Tensor& self, const SampleSpec& spec,
                         std::optional<int64_t> seed, int64_t offset,
                         const std::optional<at::Generator>& generator, const ShardView& view);
-
-enum class VarianceNorm : int32_t { FanIn = 0, FanOut = 1, Average = 2 };
-
-VarianceNorm parse_variance_norm(c10::string_view mode);
-const char* variance_norm_name(VarianceNorm norm);
-
-// (fan_in, fan_out) of a shape, as torch.nn.init and Caffe compute them:
-// receptive = prod(sizes[2:]), fan_in = sizes[1]·receptive, fan_out = sizes[0]·receptive.
-// Fewer than two dims: Caffe's rule (fan_in = 1, fan_out = numel) when caffe_1d, else an
-// error unless the fan that `norm` needs is given explicitly.
-struct Fans {
-  double fan_in;
-  double fan_out;
-};
-Fans compute_fans(c10::IntArrayRef sizes, std::optional<double> fan_in,
-                  std::optional<double> fan_out, VarianceNorm norm, bool caffe_1d);
-double variance_fan(const Fans& fans, VarianceNorm norm);
-
 
 // Argument checks: ValueError naming the argument and value.
 void check_finite(const char* name, double value);

@@ -10,11 +10,12 @@
     nspl_filler.materialize_(model, "cuda", seed=0)
 
 See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
-get_filler.
+get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
 from ._extension import cuda_built
 from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
+from .cpp import cmake_prefix_path
 from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
 from .generator import Generator
 from .init import (
@@ -35,8 +36,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
-    "ParamInit", "PowerLawFit", "VarianceNorm", "compute_fans", "cuda_built", "empty_weights", "fill_",
-    "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan", "layout_of",
+    "ParamInit", "PowerLawFit", "VarianceNorm", "cmake_prefix_path", "compute_fans", "cuda_built", "empty_weights",
+    "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan", "layout_of",
     "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout", "second_moment",
     "symmetric_power_law_",
 ]

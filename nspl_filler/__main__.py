@@ -9,6 +9,11 @@ Subcommands:
   model folder) (see :mod:`nspl_filler.fit`), printed as a table, optionally written as
   JSON and plotted.
 
+and one option:
+
+* ``--cmake-prefix-path``: print the CMAKE_PREFIX_PATH under which CMake finds the C++
+  library (``find_package(NsplFiller)``) and the Torch it was built with, and exit.
+
 A subcommand is a function ``(argparse.Namespace) -> int`` registered in ``_build_parser``
 with its own sub-parser.
 """
@@ -141,8 +146,26 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+class _PrintCMakePrefixPath(argparse.Action):
+    """Prints the CMAKE_PREFIX_PATH of the C++ library and exits, as --version does."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .cpp import cmake_prefix_paths
+
+        print(cmake_prefix_paths())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nspl_filler", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cmake-prefix-path",
+        action=_PrintCMakePrefixPath,
+        help="print the CMAKE_PREFIX_PATH that finds the C++ library (find_package(NsplFiller)) and its Torch",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit_parser = commands.add_parser(

@@ -578,7 +578,7 @@ def test_compile_fullgraph_matches_eager():
 @pytest.mark.parametrize("kind", ["nspl", "symmetric_power_law", "xavier", "msra"])
 @pytest.mark.parametrize("shape", [(64, 3, 5, 5), (10,)])
 def test_caffe_fillers_give_the_cpu_values(kind, shape):
-    param = dict(type=kind, seed=5)
+    param = dict(type=kind, min=0.01, seed=5)
     cuda_filler = nspl_filler.get_filler(nspl_filler.FillerParameter(**param))
     cpu_filler = nspl_filler.get_filler(nspl_filler.FillerParameter(**param))
     law = {"nspl": NSPL, "symmetric_power_law": NSPL, "xavier": UNIFORM, "msra": NORMAL}[kind]

@@ -122,7 +122,8 @@ def test_unseeded_filler_follows_torch_manual_seed():
         (dict(type="nspl", alpha=float("nan")), "alpha"),
         (dict(type="nspl", ratio=1.0), "ratio"),
         (dict(type="nspl", gain=0.0), "gain"),
-        (dict(type="symmetric_power_law", min=1.0, max=0.5), "high"),
+        (dict(type="symmetric_power_law", min=1.0, max=0.5), "min < max"),
+        (dict(type="symmetric_power_law"), "min < max"),  # Caffe's default min = 0 is no |w| bound
     ],
 )
 def test_get_filler_rejects_bad_parameters(kwargs, match):

@@ -77,7 +77,7 @@ def fills(draw):
     if kind == "Filler":
         param = dict(type=draw(st.sampled_from(["nspl", "xavier", "msra", "symmetric_power_law"])),
                      variance_norm=draw(st.sampled_from(["fan_in", "fan_out", "average"])),
-                     alpha=draw(reals(-3.0, 5.0)), seed=draw(st.integers(-(2**63), 2**64 - 1)))
+                     alpha=draw(reals(-3.0, 5.0)), min=0.01, seed=draw(st.integers(-(2**63), 2**64 - 1)))
         # A Caffe filler is a stream of its own: a fresh one per fill, same seed.
         return kind, lambda t, g: nspl_filler.get_filler(nspl_filler.FillerParameter(**param)).fill(t)
     width = draw(reals(1e-3, 10.0))

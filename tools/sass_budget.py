@@ -31,7 +31,7 @@ instruction side: it assumes one instruction per clock on every scheduler, where
 integer multiplies and float64 operations issue at half rate on Hopper, and it ignores
 the memory system. Labelled an estimate wherever it is reported.
 
-    python tools/sass_budget.py --so path/to/nspl_filler/_C*.so     # a built extension
+    python tools/sass_budget.py --so path/to/nspl_filler/lib/libnspl_filler.so   # a built library
     python tools/sass_budget.py                                   # compiles csrc/cuda/*.cu
     python tools/sass_budget.py --so ... --check                  # CI: fail over budget
     python tools/sass_budget.py --so ... --update                 # re-record the budgets
@@ -650,7 +650,7 @@ def check(rows: list[dict], budgets: dict) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--so", help="a built nspl_filler/_C*.so with sm_90 code (default: compile csrc/cuda/*.cu)")
+    parser.add_argument("--so", help="a built nspl_filler/lib/libnspl_filler.so with sm_90 code (default: compile csrc/cuda/*.cu)")
     parser.add_argument("--budgets", default=BUDGETS, help="recorded budgets (default tools/sass_budgets.json)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a kernel exceeds its recorded budget")
     parser.add_argument("--update", action="store_true", help="record today's counts as the budgets")
