@@ -90,19 +90,31 @@ def _torch_rule(name: str, generator: torch.Generator) -> Callable[[torch.Tensor
     }[name]
 
 
+def _shared_rules(model: nn.Module) -> list:
+    """What every initialiser shares: biases 0, BatchNorm weights 1 (init_module_ keeps the
+    model's own values for them unless told); only the rules that match something."""
+    rules = []
+    if any(isinstance(m, nn.modules.batchnorm._NormBase) for m in model.modules()):
+        rules.append((lambda n, p, m: isinstance(m, nn.modules.batchnorm._NormBase) and n.endswith("weight"), "ones"))
+    if any(name.endswith("bias") for name, _ in model.named_parameters()):
+        rules.append((lambda n, p, m: n.endswith("bias"), "zeros"))
+    return rules
+
+
+
 def initialise(model: nn.Module, name: str, seed: int) -> nn.Module:
     """Initialise `model` in place with initialiser `name` from the stream of `seed`: NSPL
     through init_module_(seed=seed), torch's initialisers from a torch.Generator seeded with
-    `seed`, as a rule of init_module_ for every parameter of >= 2 dims (so biases and norm
-    layers get init_module_'s defaults in every case). Returns the model."""
+    `seed`, as a rule of init_module_ for every parameter of >= 2 dims; biases and norm
+    layers alike in every case (_shared_rules). Returns the model."""
     check(name)
     parameters = nspl_parameters(name)
     if parameters is not None:
         alpha, ratio = parameters
-        return nspl_filler.init_module_(model, alpha=alpha, ratio=ratio, seed=seed)
+        return nspl_filler.init_module_(model, alpha=alpha, ratio=ratio, seed=seed, rules=_shared_rules(model))
     generator = torch.Generator().manual_seed(seed)
     rule = _torch_rule(name, generator)
-    return nspl_filler.init_module_(model, seed=seed, rules=[(lambda n, p, m: p.dim() >= 2, rule)])
+    return nspl_filler.init_module_(model, seed=seed, rules=[(lambda n, p, m: p.dim() >= 2, rule), *_shared_rules(model)])
 
 
 def expected_std(name: str, fan_in: int, fan_out: int) -> float:
