@@ -30,13 +30,13 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import time
 
 import torch
 
 import nspl_filler
+from common import cpu_name, load_average
 from nspl_filler import _C
 
 NAIVE = "naive NSPL (torch ops)"
@@ -236,18 +236,7 @@ def sweep_rows(runs: list[dict]) -> list[dict]:
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
-
-
-def load_average():
-    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
 def fmt_rate(rate: float) -> str:
