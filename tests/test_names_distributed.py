@@ -152,6 +152,10 @@ def check_ddp(device, reference):
 
     ddp = DistributedDataParallel(Net().to(device), device_ids=None if device.type == "cpu" else [device])
     assert all(name.startswith("module.") for name, _ in ddp.named_parameters())
+    assert canonical_name("module.head.weight", ddp) == "head.weight"
+    assert canonical_name("module.head.weight") == "module.head.weight"  # no model: no DDP to strip
+    with pytest.raises(ValueError, match="DistributedDataParallel"):
+        canonical_name("head.weight", ddp)
     init_module_(ddp, seed=SEED, stream="name", rules=BASE)
     assert_values(ddp, reference)
     compiled = torch.compile(DistributedDataParallel(Net().to(device), device_ids=None if device.type == "cpu"
