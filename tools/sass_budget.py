@@ -540,8 +540,12 @@ def describe(demangled: str):
     if form:
         sampler += ":" + POWER_LAW_FORMS.get(int(form.group(1)), form.group(1))
     # The kernels' last template argument: whether the key's round keys are computed in the
-    # kernel (graph capture, the key known only at replay) or come with the launch.
-    if template_arguments(args)[-1:] == ["true"]:
+    # kernel (graph capture, the key known only at replay) or come with the launch; the bulk
+    # kernel's one before it: whether each tensor brings its own key (streams by name).
+    flags = template_arguments(args)
+    if kind == "bulk" and flags[-2:-1] == ["true"]:
+        kind += " (key per tensor)"
+    if flags[-1:] == ["true"]:
         kind += " (capture)"
     return kind, dtype, sampler
 
@@ -585,6 +589,7 @@ def analyse(sass: str) -> list[dict]:
     order = {"contiguous": 0, "bulk": 1, "strided": 2}
     dorder = {"float32": 0, "bfloat16": 1, "float16": 2, "float64": 3}
     rows.sort(key=lambda r: (r["kernel"].endswith("(capture)"), order[r["kernel"].split(" ")[0]],
+                             "(key per tensor)" in r["kernel"],
                              not r["sampler"].startswith(("log_uniform", "power_law")), r["sampler"],
                              dorder[r["dtype"]]))
     return rows

@@ -51,9 +51,9 @@ struct BulkTable {
   uint32_t tiles;
 };
 
-// kKeyOnDevice: the launch's key is torch's, known only at graph replay (launch.cuh).
 // kSlotKeys: each tensor has a key of its own (streams by name), in its slot.
-template <typename scalar_t, typename acc_t, typename Sampler, bool kKeyOnDevice, bool kSlotKeys>
+// kKeyOnDevice: the launch's key is torch's, known only at graph replay (launch.cuh).
+template <typename scalar_t, typename acc_t, typename Sampler, bool kSlotKeys, bool kKeyOnDevice>
 __global__ void __launch_bounds__(kThreads)
     nspl_many_kernel(const BulkTable<Sampler> table, const LaunchStream stream) {
   static_assert(sizeof(BulkTable<Sampler>) + sizeof(LaunchStream) <= kArgumentBytes, "kernel argument over 4 KiB");
@@ -118,11 +118,11 @@ void plan_tables(const std::vector<const ManyFillItem*>& group, bool slot_keys, 
       if (slots == 0) return;
       launches->push_back([table, slot_keys](const LaunchStream& stream) {
         if (slot_keys) {
-          launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, false, true>>(table, stream);
+          launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, true, false>>(table, stream);
           return;
         }
         with_key_source(stream, [&](auto key_on_device) {
-          launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, decltype(key_on_device)::value, false>>(table,
+          launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, false, decltype(key_on_device)::value>>(table,
                                                                                                            stream);
         });
       });
