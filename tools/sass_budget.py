@@ -619,8 +619,10 @@ def markdown(rows: list[dict], source: str) -> str:
         "the path of a whole block; min and max are the cheapest and costliest launch-uniform choice (see "
         "the notes). Samplers: log_uniform is the power law at alpha = 1 (the default), power_law:form the "
         "other alphas, one kernel per form; kernels marked (capture) are the instantiations for CUDA-graph "
-        "capture with a torch generator, which work out the key's round keys in the kernel. The share of "
-        "HBM bandwidth is "
+        "capture with a torch generator, which work out the key's round keys in the kernel; bulk (key per "
+        "tensor) is the bulk kernel for calls with a key per tensor (streams by name), whose max is the trip "
+        "on which a thread's tile moves to another tensor and works out its round keys (at most one trip in "
+        "four). The share of HBM bandwidth is "
         "`min(1, SMs × 4 schedulers × 1 instruction/clock × clock × 32 × bytes per block / instructions "
         "/ HBM bandwidth)`, with "
         + "; ".join(f"{g}: {h['sms']} SMs, {h['clock_ghz']} GHz, {h['hbm_tb_s']} TB/s" for g, h in HARDWARE.items())
