@@ -220,13 +220,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "check_nspl_many",
       [](const std::vector<at::Tensor>& tensors, const std::string& variance_norm, double alpha, double ratio,
          const std::vector<double>& gains, bool has_seed, const std::vector<int64_t>& offsets, bool has_generator,
-         OptionalShape global_shapes, OptionalShape global_starts, bool check_memory) {
+         OptionalShape global_shapes, OptionalShape global_starts, bool check_memory, OptionalShape keys) {
         nspl::check_nspl_many(tensors, variance_norm, alpha, ratio, gains, has_seed, offsets, has_generator,
-                              shape_ref(global_shapes), shape_ref(global_starts), check_memory);
+                              shape_ref(global_shapes), shape_ref(global_starts), shape_ref(keys), check_memory);
       },
       py::arg("tensors"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gains"),
       py::arg("has_seed"), py::arg("offsets"), py::arg("has_generator"), py::arg("global_shapes"),
-      py::arg("global_starts"), py::arg("check_memory"));
+      py::arg("global_starts"), py::arg("check_memory"), py::arg("keys") = py::none());
   m.def("check_inplace_allowed", &nspl::check_inplace_allowed, py::arg("tensor"),
         "torch's rule for in-place writes to inference tensors, as the ops apply it.");
   // fill_'s common case as one call: the nspl_ op through the dispatcher (so every key the

@@ -53,19 +53,18 @@ void check_disjoint(const std::vector<ManyFillItem>& items) {
 }  // namespace
 
 void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
-                          at::ArrayRef<double> gains, std::optional<int64_t> seed,
-                          at::IntArrayRef offsets, const std::optional<at::Generator>& generator) {
-  check_many_arguments(n, mode, alpha, ratio, gains, seed.has_value(), offsets,
-                       generator.has_value() && generator->defined());
-}
-
-void check_many_arguments(size_t n, c10::string_view mode, double alpha, double ratio,
                           at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets,
-                          bool has_generator) {
+                          bool has_generator, at::OptionalIntArrayRef keys) {
   TORCH_CHECK_VALUE(gains.size() == n && offsets.size() == n, "nspl_filler: ", n,
                     " tensors need one gain and one offset each, got ", gains.size(), " gains and ",
                     offsets.size(), " offsets");
   TORCH_CHECK_VALUE(!(has_seed && has_generator), "nspl_filler: pass seed or generator, not both");
+  if (keys) {
+    TORCH_CHECK_VALUE(!has_seed && !has_generator, "nspl_filler: keys give every tensor its key; pass them without ",
+                      has_seed ? "seed" : "generator");
+    TORCH_CHECK_VALUE(keys->size() == n, "nspl_filler: ", n, " tensors need one key each, got ", keys->size(),
+                      " keys");
+  }
   parse_variance_norm(mode);
   check_power_law(alpha, ratio);
   for (size_t k = 0; k < n; ++k) {
@@ -83,9 +82,9 @@ std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view m
                                       double ratio, at::ArrayRef<double> gains, bool has_seed,
                                       at::IntArrayRef offsets, bool has_generator,
                                       at::OptionalIntArrayRef global_shapes,
-                                      at::OptionalIntArrayRef global_starts) {
+                                      at::OptionalIntArrayRef global_starts, at::OptionalIntArrayRef keys) {
   const size_t n = tensors.size();
-  check_many_arguments(n, mode, alpha, ratio, gains, has_seed, offsets, has_generator);
+  check_many_arguments(n, mode, alpha, ratio, gains, has_seed, offsets, has_generator, keys);
   TORCH_CHECK_VALUE(global_shapes.has_value() || !global_starts.has_value(),
                     "nspl_filler: global_starts needs global_shapes");
   int64_t total_dims = 0;
@@ -134,21 +133,29 @@ std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_vie
                                          std::optional<int64_t> seed, at::IntArrayRef offsets,
                                          const std::optional<at::Generator>& generator,
                                          at::OptionalIntArrayRef global_shapes,
-                                         at::OptionalIntArrayRef global_starts) {
+                                         at::OptionalIntArrayRef global_starts,
+                                         at::OptionalIntArrayRef keys) {
   std::vector<ManyFillItem> items =
       check_items(tensors, mode, alpha, ratio, gains, seed.has_value(), offsets,
-                  generator.has_value() && generator->defined(), global_shapes, global_starts);
+                  generator.has_value() && generator->defined(), global_shapes, global_starts, keys);
   TORCH_INTERNAL_ASSERT(items.size() == tensors.size(), "nspl_filler: an eager kernel got a tensor with symbolic sizes");
   check_disjoint(items);
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (keys) {
+      items[k].key = static_cast<uint64_t>((*keys)[k]);
+    } else if (seed) {
+      items[k].key = static_cast<uint64_t>(*seed);
+    }
+  }
   return items;
 }
 
 void check_nspl_many(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
                      at::ArrayRef<double> gains, bool has_seed, at::IntArrayRef offsets, bool has_generator,
                      at::OptionalIntArrayRef global_shapes, at::OptionalIntArrayRef global_starts,
-                     bool check_memory) {
+                     at::OptionalIntArrayRef keys, bool check_memory) {
   const std::vector<ManyFillItem> items = check_items(tensors, mode, alpha, ratio, gains, has_seed, offsets,
-                                                      has_generator, global_shapes, global_starts);
+                                                      has_generator, global_shapes, global_starts, keys);
   if (check_memory) check_disjoint(items);
 }
 

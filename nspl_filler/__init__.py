@@ -4,13 +4,14 @@
     nspl_filler.fill_(layer.weight, mode="fan_in", seed=0)
 
     nspl_filler.init_module_(model, seed=0)          # every layer weight, in bulk
+    nspl_filler.init_module_(model, seed=0, stream="name")   # each by its name
 
     with nspl_filler.empty_weights():                # a large model: weights on meta
         model = Model()
     nspl_filler.materialize_(model, "cuda", seed=0)
 
-See fill_, symmetric_power_law_, fill_many_, init_module_, Generator and the Caffe-style
-get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
+See fill_, symmetric_power_law_, fill_many_, init_module_, Generator, key_for and the
+Caffe-style get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
 from ._extension import cuda_built
 from .bulk import fill_many_
@@ -31,13 +32,14 @@ from .init import (
 from .layouts import Layout, layout_of, register_layout
 from .meta import empty_weights, materialize_
 from .module import EMBEDDING_RULE, ParamInit, format_report, init_module_, init_plan
+from .stream import canonical_name, key_for
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
-    "ParamInit", "PowerLawFit", "VarianceNorm", "cmake_prefix_path", "compute_fans", "cuda_built", "empty_weights",
-    "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan", "layout_of",
-    "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout", "second_moment",
-    "symmetric_power_law_",
+    "ParamInit", "PowerLawFit", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans", "cuda_built",
+    "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
+    "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",
+    "second_moment", "symmetric_power_law_",
 ]

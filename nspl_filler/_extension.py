@@ -62,8 +62,9 @@ def _normal_fake(self, std, seed=None, offset=0, generator=None, global_shape=No
 
 @torch.library.register_fake("nspl_filler::nspl_many_")
 def _nspl_many_fake(tensors, variance_norm, alpha, ratio, gains, seed, offsets, generator=None,
-                    global_shapes=None, global_starts=None):
+                    global_shapes=None, global_starts=None, keys=None):
     # Fake and meta tensors have no memory, so the check that tensors do not share it is
     # left to the eager kernel.
     _C.check_nspl_many(list(tensors), variance_norm, alpha, ratio, list(gains), seed is not None, list(offsets),
-                       generator is not None, global_shapes, global_starts, False)
+                       generator is not None, global_shapes, global_starts, False,
+                       None if keys is None else list(keys))

@@ -9,12 +9,9 @@ import torch
 from torch import Tensor
 
 from ._extension import _C, ops
-from .generator import as_signed64
-from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _blocks, _check_stream, _check_tensor, _mode_name,
-    _real, _with_stream,
-)
+from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _check_tensor, _mode_name, _real
 from .sharded import is_dtensor, local_shard
+from .stream import GeneratorLike, Streams, check_names, check_stream, with_streams
 
 GainLike = Union[None, float, Sequence[float]]
 
@@ -30,17 +27,6 @@ def _gains(gain: GainLike, nonlinearity: str, param: Optional[float], count: int
     if len(gain) != count:
         raise ValueError(f"nspl_filler: gain has {len(gain)} entries for {count} tensors")
     return [_real(f"gain[{k}]", g) for k, g in enumerate(gain)]
-
-
-def _consecutive_offsets(tensors: Sequence[Tensor], start: int) -> list[int]:
-    """First block of each tensor when they are filled one by one from block `start`:
-    offset_k = start + sum_{j<k} blocks_j, blocks_j = ceil(numel_j / 4) (float64: / 2) of the
-    global tensor."""
-    offsets = []
-    for t in tensors:
-        offsets.append(start)
-        start += _blocks(t)
-    return offsets
 
 
 def _check_writable(tensor: Tensor) -> None:
@@ -77,30 +63,26 @@ def _named(error: Exception, where: str) -> Exception:
 
 
 def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
-                     key: Optional[int], offsets: Sequence[int], generator: Optional[torch.Generator],
-                     names: Optional[Sequence[str]] = None) -> list[_OpCall]:
-    """The calls of the bulk op for `tensors`: tensor k with gains[k] from block offsets[k] of
-    key `key` (key None: of the position the op draws from `generator`), DTensors through
-    their local shards, one call per device. `names` name the tensors in error messages."""
+                     streams: Streams, labels: Optional[Sequence[str]] = None) -> list[_OpCall]:
+    """The calls of the bulk op for `tensors`: tensor k with gains[k] on its stream in
+    `streams`, DTensors through their local shards, one call per device. `labels` name the
+    tensors in error messages."""
     shards = [local_shard(t) for t in tensors]
     by_device: dict[torch.device, list[int]] = {}
     for k, (target, _, _) in enumerate(shards):
         by_device.setdefault(target.device, []).append(k)
-    if len(by_device) > 1 and generator is not None:
+    if len(by_device) > 1 and streams.generator is not None:
         raise ValueError(
             f"nspl_filler: a torch.Generator serves one device; the tensors are on {sorted(map(str, by_device))}"
         )
     placed = any(shape is not None for _, shape, _ in shards)
-    names = names or [f"tensors[{k}]" for k in range(len(tensors))]
+    labels = labels or [f"tensors[{k}]" for k in range(len(tensors))]
 
     def call(device: torch.device, indices: list[int]) -> _OpCall:
         group = [shards[k][0] for k in indices]
         group_gains = [gains[k] for k in indices]
-        if key is None:
-            # The op draws a fresh position for each call, so each device's list starts at 0.
-            group_offsets = _consecutive_offsets([tensors[k] for k in indices], 0)
-        else:
-            group_offsets = [offsets[k] for k in indices]
+        group_streams = streams.part(indices)
+        keys, group_offsets, generator = group_streams.op_keys(), group_streams.offsets, group_streams.generator
         shapes = starts = None
         if placed:
             shapes, starts = [], []
@@ -108,31 +90,32 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
                 target, shape, start = shards[k]
                 shapes += list(target.shape) if shape is None else shape
                 starts += [0] * target.dim() if start is None else start
-        seed = None if key is None else as_signed64(key)
 
         def check() -> None:
             for j, t in enumerate(group):
                 try:
                     _check_writable(t)
                 except RuntimeError as error:
-                    raise _named(error, names[indices[j]]) from None
+                    raise _named(error, labels[indices[j]]) from None
             try:
-                _C.check_nspl_many(group, mode, alpha, ratio, group_gains, seed is not None, group_offsets,
-                                   generator is not None, shapes, starts, True)
+                _C.check_nspl_many(group, mode, alpha, ratio, group_gains, False, group_offsets,
+                                   generator is not None, shapes, starts, True, keys)
             except (TypeError, ValueError) as error:
                 # Name the tensor at fault where one is; else (tensors that share memory) the group.
                 for j, k in enumerate(indices):
                     target, shape, start = shards[k]
                     try:
-                        _C.check_nspl(target, mode, alpha, ratio, group_gains[j], None, None, seed, group_offsets[j],
-                                      generator is not None, shape, start)
+                        _C.check_nspl(target, mode, alpha, ratio, group_gains[j], None, None,
+                                      None if keys is None else keys[j], group_offsets[j], generator is not None,
+                                      shape, start)
                     except (TypeError, ValueError) as culprit:
-                        raise _named(culprit, names[k]) from None
-                shown = ", ".join(names[k] for k in indices[:4]) + (", ..." if len(indices) > 4 else "")
+                        raise _named(culprit, labels[k]) from None
+                shown = ", ".join(labels[k] for k in indices[:4]) + (", ..." if len(indices) > 4 else "")
                 raise _named(error, f"in the bulk fill of {shown} on {device}") from None
 
         def run() -> None:
-            ops.nspl_many_(group, mode, alpha, ratio, group_gains, seed, group_offsets, generator, shapes, starts)
+            ops.nspl_many_(group, mode, alpha, ratio, group_gains, None, group_offsets, generator, shapes, starts,
+                           keys)
 
         return _OpCall(check, run)
 
@@ -150,6 +133,7 @@ def fill_many_(
     param: Optional[float] = None,
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
+    names: Optional[Sequence[str]] = None,
 ) -> list[Tensor]:
     """Fill every tensor of `tensors` in place with the Normalized Symmetric Power Law, each
     with its own fans and gain; return them as a list.
@@ -167,7 +151,10 @@ def fill_many_(
     stream position from that generator (or the device's default one) per call: on the CPU one
     key, so a single tensor gets what fill_ gives it. DTensors fill their local shards with the
     values of their slices of the global tensors; with a torch generator their key is agreed
-    across their mesh (a collective, see fill_).
+    across their mesh (a collective, see fill_). ``seed=s, names=[...]``: tensor k fills from
+    block 0 of key key_for(s, names[k]) (SPEC §4b), as fill_(tensor_k, seed=s, name=names[k])
+    does, whatever the other tensors; the names are canonicalised (see canonical_name) and
+    must be distinct.
 
     The work is one bulk op call per device: on the CPU one C++ loop that spreads small tensors
     across threads, on CUDA one launch per dtype for many tensors at a time.
@@ -175,7 +162,9 @@ def fill_many_(
     Errors, raised before any tensor is written (tensors on several devices included): what
     fill_ raises for any tensor, ValueError if two tensors may share memory (they are written
     concurrently), TypeError if `tensors` is itself a Tensor or holds anything that is not a
-    strided tensor.
+    strided tensor; with `names`: TypeError if they are not an iterable of str, ValueError for
+    a count other than one per tensor, an empty name, two equal canonical names, or a
+    missing seed= (or a generator= in its place).
     """
     if isinstance(tensors, Tensor):
         raise TypeError(
@@ -190,22 +179,22 @@ def fill_many_(
     if torch.overrides.has_torch_function(overridable):
         return torch.overrides.handle_torch_function(
             fill_many_, overridable, tensors, mode, alpha=alpha, ratio=ratio, gain=gain,
-            nonlinearity=nonlinearity, param=param, seed=seed, generator=generator,
+            nonlinearity=nonlinearity, param=param, seed=seed, generator=generator, names=names,
         )
     for k, t in enumerate(tensors):
         _check_tensor(t, f"tensors[{k}]")
-    _check_stream(seed, generator)
+    check_stream(seed, generator, None if names is None else "names")
+    if names is not None:
+        names = check_names(names, len(tensors))
     mode_name = _mode_name(mode)
     alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
     gains = _gains(gain, nonlinearity, param, len(tensors))
     if not tensors:
         return tensors
     with torch.no_grad():
-        _with_stream(
-            tensors, seed, generator,
-            lambda key, start, torch_generator: _run_all(_nspl_many_calls(
-                tensors, mode_name, alpha, ratio, gains, key, _consecutive_offsets(tensors, start), torch_generator
-            )),
+        with_streams(
+            tensors, lambda streams: _run_all(_nspl_many_calls(tensors, mode_name, alpha, ratio, gains, streams)),
+            seed=seed, generator=generator, names=names,
         )
     return tensors
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import enum
 import numbers
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
-from .generator import Generator, _check_seed, as_signed64
-from .sharded import agreed_key, common_mesh, is_dtensor, local_shard
+from .generator import as_signed64
+from .sharded import is_dtensor, local_shard
+from .stream import GeneratorLike, Streams, check_name, explicit_key, with_streams
 
 #: Default power-law exponent and truncation ratio (see README, "Defaults").
 DEFAULT_ALPHA = 1.0
@@ -28,8 +29,6 @@ class VarianceNorm(str, enum.Enum):
 
 
 _MODE_ALIASES = {"fan_in": "fan_in", "fan_out": "fan_out", "average": "average", "fan_avg": "average"}
-
-GeneratorLike = Union[None, Generator, torch.Generator]
 
 
 def _mode_name(mode: Union[str, VarianceNorm]) -> str:
@@ -76,52 +75,6 @@ def _check_tensor(tensor: object, name: str = "tensor") -> Tensor:
     return tensor
 
 
-def _blocks(tensor: Tensor) -> int:
-    """Philox blocks a fill of `tensor` consumes: ceil(numel / 4), float64 ceil(numel / 2)."""
-    per_block = 2 if tensor.dtype == torch.float64 else 4
-    return -(-tensor.numel() // per_block)
-
-
-def _check_stream(seed: object, generator: object) -> Optional[int]:
-    """The key of `seed` (None without one), after the checks every entry point makes of its
-    seed and generator arguments, before it looks at anything else: one seed rule
-    (_C.seed_key), a generator of a known kind, not both."""
-    if seed is not None and generator is not None:
-        raise ValueError("nspl_filler: pass seed or generator, not both")
-    if generator is not None and not isinstance(generator, (Generator, torch.Generator)):
-        raise TypeError(
-            "nspl_filler: generator must be an nspl_filler.Generator or a torch.Generator, "
-            f"got {type(generator).__name__}"
-        )
-    return None if seed is None else _check_seed(seed)
-
-
-def _with_stream(tensors: Sequence[Tensor], seed: Optional[int], generator: GeneratorLike,
-                 fill: Callable[[Optional[int], int, Optional[torch.Generator]], None]) -> None:
-    """Calls fill(key, start, torch_generator) once for `tensors`, to be filled in order from
-    block `start` of key `key` (SPEC §4):
-
-    - ``seed=s``: key s, start 0;
-    - ``generator=nspl_filler.Generator``: its key and offset, which then advances by the
-      blocks of all the tensors (only if fill returns);
-    - a torch.Generator or None with DTensors among the tensors: a key agreed by every rank of
-      their mesh (sharded.agreed_key), start 0;
-    - otherwise key None: the op draws the stream position from the torch generator (or the
-      tensors' default one), once per call.
-    """
-    key = _check_stream(seed, generator)
-    if key is not None:
-        fill(key, 0, None)
-    elif isinstance(generator, Generator):
-        generator._consume(sum(_blocks(t) for t in tensors), lambda key, start: fill(key, start, None))
-    else:
-        mesh = common_mesh(tensors)
-        if mesh is None:
-            fill(None, 0, generator)
-        else:
-            fill(agreed_key(mesh, generator), 0, None)
-
-
 # The types whose fills may skip torch.ops' Python layer (see _direct).
 _PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
 
@@ -146,20 +99,21 @@ def _direct(tensor: object, generator: GeneratorLike) -> bool:
             and not torch._C._is_torch_function_mode_enabled() and not torch.compiler.is_compiling())
 
 
-def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, op, *args) -> Tensor:
+def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, name: Optional[str], op, *args) -> Tensor:
     """Calls `op(target, *args, seed, offset, torch_generator, global_shape, global_start)` with
-    the stream that seed / generator select (SPEC §4, _with_stream), under no_grad, and
+    the stream that seed / generator / name select (stream.with_streams), under no_grad, and
     returns the tensor. A DTensor is filled through its local shard, placed in the global
     tensor (see sharded.py)."""
+    names = None if name is None else [check_name(name)]
     with torch.no_grad():
         target, global_shape, global_start = local_shard(tensor)
-        _with_stream(
-            [tensor], seed, generator,
-            lambda key, start, torch_generator: op(
-                target, *args, seed=None if key is None else as_signed64(key), offset=start,
-                generator=torch_generator, global_shape=global_shape, global_start=global_start,
-            ),
-        )
+
+        def fill(streams: Streams) -> None:
+            keys = streams.op_keys()
+            op(target, *args, seed=None if keys is None else keys[0], offset=streams.offsets[0],
+               generator=streams.generator, global_shape=global_shape, global_start=global_start)
+
+        with_streams([tensor], fill, seed=seed, generator=generator, names=names)
     return tensor
 
 
@@ -208,6 +162,7 @@ def fill_(
     fan_out: Optional[float] = None,
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
+    name: Optional[str] = None,
 ) -> Tensor:
     """Fill `tensor` in place with the Normalized Symmetric Power Law and return it.
 
@@ -220,7 +175,9 @@ def fill_(
     Randomness: ``seed=int`` (key = seed, offset 0) or ``generator=nspl_filler.Generator``
     give the same values on every device, thread count, layout and sharding; a
     ``torch.Generator`` or nothing draws the stream from torch's (default) generator, so
-    ``torch.manual_seed`` governs it as with torch.nn.init.
+    ``torch.manual_seed`` governs it as with torch.nn.init. ``seed=s, name=n`` fills from
+    block 0 of key key_for(s, n) (SPEC §4b): the values init_module_(model, seed=s,
+    stream="name") gives the parameter named n, whatever else the model holds.
 
     A DTensor (FSDP2, tensor parallel) fills its local shard with exactly the values of its
     slice of the unsharded tensor, fans from the global shape. With a torch generator the key
@@ -232,7 +189,8 @@ def fill_(
     """
     if _direct(tensor, generator):
         _check_tensor(tensor)
-        key = None if seed is None else as_signed64(_check_seed(seed))
+        key = explicit_key(seed, generator, name)
+        key = None if key is None else as_signed64(key)
         _C.nspl_fill_(
             tensor, _mode_name(mode), _real("alpha", alpha), _real("ratio", ratio),
             _gain_of(nonlinearity, param) if gain is None else _real("gain", gain),
@@ -244,14 +202,14 @@ def fill_(
         return torch.overrides.handle_torch_function(
             fill_, (tensor,), tensor, mode, alpha=alpha, ratio=ratio, gain=gain,
             nonlinearity=nonlinearity, param=param, fan_in=fan_in, fan_out=fan_out,
-            seed=seed, generator=generator,
+            seed=seed, generator=generator, name=name,
         )
     _check_tensor(tensor)
     mode_name = _mode_name(mode)
     alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
     gain = _gain_of(nonlinearity, param) if gain is None else _real("gain", gain)
     return _run(
-        tensor, seed, generator, ops.nspl_, mode_name, alpha, ratio, gain,
+        tensor, seed, generator, name, ops.nspl_, mode_name, alpha, ratio, gain,
         _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out),
     )
 
@@ -267,6 +225,7 @@ def symmetric_power_law_(
     *,
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
+    name: Optional[str] = None,
 ) -> Tensor:
     """Fill `tensor` in place with s · |w|, |w| on [low, high] with density ∝ |w|^-alpha
     (the raw, unnormalised law: c = low, r = high / low) and a fair sign s; return it.
@@ -274,15 +233,15 @@ def symmetric_power_law_(
     Inverse CDF of y = |w| / low with L = ln r, b = 1 - alpha, u in (0, 1):
     y = exp(u·L) at b = 0, else y = (1 + u·(r^b - 1))^(1/b), evaluated without overflow
     or cancellation for every finite alpha. Every |value| lies in [low, high].
-    Seeding and errors as for fill_.
+    Seeding (name= included) and errors as for fill_.
     """
     if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
-            symmetric_power_law_, (tensor,), tensor, alpha, low, high, seed=seed, generator=generator
+            symmetric_power_law_, (tensor,), tensor, alpha, low, high, seed=seed, generator=generator, name=name
         )
     _check_tensor(tensor)
     return _run(
-        tensor, seed, generator, ops.symmetric_power_law_,
+        tensor, seed, generator, name, ops.symmetric_power_law_,
         _real("alpha", alpha), _real("low", low), _real("high", high),
     )
 

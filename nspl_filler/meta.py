@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
-from .init import _check_stream
 from .module import _initialise, _plan, init_module_
 from .sharded import is_dtensor
+from .stream import check_stream, check_stream_kind
 
 _PATCH_LOCK = threading.RLock()  # re-entrant: empty_weights may nest
 #: What materialize_ does with a buffer on the meta device (it has no value to move):
@@ -113,7 +113,8 @@ def materialize_(
     if unknown:
         raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
                         f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
-    _check_stream(init_args.get("seed"), init_args.get("generator"))
+    by_name = check_stream_kind(init_args.get("stream", "sequential"))
+    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
 
     modules = list(module.modules())
     if any(is_dtensor(t) for m in modules for t in (*m._parameters.values(), *m._buffers.values())):
@@ -121,7 +122,7 @@ def materialize_(
             "nspl_filler: materialize_ does not place DTensor parameters; for FSDP2 use "
             "module.to_empty(device=...) and then init_module_"
         )
-    plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose")}
+    plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
         entries = _plan(module, **plan_args)
@@ -148,7 +149,8 @@ def materialize_(
             "build the model in nspl_filler.empty_weights() (buffers stay real), or pass "
             "meta_buffers='warn' and fill them yourself"
         )
-    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True)
+    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
+                named_in=module if by_name else None)
     if empty:
         warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
                       UserWarning, stacklevel=2)

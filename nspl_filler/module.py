@@ -22,14 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from ._extension import _C, ops
-from .bulk import _check_writable, _consecutive_offsets, _named, _nspl_many_calls, _OpCall, _run_all
-from .generator import Generator, as_signed64
-from .init import (
-    DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _check_stream, _mode_name, _real,
-    _with_stream, compute_fans,
-)
+from .bulk import _check_writable, _named, _nspl_many_calls, _OpCall, _run_all
+from .generator import as_signed64
+from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm, _mode_name, _real, compute_fans
 from .layouts import Layout, is_norm, weight_layout
 from .sharded import is_dtensor, local_shard
+from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
 
 #: Rules that draw from the random stream, in the order of the parameters.
 RANDOM_RULES = ("nspl", "normal", "uniform")
@@ -471,14 +469,13 @@ def format_report(records: Sequence[ParamInit]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def _place_in_stream(entries: list[_Entry], key: Optional[int], start: int) -> None:
+def _place_in_stream(entries: list[_Entry], streams: Streams) -> None:
     """The stream of every entry that draws (random rules, and callables, which get a
-    generator of their own from their place): in parameter order, consecutive blocks from
-    block `start` of `key` (SPEC §4; key None: the op draws the position from the torch
-    generator, once per call). The one place that chooses a parameter's key and offset."""
-    offsets = _consecutive_offsets([e.tensor for e in entries], start)
-    for e, offset in zip(entries, offsets):
-        e.key, e.offset = key, offset
+    generator of their own from their place), as stream.py chose it (key None: the op draws
+    the position from the torch generator, once per call)."""
+    for k, e in enumerate(entries):
+        e.key = None if streams.keys is None else streams.keys[k]
+        e.offset = streams.offsets[k]
 
 
 def _callable_generator(entry: _Entry, torch_generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
@@ -509,10 +506,11 @@ def _random_calls(entries: list[_Entry], generator: Optional[torch.Generator]) -
             calls.append(_one_call(e, generator))
     bulk: list[_OpCall] = []
     for (mode, alpha, ratio), group in groups.items():
-        key = group[0].key
+        tensors = [e.tensor for e in group]
         bulk += _nspl_many_calls(
-            [e.tensor for e in group], mode, alpha, ratio, [e.gain for e in group], key,
-            [e.offset for e in group], generator, names=[f"parameter {e.name!r}" for e in group],
+            tensors, mode, alpha, ratio, [e.gain for e in group],
+            Streams.placed([e.key for e in group], [e.offset for e in group], generator, tensors),
+            labels=[f"parameter {e.name!r}" for e in group],
         )
     return bulk + calls
 
@@ -569,11 +567,14 @@ def _constants(entries: list[_Entry]) -> dict[float, list[Tensor]]:
 
 
 def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[int], generator: GeneratorLike,
-                check_only: bool = False) -> None:
+                check_only: bool = False, named_in: Optional[nn.Module] = None) -> None:
     """Writes the plan: the stream, then every op call and constant checked, then written.
-    `check_only`: make every check, write nothing (and advance no Generator)."""
+    `check_only`: make every check, write nothing (and advance no Generator). `named_in`: the
+    model whose parameter names give the streams (stream="name"), None for one stream."""
     drawing = [e for e in entries if e.action.rule in RANDOM_RULES or e.action.rule == "custom"]
     random = [e for e in drawing if e.action.rule in RANDOM_RULES]
+    names = (None if named_in is None else
+             check_names([e.name for e in drawing], len(drawing), "the parameters' names", named_in))
     with torch.no_grad():
         by_value = _constants(entries)
         # The constants are written after the random rules: check now what could refuse them.
@@ -581,23 +582,20 @@ def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[
             for target in targets:
                 _check_writable(target)
         if check_only:
-            # The checks do not depend on the key: a stand-in serves where the key would come
-            # from a torch generator, which must not be drawn from by a pass that writes nothing.
-            key, start = (generator.get_state() if isinstance(generator, Generator)
-                          else (_check_stream(seed, generator) or 0, 0))
-            _place_in_stream(drawing, key, start)
+            _place_in_stream(drawing, preview_streams([e.tensor for e in drawing], seed=seed, generator=generator,
+                                                      names=names))
             for call in _random_calls(random, None):
                 call.check()
             return
         torch_generator: list[Optional[torch.Generator]] = [None]
 
-        def fill(key: Optional[int], start: int, torch_gen: Optional[torch.Generator]) -> None:
-            _place_in_stream(drawing, key, start)
-            torch_generator[0] = torch_gen
-            _run_all(_random_calls(random, torch_gen))
+        def fill(streams: Streams) -> None:
+            _place_in_stream(drawing, streams)
+            torch_generator[0] = streams.generator
+            _run_all(_random_calls(random, streams.generator))
 
         if drawing:
-            _with_stream([e.tensor for e in drawing], seed, generator, fill)
+            with_streams([e.tensor for e in drawing], fill, seed=seed, generator=generator, names=names)
         for value, targets in by_value.items():
             # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
             torch._foreach_zero_(targets)
@@ -630,6 +628,7 @@ def init_module_(
     rules: Optional[Rules] = None,
     strict: bool = False,
     verbose: bool = False,
+    stream: str = "sequential",
 ) -> nn.Module:
     """Initialise the parameters of `module` (nested modules included) in place; return it.
 
@@ -685,6 +684,13 @@ def init_module_(
     their slices of the unsharded parameters; constants and callables act on the local
     shards and the DTensors.
 
+    ``stream="name"`` (with ``seed=s``) gives each parameter a stream of its own instead: key
+    key_for(s, canonical name) from block 0 (SPEC §4b), so its values depend on (seed, name,
+    shape, rule) alone (a callable's generator too). Adding, removing or reordering other
+    layers, wrapping the model (torch.compile, activation checkpointing,
+    DistributedDataParallel: see canonical_name) or building only one pipeline stage of it
+    leaves them as they are. A tied parameter takes its first name.
+
     A parameter without elements (e.g. of ``nn.Linear(0, 5)``) is skipped whatever its rule,
     except a callable: the report says "keep (no elements)".
 
@@ -693,10 +699,11 @@ def init_module_(
     an error names the parameter. `verbose=True` prints the report (see init_plan and
     format_report: name, shape, role, rule, fan, std).
     """
-    _check_stream(seed, generator)
+    by_name = check_stream_kind(stream)
+    check_stream(seed, generator, "stream='name'" if by_name else None)
     modules: list[nn.Module] = []
     entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict, modules)
-    _initialise(entries, modules, seed, generator)
+    _initialise(entries, modules, seed, generator, named_in=module if by_name else None)
     if verbose:
         print(format_report([e.record() for e in entries]))
     return module

@@ -1,5 +1,5 @@
 """DTensor support (torch.distributed.tensor, FSDP2's fully_shard): where a rank's local shard
-sits in its global tensor, and one stream key agreed by every rank of a device mesh.
+sits in its global tensor. (The key that every rank of a mesh agrees on is stream.py's.)
 
 A shard is filled with the values its slice has in the unsharded tensor (SPEC §4): the fill
 runs on the local tensor with ``global_shape`` = the DTensor's shape and ``global_start`` =
@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import torch
 from torch import Tensor
 
 ShardInfo = tuple[Tensor, Optional[list[int]], Optional[list[int]]]
@@ -62,38 +61,3 @@ def local_shard(tensor: Tensor) -> ShardInfo:
             f"{tuple(shape)} that the placements {tensor.placements} give for {tuple(tensor.shape)}"
         )
     return local, list(tensor.shape), list(start)
-
-
-def common_mesh(tensors) -> Optional[object]:
-    """The device mesh of the DTensors among `tensors` (None if there are none); ValueError
-    if they lie on different meshes."""
-    meshes = {id(t.device_mesh): t.device_mesh for t in tensors if is_dtensor(t)}
-    if len(meshes) > 1:
-        raise ValueError(
-            "nspl_filler: the DTensors lie on different device meshes, so no single key is agreed "
-            "by all their ranks; pass seed= or an nspl_filler.Generator"
-        )
-    return next(iter(meshes.values()), None)
-
-
-def agreed_key(mesh, generator: Optional[torch.Generator]) -> int:
-    """A 64-bit stream key that every rank of `mesh` agrees on.
-
-    The rank at mesh coordinate (0, ..., 0) draws it from `generator` (or torch's default
-    generator of the mesh's device type), so ``torch.manual_seed`` governs it as it governs
-    torch.nn.init; it then travels along each mesh dimension in turn, from coordinate 0 of
-    that dimension, which reaches every rank. Every rank draws too, so the generators of all
-    ranks stay in step. This is a collective: every rank of the mesh must call it.
-    """
-    import torch.distributed as dist
-
-    device = generator.device if generator is not None else torch.device(mesh.device_type)
-    words = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, device=device, generator=generator)
-    comm_device = torch.device(mesh.device_type)
-    if comm_device.type != "cpu":
-        comm_device = torch.device(comm_device.type, torch.get_device_module(comm_device.type).current_device())
-    words = words.to(comm_device)
-    for dim in range(mesh.ndim):
-        dist.broadcast(words, group=mesh.get_group(dim), group_src=0)
-    low, high = (int(w) for w in words.tolist())
-    return low | (high << 32)

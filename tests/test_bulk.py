@@ -192,6 +192,28 @@ def test_op_places_tensors_in_global_tensors():
     assert torch.equal(parts[1], full[1][3:])
 
 
+def test_op_takes_one_key_per_tensor():
+    tensors = [torch.empty(6, 8), torch.empty(5, 3, dtype=torch.float64), torch.empty(300, 41).t()]
+    keys = [3, -5, 2**63 - 1]
+    offsets = [0, 7, 2]
+    ops.nspl_many_(tensors, "fan_in", 1.0, 100.0, [1.0, 2.0, 3.0], None, offsets, keys=keys)
+    for t, key, offset, gain in zip(tensors, keys, offsets, [1.0, 2.0, 3.0]):
+        assert torch.equal(t, fill_(torch.empty_like(t), gain=gain, generator=Generator(key, offset)))
+    torch.library.opcheck(ops.nspl_many_, (tensors, "fan_in", 1.0, 100.0, [1.0, 2.0, 3.0], None, offsets),
+                          {"keys": keys})
+
+
+def test_op_refuses_keys_with_a_seed_a_generator_or_the_wrong_count():
+    t = [torch.zeros(3, 3), torch.zeros(2, 2)]
+    with pytest.raises(ValueError, match="without seed"):
+        ops.nspl_many_(t, "fan_in", 1.0, 100.0, [1.0, 1.0], 1, [0, 0], keys=[1, 2])
+    with pytest.raises(ValueError, match="without generator"):
+        ops.nspl_many_(t, "fan_in", 1.0, 100.0, [1.0, 1.0], None, [0, 0], torch.Generator(), keys=[1, 2])
+    with pytest.raises(ValueError, match="one key each, got 1"):
+        ops.nspl_many_(t, "fan_in", 1.0, 100.0, [1.0, 1.0], None, [0, 0], keys=[1])
+    assert all(x.abs().sum() == 0 for x in t)
+
+
 def test_opcheck():
     tensors = [torch.empty(4, 6), torch.empty(3, 5, dtype=torch.float64)]
     torch.library.opcheck(ops.nspl_many_, (tensors, "fan_in", 1.0, 100.0, [1.0, 2.0], 3, [0, 6]))

@@ -44,6 +44,16 @@ REFUSED = {
     "bulk expanded": (lambda d: expanded(device=d), lambda t: ops.nspl_many_([t], "fan_in", 1.0, 100.0, [1.0], 1, [0])),
     "bulk past the end of the stream": (lambda d: torch.zeros(4, 6, device=d),
                                         lambda t: ops.nspl_many_([t], "fan_in", 1.0, 100.0, [1.0], 1, [2**63 - 2])),
+    "bulk keys and seed": (lambda d: torch.zeros(4, 6, device=d),
+                           lambda t: ops.nspl_many_([t], "fan_in", 1.0, 100.0, [1.0], 1, [0], keys=[5])),
+    "bulk keys and generator": (lambda d: torch.zeros(4, 6, device=d),
+                                lambda t: ops.nspl_many_([t], "fan_in", 1.0, 100.0, [1.0], None, [0], torch.Generator(),
+                                                         keys=[5])),
+    "bulk a key short": (lambda d: torch.zeros(4, 6, device=d),
+                         lambda t: ops.nspl_many_([t, t[:0]], "fan_in", 1.0, 100.0, [1.0] * 2, None, [0] * 2, keys=[5])),
+    "bulk keys past the end of the stream": (
+        lambda d: torch.zeros(4, 6, device=d),
+        lambda t: ops.nspl_many_([t], "fan_in", 1.0, 100.0, [1.0], None, [2**63 - 2], keys=[-1])),
 }
 
 

@@ -73,3 +73,12 @@ def test_labels_name_the_power_law_form_and_the_capture_instantiation():
     assert sass_budget.describe(name) == ("contiguous (capture)", "float32", "power_law:alpha<1")
     name = name.replace("true>", "false>").replace("PowerLawSampler<float, (nspl::PowerLawForm)2>", "LogUniformSampler<float>")
     assert sass_budget.describe(name) == ("contiguous", "float32", "log_uniform")
+
+
+def test_labels_name_the_bulk_kernel_with_a_key_per_tensor():
+    name = ("void nspl::(anonymous namespace)::nspl_many_kernel<c10::BFloat16, float, "
+            "nspl::LogUniformSampler<float>, {}, {}>(nspl::(anonymous namespace)::BulkTable<"
+            "nspl::LogUniformSampler<float> >, nspl::LaunchStream)")
+    assert sass_budget.describe(name.format("true", "false")) == ("bulk (key per tensor)", "bfloat16", "log_uniform")
+    assert sass_budget.describe(name.format("false", "true")) == ("bulk (capture)", "bfloat16", "log_uniform")
+    assert sass_budget.describe(name.format("false", "false")) == ("bulk", "bfloat16", "log_uniform")

@@ -68,7 +68,7 @@ def check_fill(mesh, device):
     # A torch generator: ranks seeded differently still agree on one key (rank 0's).
     rank = dist.get_rank()
     torch.manual_seed(100 + rank)
-    key = nspl_filler.sharded.agreed_key(mesh, None)
+    key = nspl_filler.stream.agreed_key(mesh, None)
     keys = [None] * WORLD
     dist.all_gather_object(keys, key)
     assert keys == [key] * WORLD
@@ -131,7 +131,7 @@ def check_fsdp(mesh, device):
     # A torch generator: the key is agreed across the mesh.
     rank = dist.get_rank()
     torch.manual_seed(50 + rank)
-    key = nspl_filler.sharded.agreed_key(mesh, None)
+    key = nspl_filler.stream.agreed_key(mesh, None)
     torch.manual_seed(50 + rank)
     init_module_(model, rules=RULES)
     reference = init_module_(Net(), seed=key, rules=RULES)
@@ -175,4 +175,4 @@ def test_single_process_helpers():
     t = torch.empty(3, 3)
     assert nspl_filler.sharded.local_shard(t) == (t, None, None)
     assert not nspl_filler.sharded.is_dtensor(t)
-    assert nspl_filler.sharded.common_mesh([t]) is None
+    assert nspl_filler.stream.common_mesh([t]) is None

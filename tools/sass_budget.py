@@ -540,8 +540,12 @@ def describe(demangled: str):
     if form:
         sampler += ":" + POWER_LAW_FORMS.get(int(form.group(1)), form.group(1))
     # The kernels' last template argument: whether the key's round keys are computed in the
-    # kernel (graph capture, the key known only at replay) or come with the launch.
-    if template_arguments(args)[-1:] == ["true"]:
+    # kernel (graph capture, the key known only at replay) or come with the launch; the bulk
+    # kernel's one before it: whether each tensor brings its own key (streams by name).
+    flags = template_arguments(args)
+    if kind == "bulk" and flags[-2:-1] == ["true"]:
+        kind += " (key per tensor)"
+    if flags[-1:] == ["true"]:
         kind += " (capture)"
     return kind, dtype, sampler
 
@@ -585,6 +589,7 @@ def analyse(sass: str) -> list[dict]:
     order = {"contiguous": 0, "bulk": 1, "strided": 2}
     dorder = {"float32": 0, "bfloat16": 1, "float16": 2, "float64": 3}
     rows.sort(key=lambda r: (r["kernel"].endswith("(capture)"), order[r["kernel"].split(" ")[0]],
+                             "(key per tensor)" in r["kernel"],
                              not r["sampler"].startswith(("log_uniform", "power_law")), r["sampler"],
                              dorder[r["dtype"]]))
     return rows
@@ -614,8 +619,10 @@ def markdown(rows: list[dict], source: str) -> str:
         "the path of a whole block; min and max are the cheapest and costliest launch-uniform choice (see "
         "the notes). Samplers: log_uniform is the power law at alpha = 1 (the default), power_law:form the "
         "other alphas, one kernel per form; kernels marked (capture) are the instantiations for CUDA-graph "
-        "capture with a torch generator, which work out the key's round keys in the kernel. The share of "
-        "HBM bandwidth is "
+        "capture with a torch generator, which work out the key's round keys in the kernel; bulk (key per "
+        "tensor) is the bulk kernel for calls with a key per tensor (streams by name), whose max is the trip "
+        "on which a thread's tile moves to another tensor and works out its round keys (at most one trip in "
+        "four). The share of HBM bandwidth is "
         "`min(1, SMs × 4 schedulers × 1 instruction/clock × clock × 32 × bytes per block / instructions "
         "/ HBM bandwidth)`, with "
         + "; ".join(f"{g}: {h['sms']} SMs, {h['clock_ghz']} GHz, {h['hbm_tb_s']} TB/s" for g, h in HARDWARE.items())

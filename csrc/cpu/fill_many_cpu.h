@@ -23,8 +23,9 @@ constexpr int64_t kSplitElements = 1 << 16;
 using StreamFn = StreamPosition (*)(std::optional<int64_t> seed, int64_t offset,
                                     const std::optional<at::Generator>& generator);
 
-// One C++ call for the whole list. The stream position is taken once (a torch generator
-// gives one key for the call); tensor k then uses blocks position.offset + offsets[k] + ...
+// One C++ call for the whole list. A call that brings its keys (a seed, or one key per
+// tensor) fills tensor k from block offsets[k] of its key; otherwise one key is drawn from
+// the torch generator for the whole call, and tensor k takes its blocks offsets[k], ...
 //
 // Threads: a large tensor is filled by `fill`, which splits it across threads itself. The
 // small ones are dealt out whole across threads (a nested at::parallel_for runs inline):
@@ -35,17 +36,18 @@ template <FillFn fill, StreamFn stream>
 void nspl_many_cpu(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
                    at::ArrayRef<double> gains, std::optional<int64_t> seed, at::IntArrayRef offsets,
                    std::optional<at::Generator> generator, at::OptionalIntArrayRef global_shapes,
-                   at::OptionalIntArrayRef global_starts) {
+                   at::OptionalIntArrayRef global_starts, at::OptionalIntArrayRef keys) {
   const std::vector<ManyFillItem> items = plan_nspl_many(
-      tensors, mode, alpha, ratio, gains, seed, offsets, generator, global_shapes, global_starts);
+      tensors, mode, alpha, ratio, gains, seed, offsets, generator, global_shapes, global_starts, keys);
   int64_t total = 0;
   for (const auto& item : items) total += item.writes() ? item.tensor.numel() : 0;
   // Like nspl_, a call that writes nothing draws nothing from the generator.
   if (total == 0) return;
-  const StreamPosition position = stream(seed, 0, generator);
+  const bool own_keys = explicit_keys(seed, keys);
+  const StreamPosition drawn = own_keys ? StreamPosition{} : stream(std::nullopt, 0, generator);
   const auto fill_item = [&](const ManyFillItem& item) {
-    fill(item.tensor, item.spec, static_cast<int64_t>(position.key),
-         static_cast<int64_t>(position.offset + item.offset), std::nullopt, item.view);
+    fill(item.tensor, item.spec, static_cast<int64_t>(own_keys ? item.key : drawn.key),
+         static_cast<int64_t>(drawn.offset + item.offset), std::nullopt, item.view);
   };
 
   std::vector<const ManyFillItem*> dealt;
