@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 import nspl_filler
+from common import machine
 
 
 def build_model(layers: int, width: int, device: str) -> nn.Module:
@@ -94,36 +94,6 @@ def time_cases(cases: dict, repeats: int, sync) -> dict[str, list[float]]:
             sync()
             times[name].append(time.perf_counter() - start)
     return times
-
-
-def machine() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "nspl_filler": nspl_filler.__version__,
-        "python": platform.python_version(),
-        # Other work on the machine skews the times; the 1-minute load average says how much.
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(device: str, layers: int, width: int, repeats: int, streams_only: bool = False) -> dict:
@@ -198,7 +168,7 @@ def main() -> None:
         info = machine()
         header = (f"# bulk_init, {device}, {today}\n\n{info['cpu']} ({info['cpu_count']} cores, "
                   f"{info['torch_threads']} torch threads){', ' + info['gpu'] if device.startswith('cuda') else ''}, "
-                  f"torch {info['torch']}, {info['platform']}, load average {info['load_average_1min']}\n")
+                  f"torch {info['torch']}, {info['platform']}, load average {info['load_average']}\n")
         print(header + "\n" + text + "\n")
         if args.save:
             os.makedirs(args.save, exist_ok=True)
