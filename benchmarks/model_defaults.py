@@ -7,6 +7,7 @@ input; then re-initialise copies with init_module_ under each setting and measur
   tensor of >= 2 dims, fans from the shape, biases 0, norm weights 1), as rules;
 - "fan": today's default (layer weights NSPL with the ReLU gain from their layout's fans,
   embeddings NSPL with gain 1, everything else kept);
+- "fan_out": the default with mode="fan_out" (the fan torchvision's and timm's CNNs use);
 - "keep": scale="keep" (NSPL at each tensor's own std).
 
 Models: transformers BERT-base, GPT-2 small, and a Llama of GPT-2-small width and depth
@@ -75,6 +76,7 @@ def measure(build, inputs, seed: int = 0) -> dict[str, float]:
     settings = {
         "previous default": dict(rules=OLD_DEFAULT_RULES),
         "fan (default)": {},
+        "fan_out": dict(mode="fan_out"),
         "keep": dict(scale="keep"),
     }
     for label, args in settings.items():
@@ -82,6 +84,16 @@ def measure(build, inputs, seed: int = 0) -> dict[str, float]:
         nspl_filler.init_module_(model, seed=seed, **args)
         row[label] = logits_std(model, inputs)
     return row
+
+
+def versions() -> dict[str, str]:
+    found = {"torch": torch.__version__}
+    for name in ("transformers", "timm", "torchvision"):
+        try:
+            found[name] = __import__(name).__version__
+        except Exception:  # not installed, or does not import with this torch
+            pass
+    return found
 
 
 def main() -> int:
@@ -99,7 +111,7 @@ def main() -> int:
                 print(f"{name}: {rows[name]} ({time.perf_counter() - start:.0f} s)", flush=True)
         except Exception as error:  # a library that does not import here is reported, not fatal
             missing.append(f"{library}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
-    columns = ["own init", "previous default", "fan (default)", "keep"]
+    columns = ["own init", "previous default", "fan (default)", "fan_out", "keep"]
     print()
     print("| model | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
@@ -109,7 +121,7 @@ def main() -> int:
         print(f"\nnot measured: {line}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"rows": rows, "not_measured": missing, "torch": torch.__version__}, out, indent=2)
+            json.dump({"rows": rows, "not_measured": missing, "versions": versions()}, out, indent=2)
     return 0
 
 

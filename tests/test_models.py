@@ -214,3 +214,19 @@ def test_timm_convnext_keeps_its_recipe_under_scale_keep():
         own = model(images).std().item()
         init_module_(model, seed=0, scale="keep")
         assert model(images).std().item() == pytest.approx(own, rel=0.3)
+
+
+def test_timm_resnet18_convolutions_match_timm_under_fan_out():
+    # timm draws its convolutions from kaiming_normal_(mode="fan_out", nonlinearity="relu"):
+    # std sqrt(2 / (out · k²)). mode="fan_out" targets the same std, so the two agree per tensor.
+    timm = _timm()
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    own = {name: p.detach().std().item() for name, p in model.named_parameters() if p.dim() == 4}
+    init_module_(model, seed=0, mode="fan_out")
+    params = dict(model.named_parameters())
+    for name, std in own.items():
+        p = params[name]
+        target = (2.0 / (p.shape[0] * p[0, 0].numel())) ** 0.5
+        assert std == pytest.approx(target, rel=0.1), name
+        assert p.std().item() == pytest.approx(target, rel=0.1), name
