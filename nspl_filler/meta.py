@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import threading
 import warnings
+import weakref
 from typing import Iterator, Optional, Union
 
 import torch
@@ -45,14 +46,28 @@ def empty_weights() -> Iterator[None]:
     """
     with _PATCH_LOCK:
         register = nn.Module.register_parameter
+        # Each Parameter object registered so far in this context, by id, with what was
+        # registered for it: a second registration of the same object (a tie) gets the same
+        # one, so a weight tied to a parameter that stays real stays real, and a tie made
+        # with the original of a weight already on meta gets that meta Parameter. The weak
+        # reference tells a live object from a dead one whose id was reused.
+        registered: dict[int, tuple[weakref.ref, nn.Parameter]] = {}
 
         def register_on_meta(module: nn.Module, name: str, param: Optional[nn.Parameter]) -> None:
             register(module, name, param)
+            if param is None:
+                return
+            seen = registered.get(id(param))
+            if seen is not None and seen[0]() is param:
+                module._parameters[name] = seen[1]
+                return
+            chosen = param
             if (type(param) is nn.Parameter and param.device.type != "meta"
                     and weight_layout(module, name) is not None):
-                meta = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-                meta.__dict__.update(param.__dict__)
-                module._parameters[name] = meta
+                chosen = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+                chosen.__dict__.update(param.__dict__)
+                module._parameters[name] = chosen
+            registered[id(param)] = (weakref.ref(param), chosen)
 
         nn.Module.register_parameter = register_on_meta
         try:

@@ -96,7 +96,7 @@ def test_bad_arguments_and_refusals_leave_the_model_on_meta():
         (lambda: materialize_(net, "meta", seed=0), ValueError, "device"),
         (lambda: materialize_(net, "cpu", meta_buffers="zeros"), ValueError, "meta_buffers"),
         (lambda: materialize_(net, "cpu", seeds=0), TypeError, "seeds"),
-        (lambda: materialize_(net, "cpu", seed=0, scale="keep"), ValueError, r"'embed.weight \(nspl\(gain=1.0\) \(own std\)\)'"),
+        (lambda: materialize_(net, "cpu", seed=0, scale="keep"), ValueError, r"embed.weight \(nspl\(gain=1.0, mode='fan_in'\) \(own std\)\)"),
         (lambda: materialize_(net, "cpu", seed=0, rules={"hidden.weight": "keep"}), ValueError, "hidden.weight"),
         (lambda: materialize_(net, "cpu", seed=0, rules={"hidden.weight": {"alpha": math.nan}}), ValueError, "alpha"),
         (lambda: materialize_(net.half(), "cpu", seed=0, rules={"hidden.weight": {"gain": 1e6}}), ValueError,
@@ -132,3 +132,28 @@ def test_empty_weights_nests_and_restores_on_error():
             raise RuntimeError("boom")
     assert nn.Module.register_parameter is register
     assert not nn.Linear(3, 3).weight.is_meta
+
+
+def test_empty_weights_keeps_ties_with_parameters_that_stay_real_and_with_originals():
+    class TableFirst(nn.Module):  # a raw table (kept, real) that a layer then holds as its weight
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(10, 4))
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.table
+
+    class OriginalKept(nn.Module):  # the original of a weight put on meta, registered again
+        def __init__(self):
+            super().__init__()
+            weight = nn.Parameter(torch.randn(10, 4))
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = weight
+            self.alias = weight
+
+    with empty_weights():
+        first, kept = TableFirst(), OriginalKept()
+    assert first.head.weight is first.table and not first.table.is_meta
+    assert kept.head.weight is kept.alias and kept.alias.is_meta
+    for model in (first, kept):
+        materialize_(model, "cpu", seed=0)
+    assert first.head.weight is first.table and kept.head.weight is kept.alias and not kept.alias.is_meta
