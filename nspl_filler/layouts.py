@@ -31,17 +31,20 @@ class Layout:
     """The weights of one module type: `params` (globs on the parameter's own name in the
     module, e.g. ``"weight"`` or ``"weight_*"``), each with its inputs along dim `in_dim`
     and its outputs along dim `out_dim` (negative dims count from the end); `role` is
-    "layer" or "embedding"."""
+    "layer" or "embedding". `grouped_in`: the in dim counts the inputs of every group, and
+    each output sees only its group's (a transposed convolution of ``groups`` > 1 stores
+    ``(in, out / groups, *k)``), so fan_in is divided by the module's ``groups``."""
 
     in_dim: int = 1
     out_dim: int = 0
     params: tuple[str, ...] = ("weight",)
     role: str = "layer"
+    grouped_in: bool = False
 
-    def fans(self, shape: tuple[int, ...]) -> tuple[int, int]:
+    def fans(self, shape: tuple[int, ...], groups: int = 1) -> tuple[int, int]:
         """(fan_in, fan_out) of a weight of `shape`: the sizes of its in and out dims, each
-        times the product of the other dims (the receptive field). ValueError if the
-        shape lacks either dim, or both name the same dim."""
+        times the product of the other dims (the receptive field); with `grouped_in`, fan_in
+        over `groups`. ValueError if the shape lacks either dim, or both name the same dim."""
         rank = len(shape)
         dims = []
         for name, dim in (("in_dim", self.in_dim), ("out_dim", self.out_dim)):
@@ -51,7 +54,13 @@ class Layout:
         if dims[0] == dims[1]:
             raise ValueError(f"the layout's in_dim and out_dim are the same dim of shape {tuple(shape)}")
         receptive = math.prod(size for d, size in enumerate(shape) if d not in dims)
-        return shape[dims[0]] * receptive, shape[dims[1]] * receptive
+        inputs = shape[dims[0]] // groups if self.grouped_in and groups > 1 else shape[dims[0]]
+        return inputs * receptive, shape[dims[1]] * receptive
+
+    def groups_of(self, module: nn.Module) -> int:
+        """The groups `fans` divides fan_in by for `module`'s weight (1 unless `grouped_in`)."""
+        groups = getattr(module, "groups", 1) if self.grouped_in else 1
+        return groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1
 
     def names(self, local_name: str) -> bool:
         """Whether the layout covers the module's parameter `local_name`."""
@@ -70,6 +79,7 @@ def register_layout(
     out_dim: int = 0,
     params: Union[str, tuple[str, ...], list[str]] = ("weight",),
     role: str = "layer",
+    grouped_in: bool = False,
 ) -> Layout:
     """Declare the weights of `module_type` (a subclass of nn.Module, or a class name, matched
     against the classes of a module's MRO without importing anything; a type registered for a
@@ -77,7 +87,9 @@ def register_layout(
 
     `params`: globs on the parameter names that are weights (default ``"weight"``);
     `in_dim`, `out_dim`: the dims that count inputs and outputs (default torch's: 1 and 0);
-    `role`: "layer" (NSPL from its fans by default) or "embedding" (the embedding default).
+    `role`: "layer" (NSPL from its fans by default) or "embedding" (the embedding default);
+    `grouped_in`: fan_in is the in dim's size over the module's ``groups`` attribute (each
+    output sees one group's inputs; transposed convolutions).
     A later registration of the same type replaces the earlier one; subclasses inherit a
     layout unless they have their own.
     """
@@ -93,12 +105,16 @@ def register_layout(
             raise TypeError(f"nspl_filler: {name} must be an int, got {type(dim).__name__} {dim!r}")
     if in_dim == out_dim:
         raise ValueError(f"nspl_filler: in_dim and out_dim must differ, got {in_dim} for both")
+    if not isinstance(params, (str, tuple, list)):
+        raise TypeError(f"nspl_filler: params must be a name, glob or list of them, got {type(params).__name__} {params!r}")
     patterns = (params,) if isinstance(params, str) else tuple(params)
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise ValueError(f"nspl_filler: params must be one or more non-empty names or globs, got {params!r}")
     if role not in ROLES:
         raise ValueError(f"nspl_filler: role must be one of {ROLES}, got {role!r}")
-    layout = Layout(in_dim, out_dim, patterns, role)
+    if not isinstance(grouped_in, bool):
+        raise TypeError(f"nspl_filler: grouped_in must be a bool, got {type(grouped_in).__name__} {grouped_in!r}")
+    layout = Layout(in_dim, out_dim, patterns, role, grouped_in)
     _LAYOUTS[module_type] = layout
     return layout
 
@@ -140,8 +156,9 @@ def is_norm(module: nn.Module) -> bool:
 
 for _linear in (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd):
     register_layout(_linear)
-# A transposed convolution stores (in_channels, out_channels / groups, *kernel).
-register_layout(nn.modules.conv._ConvTransposeNd, in_dim=0, out_dim=1)
+# A transposed convolution stores (in_channels, out_channels / groups, *kernel); each output
+# sees in_channels / groups of the inputs.
+register_layout(nn.modules.conv._ConvTransposeNd, in_dim=0, out_dim=1, grouped_in=True)
 # transformers' Conv1D (GPT-2, GPT, ...): a linear layer whose weight is stored (in, out).
 register_layout("Conv1D", in_dim=0, out_dim=1)
 # The projections a MultiheadAttention owns itself; out_proj is an nn.Linear.

@@ -97,7 +97,7 @@ _DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "keep", "e
 _FLAT = _Action("keep")
 #: The default rule of embedding tables: NSPL with gain 1 (no nonlinearity follows a lookup,
 #: and a table tied to an output layer is that layer's weight, of fan_in = embedding_dim).
-EMBEDDING_RULE = {"init": "nspl", "gain": 1.0}
+EMBEDDING_RULE = {"init": "nspl", "gain": 1.0, "mode": "fan_in"}
 _WRITING_RULES = RANDOM_RULES + ("zeros", "ones", "constant")
 
 
@@ -166,7 +166,13 @@ def _action(value: RuleValue, where: str) -> _Action:
             )
         return _Action(rule)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return _Action("constant", value=float(value))
+        try:
+            constant = float(value)
+        except OverflowError:
+            constant = math.inf
+        if not math.isfinite(constant):
+            raise ValueError(f"nspl_filler: rule {where}: a constant must be finite, got {value!r}")
+        return _Action("constant", value=constant)
     if isinstance(value, Mapping):
         options = dict(value)
         rule = str(options.pop("init", "nspl")).lower()
@@ -331,11 +337,14 @@ class _Planner:
                 return action
         return None
 
-    def shape_fans(self, shape: tuple[int, ...], layout: Optional[Layout] = None) -> tuple[float, float]:
-        """(fan_in, fan_out) of `shape` by `layout` (None: torch's convention)."""
-        if (shape, layout) not in self.fans_of:
-            self.fans_of[(shape, layout)] = compute_fans(shape) if layout is None else layout.fans(shape)
-        return self.fans_of[(shape, layout)]
+    def shape_fans(self, shape: tuple[int, ...], layout: Optional[Layout] = None, groups: int = 1
+                   ) -> tuple[float, float]:
+        """(fan_in, fan_out) of `shape` by `layout` (None: torch's convention), for a module
+        of `groups` groups."""
+        key = (shape, layout, groups)
+        if key not in self.fans_of:
+            self.fans_of[key] = compute_fans(shape) if layout is None else layout.fans(shape, groups)
+        return self.fans_of[key]
 
     def role_of(self, owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
         key = (type(owner), local_name)
@@ -345,10 +354,12 @@ class _Planner:
 
     def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
         name = aliases[0][0]
-        # A tied weight is a layer's weight if any of its names makes it one (a table that an
-        # output Linear shares with an Embedding, or a raw Parameter that a layer also holds).
+        # A tied weight is a layer's weight if any of its names makes it one (a raw Parameter
+        # that a layer also holds), and an embedding table if any makes it one (a table that
+        # an output Linear shares with an Embedding, whichever of the two comes first).
         roles = [self.role_of(owner, local) for _, local, owner in aliases]
-        chosen = next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0)
+        chosen = next((k for k, (role, _) in enumerate(roles) if role == "embedding"),
+                      next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0))
         (role, layout), owner = roles[chosen], aliases[chosen][2]
         action = (self.action_of(aliases, tensor) if self.rule_list else None) or _default_action(role)
         if action.rule in _WRITING_RULES and tensor.numel() == 0:
@@ -367,7 +378,8 @@ class _Planner:
         shape = tuple(e.tensor.shape)
         fan_in, fan_out = draw.fan_in, draw.fan_out
         if fan_in is None or fan_out is None:
-            own = self.shape_fans(shape, layout) if layout is not None or len(shape) >= 2 else None
+            groups = 1 if layout is None else layout.groups_of(e.owner)
+            own = self.shape_fans(shape, layout, groups) if layout is not None or len(shape) >= 2 else None
             if own is not None:
                 fan_in = own[0] if fan_in is None else fan_in
                 fan_out = own[1] if fan_out is None else fan_out
@@ -429,7 +441,8 @@ def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_R
     unmatched = planner.unmatched()
     if unmatched:
         message = (f"nspl_filler: rules {unmatched!r} match no parameter of the {type(module).__name__} "
-                   "(a tied parameter answers to each of its names; a module-type key with a random rule "
+                   "that an earlier rule does not take (the first rule that matches a parameter wins; "
+                   "a tied parameter answers to each of its names; a module-type key with a random rule "
                    "reaches only that module's weights)")
         if strict:
             raise ValueError(message)
@@ -566,6 +579,19 @@ def _constants(entries: list[_Entry]) -> dict[float, list[Tensor]]:
     return by_value
 
 
+def _check_constants_fit(entries: list[_Entry]) -> None:
+    """A constant rule's value must be a value of its parameter's dtype (SPEC §5: no silent
+    infinities): ValueError naming the parameter otherwise."""
+    for e in entries:
+        if e.action.rule == "constant" and e.tensor.dtype.is_floating_point:
+            largest = torch.finfo(e.tensor.dtype).max
+            if abs(e.action.value) > largest:
+                raise ValueError(
+                    f"nspl_filler: parameter {e.name!r} (rule {e.action.label()!r}): the constant "
+                    f"{e.action.value:g} overflows {e.tensor.dtype} (max {largest:g})"
+                )
+
+
 def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[int], generator: GeneratorLike,
                 check_only: bool = False, named_in: Optional[nn.Module] = None) -> None:
     """Writes the plan: the stream, then every op call and constant checked, then written.
@@ -581,9 +607,10 @@ def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[
         for targets in by_value.values():
             for target in targets:
                 _check_writable(target)
+        _check_constants_fit(entries)
         if check_only:
             _place_in_stream(drawing, preview_streams([e.tensor for e in drawing], seed=seed, generator=generator,
-                                                      names=names))
+                                                      names=names, argument="stream='name'"))
             for call in _random_calls(random, None):
                 call.check()
             return
@@ -595,7 +622,8 @@ def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[
             _run_all(_random_calls(random, streams.generator))
 
         if drawing:
-            with_streams([e.tensor for e in drawing], fill, seed=seed, generator=generator, names=names)
+            with_streams([e.tensor for e in drawing], fill, seed=seed, generator=generator, names=names,
+                         argument="stream='name'")
         for value, targets in by_value.items():
             # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
             torch._foreach_zero_(targets)

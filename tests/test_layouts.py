@@ -58,7 +58,7 @@ def test_transposed_convolutions_take_in_and_out_from_dims_0_and_1():
         weight = records(layer)["weight"]
         assert (weight.fan, weight.role) == (4 * receptive, "layer"), type(layer).__name__
         assert records(layer, mode="fan_out")["weight"].fan == 6 * receptive
-    assert layout_of(nn.ConvTranspose2d(4, 6, 3)) == Layout(in_dim=0, out_dim=1)
+    assert layout_of(nn.ConvTranspose2d(4, 6, 3)) == Layout(in_dim=0, out_dim=1, grouped_in=True)
     assert layout_of(nn.Conv2d(4, 6, 3)) == Layout()
 
 
@@ -75,7 +75,7 @@ def test_built_in_roles():
     for name in ["lstm.bias_ih_l0", "mha.in_proj_bias", "mha.out_proj.bias", "bilinear.bias", "cell.bias_hh",
                  "prelu.weight"]:
         assert roles[name] == ("other", "keep"), name
-    assert roles["bag.weight"] == ("embedding", "nspl(gain=1.0)")
+    assert roles["bag.weight"] == ("embedding", "nspl(gain=1.0, mode='fan_in')")
     assert by_name["mha.k_proj_weight"].fan == 6 and by_name["bilinear.weight"].fan == 12
 
 
@@ -141,3 +141,53 @@ def test_a_tied_weight_takes_the_role_any_of_its_names_gives():
 
     record = records(Head())["table"]
     assert (record.role, record.rule, record.fan, record.aliases) == ("layer", "nspl", 6, ("out.weight",))
+
+
+@pytest.mark.parametrize("cls, kernel", [(nn.ConvTranspose1d, (4,)), (nn.ConvTranspose2d, (4, 4)),
+                                         (nn.ConvTranspose3d, (2, 3, 2))])
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_grouped_transposed_convolutions_take_fan_in_per_group(cls, kernel, groups):
+    # (in, out / groups, *k): each output sees in / groups inputs over the kernel.
+    layer = cls(16, 32, kernel, groups=groups, bias=False)
+    receptive = math.prod(kernel)
+    (record,) = init_plan(layer)
+    assert record.fan == 16 // groups * receptive
+    init_module_(layer, seed=0, mode="fan_out")
+    (record,) = init_plan(layer, mode="fan_out")
+    assert record.fan == 32 // groups * receptive
+    init_module_(layer, seed=0)
+    assert layer.weight.std().item() == pytest.approx(SQRT2 / math.sqrt(16 // groups * receptive), rel=0.1)
+
+
+def test_grouped_in_is_checked_and_divides_only_where_asked():
+    with pytest.raises(TypeError, match="grouped_in must be a bool, got int 1"):
+        register_layout("Whatever", grouped_in=1)
+    with pytest.raises(TypeError, match="params must be a name, glob or list of them, got NoneType None"):
+        register_layout("Whatever", params=None)
+    assert Layout(0, 1, grouped_in=True).fans((8, 2, 3), groups=4) == (6, 6)
+    assert Layout(0, 1).fans((8, 2, 3), groups=4) == (24, 6)
+    conv = nn.Conv2d(16, 32, 3, groups=4, bias=False)  # torch's layout: (out, in / groups, k, k) already
+    (record,) = init_plan(conv)
+    assert record.fan == 4 * 9
+
+
+@pytest.mark.parametrize("head_first", [False, True])
+def test_a_table_tied_to_a_layer_is_an_embedding_whichever_comes_first(head_first):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if head_first:
+                self.head = nn.Linear(8, 50, bias=False)
+                self.emb = nn.Embedding(50, 8, padding_idx=3)
+                self.emb.weight = self.head.weight
+            else:
+                self.emb = nn.Embedding(50, 8, padding_idx=3)
+                self.head = nn.Linear(8, 50, bias=False)
+                self.head.weight = self.emb.weight
+
+    model = Tied()
+    (record,) = init_plan(model)
+    assert record.role == "embedding" and record.fan == 8
+    init_module_(model, seed=0)
+    assert model.emb.weight[3].eq(0).all()
+    assert model.emb.weight.std().item() == pytest.approx(1 / math.sqrt(8), rel=0.1)

@@ -119,7 +119,7 @@ def test_only_layer_weights_and_embeddings_get_nspl(name):
         if r.role == "layer":
             assert r.rule == "nspl" and r.shape[-1] > 1, r.name
         elif r.role == "embedding":
-            assert isinstance(module, nn.Embedding) and r.rule == "nspl(gain=1.0)", r.name
+            assert isinstance(module, nn.Embedding) and r.rule == "nspl(gain=1.0, mode='fan_in')", r.name
         else:
             assert r.rule == "keep", r.name
     roles = {r.name: r.role for r in records}

@@ -57,7 +57,7 @@ def test_default_rules_and_report():
     assert [r.name for r in records] == [name for name, _ in net.named_parameters()]
     assert all(isinstance(r, ParamInit) for r in records)
     # Embedding tables: NSPL with gain 1, n = embedding_dim.
-    assert by_name["embed.weight"] == ParamInit("embed.weight", (11, 8), "nspl(gain=1.0)", 8, 1 / math.sqrt(8),
+    assert by_name["embed.weight"] == ParamInit("embed.weight", (11, 8), "nspl(gain=1.0, mode='fan_in')", 8, 1 / math.sqrt(8),
                                                 "embedding")
     assert by_name["conv.weight"].fan == 24 and by_name["conv.weight"].role == "layer"
     assert by_name["conv.weight"].std == SQRT2 / math.sqrt(24)
@@ -102,7 +102,8 @@ def test_generator_and_arguments_pass_through():
     gain = torch.nn.init.calculate_gain("tanh")
     for (name, p), q in zip(net_a.named_parameters(), net_b.parameters()):
         if p.dim() >= 2:
-            fill_(q, "fan_out", alpha=2.5, ratio=20.0, gain=1.0 if name == "embed.weight" else gain,
+            table = name == "embed.weight"  # EMBEDDING_RULE: gain 1, n = embedding_dim whatever the mode
+            fill_(q, "fan_in" if table else "fan_out", alpha=2.5, ratio=20.0, gain=1.0 if table else gain,
                   generator=reference)
             if name == "embed.weight":
                 with torch.no_grad():
@@ -384,3 +385,20 @@ def test_exported():
     assert nspl_filler.init_module_ is init_module_ and nspl_filler.init_plan is init_plan
     for name in ["empty_weights", "materialize_", "register_layout", "layout_of", "Layout", "EMBEDDING_RULE"]:
         assert name in nspl_filler.__all__ and hasattr(nspl_filler, name)
+
+
+def test_a_rule_that_an_earlier_rule_shadows_is_reported_as_taking_nothing():
+    net = nn.Sequential(nn.Linear(3, 3))
+    rules = [("0.*", "zeros"), ("0.bias", "ones")]
+    with pytest.warns(UserWarning, match=r"\['0\.bias'\] match no parameter .* that an earlier rule does not take"):
+        init_module_(net, seed=0, rules=rules)
+    assert net[0].bias.eq(0).all()
+    with pytest.raises(ValueError, match="an earlier rule does not take"):
+        init_module_(net, seed=0, rules=rules, strict=True)
+
+
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out", "average"])
+def test_embedding_tables_take_n_embedding_dim_whatever_the_mode(mode):
+    table = nn.Embedding(1000, 16)
+    (record,) = init_plan(table, mode=mode)
+    assert record.fan == 16 and record.std == pytest.approx(0.25)
