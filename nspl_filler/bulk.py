@@ -49,10 +49,18 @@ class _OpCall:
 
 def _run_all(calls: Sequence[_OpCall]) -> None:
     """Runs the calls; when there are several, checks them all first. One call needs no
-    pre-check: the op checks everything it is given before it writes."""
+    pre-check: the op checks everything it is given before it writes, and when it refuses,
+    its check is made again to name the tensor at fault."""
     if len(calls) > 1:
         for call in calls:
             call.check()
+    elif len(calls) == 1:
+        try:
+            calls[0].run()
+        except (TypeError, ValueError, RuntimeError):
+            calls[0].check()  # raises the same error with the tensor's name, if the checks refuse
+            raise
+        return
     for call in calls:
         call.run()
 

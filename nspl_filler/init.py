@@ -83,11 +83,14 @@ _GAINS: dict = {}
 
 
 def _gain_of(nonlinearity: str, param: Optional[float]) -> float:
+    # Keyed by the argument's type too: True == 1 and hash alike, but calculate_gain refuses
+    # True and takes 1, and the cache must not tell them apart differently.
+    key = (nonlinearity, type(param), param)
     try:
-        return _GAINS[(nonlinearity, param)]
+        return _GAINS[key]
     except (KeyError, TypeError):  # TypeError: an unhashable param, which calculate_gain refuses
         gain = float(torch.nn.init.calculate_gain(nonlinearity, param))
-        _GAINS[(nonlinearity, param)] = gain
+        _GAINS[key] = gain
         return gain
 
 
@@ -113,7 +116,7 @@ def _run(tensor: Tensor, seed: Optional[int], generator: GeneratorLike, name: Op
             op(target, *args, seed=None if keys is None else keys[0], offset=streams.offsets[0],
                generator=streams.generator, global_shape=global_shape, global_start=global_start)
 
-        with_streams([tensor], fill, seed=seed, generator=generator, names=names)
+        with_streams([tensor], fill, seed=seed, generator=generator, names=names, argument="name")
     return tensor
 
 

@@ -122,6 +122,8 @@ def canonical_name(name: str, model: Optional[nn.Module] = None) -> str:
     TypeError for a name that is not a str; ValueError for one that is empty, nothing but
     wrapper segments, not UTF-8 encodable (a lone surrogate), or, under DDP, not under
     ``module``."""
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"nspl_filler: model must be a torch.nn.Module or None, got {type(model).__name__}")
     return _canonical(name, "name", model is not None and _under_ddp(model))
 
 
@@ -254,13 +256,14 @@ def _running_sums(counts: Sequence[int]) -> list[int]:
 
 
 def with_streams(tensors: Sequence[Tensor], fill: Callable[[Streams], None], *, seed: Optional[int],
-                 generator: GeneratorLike, names: Optional[Sequence[str]] = None) -> None:
+                 generator: GeneratorLike, names: Optional[Sequence[str]] = None, argument: str = "names") -> None:
     """Calls fill(streams) once with the Streams of `tensors` (see the module's docstring):
     by name when `names` (canonical, checked by check_names) are given, else sequential.
+    `argument`: the caller's argument that gave the names, for errors.
     An nspl_filler.Generator advances past the tensors only if fill returns; with a torch
     generator and DTensors among the tensors, agreeing on the key is a collective that every
     rank of their mesh must join."""
-    key = check_stream(seed, generator, None if names is None else "names")
+    key = check_stream(seed, generator, None if names is None else argument)
     if names is not None:
         fill(Streams(_keys(key, names), [0] * len(names)))
     elif key is not None:
@@ -277,11 +280,11 @@ def with_streams(tensors: Sequence[Tensor], fill: Callable[[Streams], None], *, 
 
 
 def preview_streams(tensors: Sequence[Tensor], *, seed: Optional[int], generator: GeneratorLike,
-                    names: Optional[Sequence[str]] = None) -> Streams:
+                    names: Optional[Sequence[str]] = None, argument: str = "names") -> Streams:
     """The Streams with_streams would give `tensors`, for a pass that checks and writes
     nothing: no generator is drawn from or advanced. The checks do not depend on the key, so
     where a torch generator would give it, key 0 stands in."""
-    key = check_stream(seed, generator, None if names is None else "names")
+    key = check_stream(seed, generator, None if names is None else argument)
     if names is not None:
         return Streams(_keys(key, names), [0] * len(names))
     if isinstance(generator, Generator):

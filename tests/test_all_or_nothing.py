@@ -95,3 +95,28 @@ def test_fill_many_over_devices_still_fills_every_device():
     expected = fill_many_([torch.empty(3, 3), torch.empty(4, 4)], seed=2)[1]
     assert torch.equal(cpu, expected)
     assert g.offset == 3 + 4
+
+
+def test_an_error_of_the_only_op_call_names_the_parameter():
+    m = model()
+    before = snapshot(m)
+    with pytest.raises(ValueError, match=r"gain must be finite and > 0, got -1 \(parameter '2.weight'\)"):
+        init_module_(m, seed=0, rules={"2.weight": {"gain": -1.0}})
+    half = model()
+    half[3].half()
+    with pytest.raises(ValueError, match=r"overflows Half .*\(parameter '3.weight'\)"):
+        init_module_(half, seed=0, rules={"3.weight": {"gain": 1e6}})
+    assert all(torch.equal(p, before[name]) for name, p in m.named_parameters())
+
+
+@pytest.mark.parametrize("value, match", [(math.nan, "a constant must be finite, got nan"),
+                                          (math.inf, "a constant must be finite, got inf"),
+                                          (10**400, "a constant must be finite"),
+                                          (1e300, r"parameter '3.bias' .*overflows torch.float16")])
+def test_constants_that_are_not_values_of_the_dtype_are_refused_before_anything_is_written(value, match):
+    m = model()
+    m[3].half()
+    before = snapshot(m)
+    with pytest.raises(ValueError, match=match):
+        init_module_(m, seed=0, rules={"0.bias": 0.5, "3.bias": value})
+    assert all(torch.equal(p, before[name]) for name, p in m.named_parameters())

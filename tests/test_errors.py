@@ -263,3 +263,11 @@ def test_fit_command_json_has_null_where_there_is_no_number(tmp_path, capsys):
     assert "NaN" not in text and "Infinity" not in text
     payload = json.loads(text)
     assert payload["layers"] == {} and payload["median_alpha"] is None and payload["median_ratio"] is None
+
+
+def test_a_bool_param_is_refused_even_after_its_integer_twin_was_accepted():
+    fill_(torch.empty(4, 3), nonlinearity="leaky_relu", param=1, seed=0)
+    t = torch.full((4, 3), 7.0)
+    with pytest.raises(ValueError, match="negative_slope True not a valid number"):
+        fill_(t, nonlinearity="leaky_relu", param=True, seed=0)
+    assert t.eq(7.0).all()

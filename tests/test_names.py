@@ -352,3 +352,18 @@ def test_compiled_fills_by_name_equal_eager():
         got = compiled_many([torch.empty(5, 8), torch.empty(3, 3)], seed, names)
         want = init_many([torch.empty(5, 8), torch.empty(3, 3)], seed, names)
         assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_name_errors_name_the_argument_the_caller_used():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module or None, got int"):
+        canonical_name("a", model=5)
+    t = torch.full((3, 3), 7.0)
+    with pytest.raises(ValueError, match="with name each key"):
+        fill_(t, name="w", generator=torch.Generator())
+    with pytest.raises(ValueError, match="with name each key"):
+        symmetric_power_law_(t, 0.0, 1.0, 10.0, name="w")
+    with pytest.raises(ValueError, match="with names each key"):
+        fill_many_([t], names=["w"])
+    with pytest.raises(ValueError, match="with stream='name' each key"):
+        init_module_(nn.Linear(3, 3), stream="name")
+    assert t.eq(7.0).all()
