@@ -3,27 +3,23 @@ FSDP2 shards, tensor-parallel shards and a model wrapped by DistributedDataParal
 torch.compile) get exactly the values a single process gives the same names. The same
 checks run on NCCL where two GPUs are visible."""
 import sys
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
+
+from distributed import WORLD, requires_nccl, run_workers
 
 from nspl_filler import canonical_name, fill_, fill_many_, init_module_
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed (gloo)"
 )
-WORLD = 2
 SEED = 2**64 - 29
 # Biases and norm layers keep their values by default, and a fresh model's differ: these rules
 # write them, so that every parameter can be compared with the single-process model's.
 BASE = {"*bias": "zeros", nn.LayerNorm: "ones"}
-# Far above the ~20 s the workers need on a loaded 2-core machine; a hung collective fails
-# the test instead of hanging the suite.
-TIMEOUT_S = 300
 
 
 class Block(nn.Module):
@@ -186,24 +182,10 @@ def worker(rank, backend, init_file):
         dist.destroy_process_group()
 
 
-def run_workers(backend, tmp_path):
-    context = mp.start_processes(worker, args=(backend, str(tmp_path / "rendezvous")), nprocs=WORLD, join=False,
-                                 start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=max(1.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"the {WORLD} workers did not finish within {TIMEOUT_S} s")
-
-
 def test_gloo_two_processes(tmp_path):
-    run_workers("gloo", tmp_path)
+    run_workers(worker, "gloo", tmp_path)
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.device_count() < WORLD or not dist.is_nccl_available(),
-    reason="needs two CUDA devices and NCCL",
-)
+@requires_nccl
 def test_nccl_two_gpus(tmp_path):
-    run_workers("nccl", tmp_path)
+    run_workers(worker, "nccl", tmp_path)

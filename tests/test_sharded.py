@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
+
+from distributed import WORLD, requires_nccl, run_workers
 
 import nspl_filler
 from nspl_filler import Generator, fill_, fill_many_, init_module_, symmetric_power_law_
@@ -16,7 +17,6 @@ from nspl_filler import Generator, fill_, fill_many_, init_module_, symmetric_po
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed (gloo)"
 )
-WORLD = 2
 
 
 class Net(nn.Module):
@@ -154,20 +154,13 @@ def worker(rank, backend, init_file):
         dist.destroy_process_group()
 
 
-def run_workers(backend, tmp_path):
-    mp.spawn(worker, args=(backend, str(tmp_path / "rendezvous")), nprocs=WORLD, join=True)
-
-
 def test_gloo_two_processes(tmp_path):
-    run_workers("gloo", tmp_path)
+    run_workers(worker, "gloo", tmp_path)
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.device_count() < WORLD or not dist.is_nccl_available(),
-    reason="needs two CUDA devices and NCCL",
-)
+@requires_nccl
 def test_nccl_two_gpus(tmp_path):
-    run_workers("nccl", tmp_path)
+    run_workers(worker, "nccl", tmp_path)
 
 
 def test_single_process_helpers():
