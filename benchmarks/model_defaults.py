@@ -10,12 +10,14 @@ input; then re-initialise copies with init_module_ under each setting and measur
 - "fan_out": the default with mode="fan_out" (the fan torchvision's and timm's CNNs use);
 - "keep": scale="keep" (NSPL at each tensor's own std).
 
-Models: transformers BERT-base, GPT-2 small, and a Llama of GPT-2-small width and depth
-(all from configs: nothing is downloaded); timm resnet18, vit_tiny_patch16_224 and
-convnext_atto where timm imports (it needs a working torchvision).
+Models: transformers BERT-base, GPT-2 small, a Llama of GPT-2-small width and depth, T5 at
+t5-small's size (its default config), and a Mixtral (Mixture-of-Experts: 8 experts, top 2) of
+GPT-2-small width, 6 layers (all from configs: nothing is downloaded); timm resnet18,
+vit_tiny_patch16_224 and convnext_atto where timm imports (it needs a working torchvision).
 
     python benchmarks/model_defaults.py                  # Markdown table on stdout
     python benchmarks/model_defaults.py --json out.json
+    python benchmarks/model_defaults.py --only T5 --only Mixtral   # the models whose name contains these
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import argparse
 import copy
 import json
 import os
+import platform
 import time
 
 import torch
@@ -51,6 +54,17 @@ def transformers_models():
     llama = LlamaConfig(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                         num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=512)
     yield "Llama, 768 wide, 12 layers (LlamaForCausalLM)", lambda: LlamaForCausalLM(llama), tokens(32000)
+
+    from transformers import MixtralConfig, MixtralForCausalLM, T5Config, T5ForConditionalGeneration
+
+    t5_inputs = tokens(32128)
+    t5_inputs["decoder_input_ids"] = torch.randint(0, 32128, (2, 64), generator=torch.Generator().manual_seed(1))
+    yield "T5, t5-small size (T5ForConditionalGeneration)", lambda: T5ForConditionalGeneration(T5Config()), t5_inputs
+    mixtral = MixtralConfig(vocab_size=32000, hidden_size=768, intermediate_size=1536, num_hidden_layers=6,
+                            num_attention_heads=12, num_key_value_heads=4, num_local_experts=8,
+                            num_experts_per_tok=2, max_position_embeddings=512)
+    yield ("Mixtral, 768 wide, 6 layers, 8 experts (MixtralForCausalLM)", lambda: MixtralForCausalLM(mixtral),
+           tokens(32000))
 
 
 def timm_models():
@@ -99,6 +113,8 @@ def versions() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=None, help="write the rows as JSON here")
+    parser.add_argument("--only", action="append", default=None,
+                        help="measure only the models whose name contains this (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows, missing = {}, []
@@ -106,6 +122,8 @@ def main() -> int:
     for library, models in sources:
         try:
             for name, build, inputs in models():
+                if args.only and not any(part in name for part in args.only):
+                    continue
                 start = time.perf_counter()
                 rows[name] = measure(build, inputs)
                 print(f"{name}: {rows[name]} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -121,7 +139,9 @@ def main() -> int:
         print(f"\nnot measured: {line}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"rows": rows, "not_measured": missing, "versions": versions()}, out, indent=2)
+            json.dump({"rows": rows, "not_measured": missing, "versions": versions(),
+                       "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, out, indent=2)
     return 0
 
 

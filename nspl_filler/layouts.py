@@ -33,26 +33,33 @@ class Layout:
     and its outputs along dim `out_dim` (negative dims count from the end); `role` is
     "layer" or "embedding". `grouped_in`: the in dim counts the inputs of every group, and
     each output sees only its group's (a transposed convolution of ``groups`` > 1 stores
-    ``(in, out / groups, *k)``), so fan_in is divided by the module's ``groups``."""
+    ``(in, out / groups, *k)``), so fan_in is divided by the module's ``groups``.
+    `batch_dims`: dims that index independent layers stored in one tensor (the experts of a
+    Mixture-of-Experts layer, ``(E, out, in)``): neither inputs nor receptive field, so each
+    layer of the batch has the fans of one."""
 
     in_dim: int = 1
     out_dim: int = 0
     params: tuple[str, ...] = ("weight",)
     role: str = "layer"
     grouped_in: bool = False
+    batch_dims: tuple[int, ...] = ()
 
     def fans(self, shape: tuple[int, ...], groups: int = 1) -> tuple[int, int]:
         """(fan_in, fan_out) of a weight of `shape`: the sizes of its in and out dims, each
-        times the product of the other dims (the receptive field); with `grouped_in`, fan_in
-        over `groups`. ValueError if the shape lacks either dim, or both name the same dim."""
+        times the product of the other dims but the batch dims (the receptive field); with
+        `grouped_in`, fan_in over `groups`. ValueError if the shape lacks any of these dims, or
+        two of them name the same dim."""
         rank = len(shape)
         dims = []
-        for name, dim in (("in_dim", self.in_dim), ("out_dim", self.out_dim)):
+        named = [("in_dim", self.in_dim), ("out_dim", self.out_dim)] + [("batch_dims", d) for d in self.batch_dims]
+        for name, dim in named:
             if not -rank <= dim < rank:
                 raise ValueError(f"the layout's {name}={dim} is not a dim of a weight of shape {tuple(shape)}")
             dims.append(dim % rank)
-        if dims[0] == dims[1]:
-            raise ValueError(f"the layout's in_dim and out_dim are the same dim of shape {tuple(shape)}")
+        if len(set(dims)) < len(dims):
+            raise ValueError(f"the layout's in_dim, out_dim and batch_dims {tuple(self.batch_dims)} name the same "
+                             f"dim twice for shape {tuple(shape)}")
         receptive = math.prod(size for d, size in enumerate(shape) if d not in dims)
         inputs = shape[dims[0]] // groups if self.grouped_in and groups > 1 else shape[dims[0]]
         return inputs * receptive, shape[dims[1]] * receptive
@@ -80,6 +87,7 @@ def register_layout(
     params: Union[str, tuple[str, ...], list[str]] = ("weight",),
     role: str = "layer",
     grouped_in: bool = False,
+    batch_dims: Union[int, tuple[int, ...], list[int]] = (),
 ) -> Layout:
     """Declare the weights of `module_type` (a subclass of nn.Module, or a class name, matched
     against the classes of a module's MRO without importing anything; a type registered for a
@@ -89,7 +97,9 @@ def register_layout(
     `in_dim`, `out_dim`: the dims that count inputs and outputs (default torch's: 1 and 0);
     `role`: "layer" (NSPL from its fans by default) or "embedding" (the embedding default);
     `grouped_in`: fan_in is the in dim's size over the module's ``groups`` attribute (each
-    output sees one group's inputs; transposed convolutions).
+    output sees one group's inputs; transposed convolutions); `batch_dims`: dims that index
+    layers stored side by side (experts), excluded from the fans: experts stored
+    ``(E, in, out)`` are ``in_dim=1, out_dim=2, batch_dims=0``.
     A later registration of the same type replaces the earlier one; subclasses inherit a
     layout unless they have their own.
     """
@@ -114,7 +124,15 @@ def register_layout(
         raise ValueError(f"nspl_filler: role must be one of {ROLES}, got {role!r}")
     if not isinstance(grouped_in, bool):
         raise TypeError(f"nspl_filler: grouped_in must be a bool, got {type(grouped_in).__name__} {grouped_in!r}")
-    layout = Layout(in_dim, out_dim, patterns, role, grouped_in)
+    batches = (batch_dims,) if isinstance(batch_dims, int) and not isinstance(batch_dims, bool) else batch_dims
+    if not isinstance(batches, (tuple, list)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in batches):
+        raise TypeError(f"nspl_filler: batch_dims must be an int or a sequence of ints, got {batch_dims!r}")
+    batches = tuple(batches)
+    if len(set(batches)) < len(batches) or {in_dim, out_dim} & set(batches):
+        raise ValueError(f"nspl_filler: batch_dims {batches} must be distinct dims other than in_dim={in_dim} "
+                         f"and out_dim={out_dim}")
+    layout = Layout(in_dim, out_dim, patterns, role, grouped_in, batches)
     _LAYOUTS[module_type] = layout
     return layout
 
@@ -134,10 +152,48 @@ def layout_of(module: nn.Module) -> Optional[Layout]:
     return None
 
 
-def weight_layout(module: nn.Module, local_name: str) -> Optional[Layout]:
-    """The layout of the module's parameter `local_name` if it is one of its weights, else None."""
+#: Experts stored as one tensor per projection, ``(E, out, in)``: each expert a linear map of
+#: torch's convention, expert e its slice [e] (Mixtral's, Qwen2-MoE's ``gate_up_proj`` and
+#: ``down_proj``); ``(E, in, out)`` where the module says ``is_transposed = True``
+#: (transformers' GPT-OSS, Llama 4).
+EXPERTS = Layout(in_dim=2, out_dim=1, params=("*",), batch_dims=(0,))
+EXPERTS_TRANSPOSED = Layout(in_dim=1, out_dim=2, params=("*",), batch_dims=(0,))
+#: A router (gate) of a Mixture-of-Experts layer that holds its ``weight`` (E, hidden) itself:
+#: a linear map from the hidden state to one logit per expert.
+ROUTER = Layout()
+
+
+def is_experts(module: nn.Module, attribute: Optional[str] = None) -> bool:
+    """A container of experts stored as 3-D tensors: a module without a layout whose class
+    name ends in "Experts" (MixtralExperts, Qwen2MoeExperts, ...), or that its parent holds
+    as ``experts``. `attribute`: the module's name in its parent, where known."""
+    return (layout_of(module) is None
+            and (type(module).__name__.endswith("Experts") or attribute == "experts"))
+
+
+def is_router(module: nn.Module, attribute: Optional[str] = None) -> bool:
+    """A Mixture-of-Experts router that owns its weight: a module without a layout whose
+    class name ends in "Router" or "Gate" (MixtralTopKRouter, DeepSeek's MoEGate, ...), or
+    held as ``router``."""
+    return layout_of(module) is None and (type(module).__name__.endswith(("Router", "Gate")) or attribute == "router")
+
+
+def weight_layout(module: nn.Module, local_name: str, dim: Optional[int] = None,
+                  attribute: Optional[str] = None) -> Optional[Layout]:
+    """The layout of the module's parameter `local_name` if it is one of its weights, else
+    None. Given the parameter's number of dims `dim` (and the module's name `attribute` in
+    its parent, where known), modules that nobody registered are also recognised by their
+    structure: 3-D parameters of an experts container (is_experts: EXPERTS, or
+    EXPERTS_TRANSPOSED where the module has ``is_transposed = True``) and the 2-D
+    ``weight`` of a router (ROUTER)."""
     layout = layout_of(module)
-    return layout if layout is not None and layout.names(local_name) else None
+    if layout is not None:
+        return layout if layout.names(local_name) else None
+    if dim == 3 and is_experts(module, attribute):
+        return EXPERTS_TRANSPOSED if getattr(module, "is_transposed", False) is True else EXPERTS
+    if dim == 2 and local_name == "weight" and is_router(module, attribute):
+        return ROUTER
+    return None
 
 
 _NORM_TYPES = tuple(
@@ -170,4 +226,5 @@ register_layout(nn.RNNCellBase, params=("weight_ih", "weight_hh"))
 register_layout(nn.Embedding, role="embedding")
 register_layout(nn.EmbeddingBag, role="embedding")
 
-__all__ = ["Layout", "ROLES", "is_norm", "layout_of", "register_layout", "weight_layout"]
+__all__ = ["EXPERTS", "EXPERTS_TRANSPOSED", "Layout", "ROLES", "ROUTER", "is_experts", "is_norm", "is_router",
+           "layout_of", "register_layout", "weight_layout"]

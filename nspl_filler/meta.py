@@ -36,8 +36,10 @@ META_BUFFER_ACTIONS = ("raise", "warn")
 def empty_weights() -> Iterator[None]:
     """Within this context, modules create the weights that init_module_ fills by default
     (the weights a layout names: Linear, Conv*, attention projections, RNN weights,
-    Conv1D, embedding tables, ...) on the meta device: no memory, no initialisation.
-    Buffers and every other parameter are created as usual, on the usual device.
+    Conv1D, embedding tables, the 3-D weights of experts containers and routers' weights
+    that layouts.weight_layout recognises by class name, ...) on the meta device: no memory,
+    no initialisation. Buffers, frozen parameters (created with requires_grad False) and
+    every other parameter are created as usual, on the usual device.
 
     Follow with materialize_(model, device, seed=...). Works by wrapping
     nn.Module.register_parameter for the duration (as accelerate's init_empty_weights does);
@@ -62,8 +64,9 @@ def empty_weights() -> Iterator[None]:
                 module._parameters[name] = seen[1]
                 return
             chosen = param
-            if (type(param) is nn.Parameter and param.device.type != "meta"
-                    and weight_layout(module, name) is not None):
+            # Frozen parameters (a fixed sinusoidal table) are kept by init_module_: they stay real.
+            if (type(param) is nn.Parameter and param.device.type != "meta" and param.requires_grad
+                    and weight_layout(module, name, param.dim()) is not None):
                 chosen = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
                 chosen.__dict__.update(param.__dict__)
                 module._parameters[name] = chosen
@@ -149,8 +152,12 @@ def materialize_(
     if valueless:
         raise ValueError(
             f"nspl_filler: parameters {valueless} are on the meta device and their rules keep values they do "
-            "not have: give them rules that write them (scale 'fan', a constant, a callable), or build them "
-            "outside empty_weights()"
+            "not have. Give them rules that write them (scale 'fan', a constant, a callable). If the whole "
+            "model was built on the meta device (torch.device('meta')), build it in nspl_filler.empty_weights() "
+            "instead: there, only the weights init_module_ fills are created on meta, and kept parameters "
+            "(biases, norms, frozen tables) keep their values. Within empty_weights(), a parameter frozen only "
+            "after it was created (requires_grad_(False) afterwards), or kept because of the module that holds "
+            "it (T5's relative_attention_bias), was created on meta too and needs such a rule"
         )
     empty = [
         f"{prefix}.{name}" if prefix else name

@@ -58,7 +58,10 @@ class ParamInit:
     explicit std / bound gives (bound / sqrt(3) for uniform), or with scale "keep" the std
     the tensor had. Constants have fan None and std 0; "keep" and callables have both None.
     `role` is "layer", "embedding", "norm" or "other" (see init_module_); `aliases` are the
-    other names of a tied or shared parameter.
+    other names of a tied or shared parameter (or, for the weight of a parametrization, the
+    names of its originals). `own_std` (init_plan, and the report of ``verbose=True``): the
+    std the parameter has now, as its model initialised it, where a random rule draws it
+    (None on meta and for the other rules), to compare with `std`.
     """
 
     name: str
@@ -68,6 +71,7 @@ class ParamInit:
     std: Optional[float]
     role: str = "other"
     aliases: tuple[str, ...] = ()
+    own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,12 @@ class _Action:
 # "flat" for a scale-"keep" rule on a tensor of std 0 (zeros stay zeros).
 _DEFAULT = {rule: _Action(rule) for rule in ("nspl", "zeros", "ones", "keep", "empty")}
 _FLAT = _Action("keep")
+# Kept by default: a frozen parameter (requires_grad False: a fixed sinusoidal table, ...), the
+# weight of a parametrization without right_inverse (its originals cannot be set from a weight).
+_FROZEN = _Action("keep")
+_NO_INVERSE = _Action("keep")
+_LABELS = {id(_FLAT): "keep (std 0)", id(_FROZEN): "keep (frozen)",
+           id(_NO_INVERSE): "keep (parametrization without right_inverse)"}
 #: The default rule of embedding tables: NSPL with gain 1 (no nonlinearity follows a lookup,
 #: and a table tied to an output layer is that layer's weight, of fan_in = embedding_dim).
 EMBEDDING_RULE = {"init": "nspl", "gain": 1.0, "mode": "fan_in"}
@@ -125,7 +135,7 @@ class _Entry:
     (or the explicit `fans`), turns into `std`. `key` and `offset` place it in the stream."""
 
     __slots__ = ("name", "aliases", "tensor", "owner", "role", "action", "fan", "std", "draw", "scale", "gain",
-                 "fans", "key", "offset")
+                 "fans", "key", "offset", "through")
 
     def __init__(self, name: str, aliases: tuple[str, ...], tensor: Tensor, owner: nn.Module, role: str,
                  action: _Action) -> None:
@@ -139,14 +149,21 @@ class _Entry:
         self.fans: Optional[tuple[Optional[float], Optional[float]]] = None
         self.key: Optional[int] = None
         self.offset = 0
+        # The ParametrizationList whose right_inverse takes `tensor` (a stand-in for the
+        # effective weight) once it is written; None for a parameter written in place.
+        self.through: Optional[nn.Module] = None
 
-    def record(self) -> ParamInit:
-        label = self.action.label()
+    def record(self, own_std: bool = False) -> ParamInit:
+        """The report's row; `own_std`: measure the std the tensor has now (for init_plan)."""
+        label = _LABELS.get(id(self.action)) or self.action.label()
         if self.draw is not None and self.draw.scale == "keep" and "scale" not in self.action.options:
             label = f"{label} (own std)"
-        elif self.action is _FLAT:
-            label = "keep (std 0)"
-        return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases)
+        if self.through is not None and self.action.rule != "keep":
+            label = f"{label} (through right_inverse)"
+        own = None
+        if own_std and self.action.rule in RANDOM_RULES:
+            own = _measured_std(_evaluated(self.through) if self.through is not None else self.tensor)
+        return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases, own)
 
 
 def _takes_generator(function: Callable[..., Any]) -> bool:
@@ -217,11 +234,17 @@ def _rule_list(rules: Optional[Rules]) -> list[tuple[RuleKey, _Action]]:
     return checked
 
 
-def _is_weight(owner: nn.Module, local_name: str, param: Tensor) -> bool:
+def _attribute(name: str) -> Optional[str]:
+    """The name, in its parent, of the module that holds the parameter of qualified `name`."""
+    parts = name.rsplit(".", 2)
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _is_weight(owner: nn.Module, local_name: str, param: Tensor, name: str = "") -> bool:
     """A weight of its module: one its layout names, or, for a module without a layout, a
     parameter of >= 2 dims. A module-type key with a random rule reaches only these, so
     that a rule for nn.Linear does not try to take fans of its biases."""
-    return weight_layout(owner, local_name) is not None or (
+    return weight_layout(owner, local_name, param.dim(), _attribute(name)) is not None or (
         weight_layout(owner, "") is None and param.dim() >= 2
     )
 
@@ -232,15 +255,50 @@ def _matches(key: RuleKey, action: _Action, name: str, local_name: str, param: T
     if isinstance(key, re.Pattern):
         return key.fullmatch(name) is not None
     if isinstance(key, type):
-        return isinstance(owner, key) and (action.rule not in RANDOM_RULES or _is_weight(owner, local_name, param))
+        return isinstance(owner, key) and (action.rule not in RANDOM_RULES or _is_weight(owner, local_name, param, name))
     return bool(key(name, param, owner))
 
 
-def _role(owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
-    layout = weight_layout(owner, local_name)
+#: Tables that hold biases, not embeddings: T5's (and its kin's) relative position bias, an
+#: nn.Embedding(buckets, heads) whose values are added to attention scores.
+BIAS_TABLES = ("relative_attention_bias",)
+
+
+def _role(owner: nn.Module, local_name: str, dim: Optional[int] = None, attribute: Optional[str] = None
+          ) -> tuple[str, Optional[Layout]]:
+    if attribute in BIAS_TABLES:
+        return "other", None
+    if owner._forward_pre_hooks:  # old-style weight norm: the magnitude is a norm's gain
+        if _weight_norm_magnitude(owner, local_name):
+            return "norm", None
+        layout = _weight_norm_direction(owner, local_name)
+        if layout is not None:
+            return layout.role, layout
+    layout = weight_layout(owner, local_name, dim, attribute)
     if layout is not None:
         return layout.role, layout
     return ("norm" if is_norm(owner) else "other"), None
+
+
+def _weight_norm_hooks(owner: nn.Module) -> list:
+    """The old-style weight norms (torch.nn.utils.weight_norm) of `owner`: each keeps the
+    weight `name` as a magnitude `name_g` and a direction `name_v`."""
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return [h for h in owner._forward_pre_hooks.values() if isinstance(h, WeightNorm)]
+
+
+def _weight_norm_magnitude(owner: nn.Module, local_name: str) -> bool:
+    return local_name.endswith("_g") and any(h.name + "_g" == local_name for h in _weight_norm_hooks(owner))
+
+
+def _weight_norm_direction(owner: nn.Module, local_name: str) -> Optional[Layout]:
+    """The layout of the weight whose direction `local_name` (``name_v``) is, if it is one."""
+    if local_name.endswith("_v"):
+        for h in _weight_norm_hooks(owner):
+            if h.name + "_v" == local_name:
+                return weight_layout(owner, h.name)
+    return None
 
 
 _EMBEDDING_ACTION = _action(EMBEDDING_RULE, "for embeddings")
@@ -291,10 +349,22 @@ def _measured_std(tensor: Tensor) -> Optional[float]:
             n = tensor.numel()
             mean = float(values.sum().full_tensor()) / n
             return math.sqrt(max(float(values.square().sum().full_tensor()) / n - mean * mean, 0.0))
-        values = tensor.detach()
-        if values.dtype in (torch.float16, torch.bfloat16):
-            values = values.float()
-        return float(torch.std(values, correction=0))
+        values = tensor.detach().reshape(-1)
+        if values.numel() == 0:
+            return 0.0
+        if values.is_complex() or not values.is_floating_point():
+            return float(torch.std(values.to(torch.complex128 if values.is_complex() else torch.float64),
+                                   correction=0))
+        # A constant keeps its values whatever float32 makes of its std (0.3 is not a float32,
+        # and its std in float32 is 3e-8, not 0); tell it exactly. Otherwise two passes in
+        # float64 over chunks: no overflow near the float32 range (1e37² is 1e74), no float64
+        # copy of a whole large tensor.
+        if bool((values == values[0]).all()):
+            return 0.0 if math.isfinite(float(values[0])) else math.nan
+        chunks = values.split(1 << 22)
+        mean = sum(float(torch.sum(c, dtype=torch.float64)) for c in chunks) / values.numel()
+        squares = sum(float(torch.sum((c.to(torch.float64) - mean).square())) for c in chunks)
+        return math.sqrt(squares / values.numel())
 
 
 class _Planner:
@@ -346,25 +416,62 @@ class _Planner:
             self.fans_of[key] = compute_fans(shape) if layout is None else layout.fans(shape, groups)
         return self.fans_of[key]
 
-    def role_of(self, owner: nn.Module, local_name: str) -> tuple[str, Optional[Layout]]:
-        key = (type(owner), local_name)
+    def role_of(self, owner: nn.Module, local_name: str, dim: int, name: str) -> tuple[str, Optional[Layout]]:
+        attribute = _attribute(name)
+        if owner._forward_pre_hooks:  # an old-style weight norm is a hook of the instance
+            return _role(owner, local_name, dim, attribute)
+        key = (type(owner), local_name, dim, attribute, dim == 3 and getattr(owner, "is_transposed", None) is True)
         if key not in self.roles:
-            self.roles[key] = _role(owner, local_name)
+            self.roles[key] = _role(owner, local_name, dim, attribute)
         return self.roles[key]
 
-    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> _Entry:
+    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor, through: Optional[nn.Module] = None,
+              frozen: Optional[bool] = None) -> _Entry:
+        """The entry of one parameter (or, with `through`, of the weight of that
+        ParametrizationList: `tensor` stands in for it, `aliases` name it first, then its
+        originals; `frozen`: whether the originals are)."""
         name = aliases[0][0]
+        if type(tensor).__name__ == "FlatParameter" or aliases[0][1] == "_flat_param":
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} is FSDP's flat parameter (FullyShardedDataParallel with "
+                "use_orig_params=False): it holds many parameters flattened together, so none of them can be "
+                "given its rule or fans. Initialise the model before wrapping it, wrap it with "
+                "use_orig_params=True, or use FSDP2 (fully_shard)"
+            )
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} is uninitialised (a lazy module such as nn.LazyLinear): its "
+                "shape is not known until the module's first forward pass; run one (e.g. on a dummy batch) "
+                "before initialising the model"
+            )
         # A tied weight is a layer's weight if any of its names makes it one (a raw Parameter
         # that a layer also holds), and an embedding table if any makes it one (a table that
         # an output Linear shares with an Embedding, whichever of the two comes first).
-        roles = [self.role_of(owner, local) for _, local, owner in aliases]
+        roles = [self.role_of(owner, local, tensor.dim(), qualified) for qualified, local, owner in aliases]
         chosen = next((k for k, (role, _) in enumerate(roles) if role == "embedding"),
                       next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0))
         (role, layout), owner = roles[chosen], aliases[chosen][2]
-        action = (self.action_of(aliases, tensor) if self.rule_list else None) or _default_action(role)
+        action = self.action_of(aliases, tensor) if self.rule_list else None
+        if action is None:
+            action = _default_action(role)
+            if action.rule != "keep":
+                if (not tensor.requires_grad) if frozen is None else frozen:
+                    action = _FROZEN
+                elif through is not None and not _invertible(through):
+                    action = _NO_INVERSE
+        elif through is not None and action.rule != "keep" and not _invertible(through):
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} (rule {action.label()!r}) is the weight of a parametrization "
+                f"without right_inverse ({_parametrizations(through)}), so its originals cannot be set from a "
+                "value; give it the rule 'keep', or initialise its originals by their own names"
+            )
         if action.rule in _WRITING_RULES and tensor.numel() == 0:
             action = _DEFAULT["empty"]
         entry = _Entry(name, tuple(n for n, _, _ in aliases[1:]), tensor, owner, role, action)
+        entry.through = through
+        if through is not None and action.rule in RANDOM_RULES and self.draw_of(action).scale == "keep":
+            with torch.no_grad():
+                tensor.copy_(_evaluated(through))  # scale "keep" measures the weight the model uses
         if action.rule in RANDOM_RULES:
             try:
                 self.random(entry, layout)
@@ -385,13 +492,16 @@ class _Planner:
                 fan_out = own[1] if fan_out is None else fan_out
         needed = {"fan_in": ("fan_in",), "fan_out": ("fan_out",), "average": ("fan_in", "fan_out")}[draw.mode]
         missing = [k for k in needed if {"fan_in": fan_in, "fan_out": fan_out}[k] is None]
-        if missing:
+        # An explicit std (normal) or bound (uniform) is the whole scale: no fan is needed.
+        explicit_scale = ((e.action.rule == "normal" and draw.std is not None)
+                          or (e.action.rule == "uniform" and draw.bound is not None))
+        if missing and not explicit_scale:
             raise ValueError(
                 f"a tensor of shape {shape} has no fans: give the rule {' and '.join(missing)} "
                 f"(e.g. {{'{missing[0]}': ...}})"
             )
-        n = {"fan_in": fan_in, "fan_out": fan_out, "average": None}[draw.mode]
-        if n is None:
+        n = None if missing else {"fan_in": fan_in, "fan_out": fan_out, "average": None}[draw.mode]
+        if n is None and not missing:
             n = (fan_in + fan_out) / 2
         e.fan = n
         if draw.scale == "keep":
@@ -402,7 +512,7 @@ class _Planner:
                 e.action, e.fan, e.draw = _FLAT, None, None
                 return
         else:
-            std = draw.gain / math.sqrt(n)
+            std = None if n is None else draw.gain / math.sqrt(n)
         if e.action.rule == "normal":
             std = e.scale = std if draw.std is None else draw.std
         elif e.action.rule == "uniform":
@@ -430,6 +540,67 @@ class _Planner:
         return [key for (key, _), used in zip(self.rule_list, self.used) if not used]
 
 
+def _invertible(plist: nn.Module) -> bool:
+    return all(hasattr(p, "right_inverse") for p in plist)
+
+
+def _parametrizations(plist: nn.Module) -> str:
+    return ", ".join(type(p).__name__ for p in plist)
+
+
+def _evaluated(plist: nn.Module) -> Tensor:
+    """The weight a ParametrizationList gives now, without the side effects of training mode
+    (spectral_norm's power iteration updates its vectors in training mode)."""
+    training = [m.training for m in plist.modules()]
+    plist.eval()
+    try:
+        with torch.no_grad():
+            return plist().detach()
+    finally:
+        for m, was in zip(plist.modules(), training):
+            m.training = was
+
+
+def _through_parametrizations(module: nn.Module, rows: Iterator[tuple[list, Tensor]]) -> Iterator[tuple]:
+    """The rows of _named_parameters as (aliases, tensor, through, frozen) for _Planner.entry:
+    the originals of a parametrized tensor (torch.nn.utils.parametrize: weight_norm, orthogonal,
+    spectral_norm, ...) become one row for the tensor the module uses, named as the module's
+    own (``lin.weight``, its originals as aliases), with a stand-in tensor of its shape that
+    the plan fills and the ParametrizationList's right_inverse then takes; every other
+    parameter is itself."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
+    seen: set[int] = set()
+    rows = list(rows)
+    originals: dict[int, list] = {}
+    for aliases, tensor in rows:
+        owner = aliases[0][2]
+        if isinstance(owner, ParametrizationList):
+            originals.setdefault(id(owner), []).append((aliases, tensor))
+    for aliases, tensor in rows:
+        plist = aliases[0][2]
+        if not isinstance(plist, ParametrizationList):
+            yield aliases, tensor, None, None
+            continue
+        if id(plist) in seen:
+            continue
+        seen.add(id(plist))
+        path = aliases[0][0].rsplit(".", 1)[0]             # prefix.parametrizations.weight
+        prefix, _, tensor_name = path.rpartition(".")
+        parent_path = prefix.rpartition(".")[0] if prefix.endswith("parametrizations") else None
+        if parent_path is None:  # not where torch.nn.utils.parametrize puts it: each original as itself
+            yield aliases, tensor, None, None
+            continue
+        parent = module.get_submodule(parent_path) if parent_path else module
+        group = originals[id(plist)]
+        with torch.no_grad():
+            like = plist.original if plist.is_tensor and not plist.unsafe else _evaluated(plist)
+            stand_in = torch.empty_like(like, requires_grad=False)
+        effective = [(f"{parent_path}.{tensor_name}" if parent_path else tensor_name, tensor_name, parent)]
+        yield (effective + [a for names, _ in group for a in names], stand_in, plist,
+               not any(t.requires_grad for _, t in group))
+
+
 def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
           param=None, scale="fan", rules=None, strict: bool = False, modules: Optional[list] = None) -> list[_Entry]:
     if not isinstance(module, nn.Module):
@@ -437,7 +608,7 @@ def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_R
     if not isinstance(strict, bool):
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = _Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
-    entries = [planner.entry(aliases, tensor) for aliases, tensor in _named_parameters(module, modules)]
+    entries = [planner.entry(*row) for row in _through_parametrizations(module, _named_parameters(module, modules))]
     unmatched = planner.unmatched()
     if unmatched:
         message = (f"nspl_filler: rules {unmatched!r} match no parameter of the {type(module).__name__} "
@@ -464,19 +635,52 @@ def init_plan(
     strict: bool = False,
 ) -> list[ParamInit]:
     """The report of what init_module_ with these arguments would do, one ParamInit per
-    parameter in named_parameters order, without touching the module."""
+    parameter in named_parameters order, without touching the module.
+
+    Each parameter that a random rule draws also gets `own_std`, the std its model gave it;
+    where the planned std and it differ by more than DEPARTURE (3x) either way, a UserWarning
+    lists those parameters: the model's own recipe departs from fan scaling there (T5 folds
+    1/sqrt(d_kv) into its queries' init, GPT-2 scales its residual projections, zero-initialised
+    layers), and scale="keep" or a rule keeps it. Kept parameters and meta tensors are not
+    measured."""
     entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
-    return [e.record() for e in entries]
+    records = [e.record(own_std=True) for e in entries]
+    departures = [r for r in records if _departs(r)]
+    if departures:
+        shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])
+        more = f"; and {len(departures) - 8} more" if len(departures) > 8 else ""
+        warnings.warn(
+            f"nspl_filler: {len(departures)} of {sum(r.own_std is not None for r in records)} drawn parameters "
+            f"of the {type(module).__name__} have an own std more than {DEPARTURE:g}x away from the planned "
+            f"one, so the model's own init departs from fan scaling there ({shown}{more}); if that recipe "
+            "matters, pass scale='keep' or give those parameters rules",
+            UserWarning, stacklevel=2,
+        )
+    return records
+
+
+#: init_plan warns where a parameter's own std and its planned std differ by more than this factor.
+DEPARTURE = 3.0
+
+
+def _departs(record: ParamInit) -> bool:
+    own, planned = record.own_std, record.std
+    if own is None or planned is None or not math.isfinite(own):
+        return False
+    if own == 0.0 or planned == 0.0:
+        return own != planned
+    return max(own / planned, planned / own) > DEPARTURE
 
 
 def format_report(records: Sequence[ParamInit]) -> str:
     """The records as an aligned text table: name (and the names it is tied to), shape,
-    role, rule, fan, std."""
-    rows = [("name", "shape", "role", "rule", "fan", "std")]
+    role, rule, fan, std, and the own std where measured (see init_plan)."""
+    rows = [("name", "shape", "role", "rule", "fan", "std", "own std")]
     for r in records:
         rows.append((
             r.name + "".join(f" = {alias}" for alias in r.aliases), "x".join(map(str, r.shape)) or "scalar",
             r.role, r.rule, "" if r.fan is None else f"{r.fan:g}", "" if r.std is None else f"{r.std:.6g}",
+            "" if r.own_std is None else f"{r.own_std:.6g}",
         ))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
@@ -636,6 +840,9 @@ def _initialise(entries: list[_Entry], modules: list[nn.Module], seed: Optional[
                 else:
                     e.action.function(e.tensor)
         _zero_padding_rows(entries)
+        for e in entries:
+            if e.through is not None and e.action.rule in _WRITING_RULES + ("custom",):
+                e.through.right_inverse(e.tensor)  # sets the originals so that the weight is e.tensor
         for m in modules:
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
                 m.reset_running_stats()
@@ -731,10 +938,11 @@ def init_module_(
     check_stream(seed, generator, "stream='name'" if by_name else None)
     modules: list[nn.Module] = []
     entries = _plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict, modules)
+    records = [e.record(own_std=True) for e in entries] if verbose else None
     _initialise(entries, modules, seed, generator, named_in=module if by_name else None)
     if verbose:
-        print(format_report([e.record() for e in entries]))
+        print(format_report(records))
     return module
 
 
-__all__ = ["EMBEDDING_RULE", "ParamInit", "SCALES", "format_report", "init_module_", "init_plan"]
+__all__ = ["DEPARTURE", "EMBEDDING_RULE", "ParamInit", "SCALES", "format_report", "init_module_", "init_plan"]

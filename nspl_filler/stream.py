@@ -66,12 +66,13 @@ def check_stream_kind(stream: object) -> bool:
 
 
 def _under_ddp(model: nn.Module) -> bool:
-    """Whether a DistributedDataParallel is the outermost module of `model` once the wrappers
-    of WRAPPER_SEGMENTS (torch.compile's, say) are looked through."""
+    """Whether a DistributedDataParallel or an nn.DataParallel (both hold the model as
+    ``module``) is the outermost module of `model` once the wrappers of WRAPPER_SEGMENTS
+    (torch.compile's, say) are looked through."""
     from torch.nn.parallel import DistributedDataParallel
 
     module: Optional[nn.Module] = model
-    while module is not None and not isinstance(module, DistributedDataParallel):
+    while module is not None and not isinstance(module, (DistributedDataParallel, nn.DataParallel)):
         module = next((module._modules[s] for s in WRAPPER_SEGMENTS if module._modules.get(s) is not None), None)
     return module is not None
 
@@ -86,7 +87,7 @@ def _canonical(name: object, argument: str, under_ddp: bool = False) -> str:
     if under_ddp:
         if not canonical.startswith("module."):
             raise ValueError(
-                f"nspl_filler: {argument} {name!r} is not the name of a tensor under DistributedDataParallel's 'module'"
+                f"nspl_filler: {argument} {name!r} is not the name of a tensor under DistributedDataParallel's or DataParallel's 'module'"
             )
         canonical = canonical[len("module."):]
     if not canonical:
@@ -114,8 +115,8 @@ def canonical_name(name: str, model: Optional[nn.Module] = None) -> str:
     segments that torch's wrappers insert removed (``_orig_mod`` of torch.compile,
     ``_fsdp_wrapped_module`` of FSDP1, ``_checkpoint_wrapped_module`` of activation
     checkpointing, wherever they occur), and, when `model` (the module whose
-    named_parameters() gave `name`) is a DistributedDataParallel, possibly under such
-    wrappers, DDP's leading ``module``. So ``"_orig_mod.module.encoder.0.weight"`` of
+    named_parameters() gave `name`) is a DistributedDataParallel or an nn.DataParallel,
+    possibly under such wrappers, their leading ``module``. So ``"_orig_mod.module.encoder.0.weight"`` of
     ``torch.compile(DistributedDataParallel(net))`` is ``"encoder.0.weight"``, its name in
     ``net``.
 

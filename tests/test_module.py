@@ -371,12 +371,15 @@ def test_torch_generator_is_reproducible():
 
 def test_verbose_prints_the_report(capsys):
     net = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
+    plan = format_report(init_plan(net))  # before: the own std is the one the model gave
+    own = float(net[0].weight.std(correction=0))
     init_module_(net, seed=0, verbose=True)
     out = capsys.readouterr().out
-    assert out == format_report(init_plan(net)) + "\n"
+    assert out == plan + "\n"
     lines = out.splitlines()
-    assert lines[0].split() == ["name", "shape", "role", "rule", "fan", "std"]
-    assert lines[1].split() == ["0.weight", "3x4", "layer", "nspl", "4", f"{SQRT2 / 2:.6g}"]
+    assert lines[0].split() == ["name", "shape", "role", "rule", "fan", "std", "own", "std"]
+    assert lines[1].split()[:6] == ["0.weight", "3x4", "layer", "nspl", "4", f"{SQRT2 / 2:.6g}"]
+    assert float(lines[1].split()[6]) == pytest.approx(own, rel=1e-5)
     assert lines[2].split() == ["0.bias", "3", "other", "keep"]
     assert lines[3].split() == ["1.weight", "3", "norm", "keep"]
 
