@@ -609,6 +609,12 @@ def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_R
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = _Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
     entries = [planner.entry(*row) for row in _through_parametrizations(module, _named_parameters(module, modules))]
+    uninvertible = [f"{e.name} ({_parametrizations(e.through)})" for e in entries if e.action is _NO_INVERSE]
+    if uninvertible:
+        warnings.warn(
+            f"nspl_filler: {uninvertible} are weights of parametrizations without right_inverse, so they cannot "
+            "be set from a value: they are kept as they are (rule 'keep' in the report); initialise their "
+            "originals by their own names if they need it", UserWarning, stacklevel=3)
     unmatched = planner.unmatched()
     if unmatched:
         message = (f"nspl_filler: rules {unmatched!r} match no parameter of the {type(module).__name__} "
