@@ -262,6 +262,8 @@ def _matches(key: RuleKey, action: _Action, name: str, local_name: str, param: T
 #: Tables that hold biases, not embeddings: T5's (and its kin's) relative position bias, an
 #: nn.Embedding(buckets, heads) whose values are added to attention scores.
 BIAS_TABLES = ("relative_attention_bias",)
+# The names in the parent that decide a role (see layouts.is_experts, is_router).
+_ATTRIBUTES = frozenset(BIAS_TABLES + ("experts", "router"))
 
 
 def _role(owner: nn.Module, local_name: str, dim: Optional[int] = None, attribute: Optional[str] = None
@@ -420,7 +422,10 @@ class _Planner:
         attribute = _attribute(name)
         if owner._forward_pre_hooks:  # an old-style weight norm is a hook of the instance
             return _role(owner, local_name, dim, attribute)
-        key = (type(owner), local_name, dim, attribute, dim == 3 and getattr(owner, "is_transposed", None) is True)
+        # The name in the parent matters only for the few names _role looks at: keep it out of
+        # the key otherwise (layers.0, layers.1, ... would each be a key of their own).
+        key = (type(owner), local_name, dim, attribute if attribute in _ATTRIBUTES else None,
+               dim == 3 and getattr(owner, "is_transposed", None) is True)
         if key not in self.roles:
             self.roles[key] = _role(owner, local_name, dim, attribute)
         return self.roles[key]
@@ -609,6 +614,11 @@ def _plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_R
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = _Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
     entries = [planner.entry(*row) for row in _through_parametrizations(module, _named_parameters(module, modules))]
+    if not any(e.action.rule in _WRITING_RULES for e in entries) and any(e.action is _FROZEN for e in entries):
+        warnings.warn(
+            f"nspl_filler: every parameter of the {type(module).__name__} that init_module_ would fill is frozen "
+            "(requires_grad False), and frozen parameters are kept: nothing is written. Unfreeze them first "
+            "(module.requires_grad_(True)), or give them rules", UserWarning, stacklevel=3)
     uninvertible = [f"{e.name} ({_parametrizations(e.through)})" for e in entries if e.action is _NO_INVERSE]
     if uninvertible:
         warnings.warn(

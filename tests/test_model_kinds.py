@@ -399,3 +399,16 @@ def test_a_model_built_on_meta_is_told_what_to_do():
     with pytest.raises(ValueError, match=r"built on the meta device \(torch.device\('meta'\)\), build it in "
                                          r"nspl_filler.empty_weights\(\) instead"):
         materialize_(net, "cpu", seed=0)
+
+
+def test_a_wholly_frozen_model_warns_that_nothing_is_written():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)).requires_grad_(False)
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.warns(UserWarning, match="is frozen"):
+        init_module_(net, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    net.requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init_module_(net, seed=0)
+    assert not torch.equal(before[0], net[0].weight)
