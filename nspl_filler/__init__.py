@@ -31,13 +31,13 @@ from .init import (
 )
 from .layouts import Layout, layout_of, register_layout
 from .meta import empty_weights, materialize_
-from .module import EMBEDDING_RULE, ParamInit, format_report, init_module_, init_plan
+from .module import DEPARTURE, EMBEDDING_RULE, ParamInit, format_report, init_module_, init_plan
 from .stream import canonical_name, key_for
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_RATIO", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "DEPARTURE", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
     "ParamInit", "PowerLawFit", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans", "cuda_built",
     "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
     "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",

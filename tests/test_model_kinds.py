@@ -412,3 +412,47 @@ def test_a_wholly_frozen_model_warns_that_nothing_is_written():
         warnings.simplefilter("error")
         init_module_(net, seed=0)
     assert not torch.equal(before[0], net[0].weight)
+
+
+# ---------------------------------------------------------------- the documentation's claims
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_learned_position_tables_stored_as_embeddings_get_the_embedding_rule():
+    transformers = transformers_or_skip()
+    config = transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=16)
+    plan = quiet_plan(transformers.GPT2LMHeadModel(config))
+    assert (plan["transformer.wpe.weight"].role, plan["transformer.wpe.weight"].fan) == ("embedding", 32)
+
+
+def test_the_python_blocks_of_docs_models_run():
+    with open(os.path.join(ROOT, "docs", "models.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exec(compile(block, "docs/models.md", "exec"), {})
+        finally:
+            nf.layouts._LAYOUTS.pop(next((t for t in nf.layouts._LAYOUTS if getattr(t, "__name__", "") == "Bank"),
+                                         None), None)
+
+
+def test_the_logits_rows_in_the_docs_are_the_committed_measurements():
+    import json
+
+    with open(os.path.join(ROOT, "benchmarks", "results", "model_defaults_cpu_2026-12-03.json")) as f:
+        rows = json.load(f)["rows"]
+    columns = ["own init", "previous default", "fan (default)", "fan_out", "keep"]
+    for page in ("docs/models.md", "README.md"):
+        with open(os.path.join(ROOT, page)) as f:
+            text = f.read()
+        for model, prefix in (("T5", "| T5, t5-small size"), ("Mixtral", "| Mixtral, 768 wide")):
+            (measured,) = [row for name, row in rows.items() if name.startswith(model)]
+            (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+            cells = [float(c) for c in line.strip("|").split("|")[1:]]
+            assert cells == [pytest.approx(measured[c], rel=6e-3) for c in columns], (page, line)
+    t5 = next(row for name, row in rows.items() if name.startswith("T5"))
+    assert round(t5["own init"] / t5["fan (default)"]) == 23  # the docs' "23x smaller"
