@@ -893,8 +893,20 @@ def init_module_(
       gain = `gain` or calculate_gain(nonlinearity, param) (sqrt(2) for the default 'relu');
     - "embedding": nn.Embedding / nn.EmbeddingBag tables: the rule EMBEDDING_RULE, NSPL
       with gain 1 and n = embedding_dim (the fan_in of a table tied to an output layer);
-    - everything else ("norm": the parameters of norm layers; "other": biases, position
-      embeddings, class tokens, layer scales, ...): kept as the model made them ("keep").
+    - everything else ("norm": the parameters of norm layers, the magnitudes ``name_g`` of
+      an old-style weight norm; "other": biases, position embeddings stored as raw
+      parameters, class tokens, layer scales, T5's ``relative_attention_bias`` table, ...):
+      kept as the model made them ("keep");
+    - whatever its role, a frozen parameter (requires_grad False: a fixed sinusoidal table)
+      is kept; a rule still writes it.
+
+    Layer weights include the 3-D weights of experts containers and routers' weights
+    (layouts.weight_layout: fans per expert) and the direction ``name_v`` of an old-style
+    weight norm. A tensor under torch.nn.utils.parametrize (weight_norm, orthogonal,
+    spectral_norm, ...) has one entry under the module's own name (``lin.weight``), filled
+    as that module's weight and handed to the parametrization's right_inverse, which sets
+    its originals; without right_inverse it is kept, with a UserWarning. FSDP1's flat
+    parameter (use_orig_params=False) and lazy modules not yet run are ValueErrors.
 
     `scale`: "fan" (the default, above) or "keep": each random rule fills its tensor with
     NSPL (or its rule's law) at the std the tensor has now, over the whole tensor, so that

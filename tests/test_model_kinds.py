@@ -70,6 +70,23 @@ def test_frozen_sinusoidal_tables_are_kept_and_stay_real_in_empty_weights():
     assert torch.equal(deferred.model.encoder.layers[0].fc1.weight, model.model.encoder.layers[0].fc1.weight)
 
 
+def test_whisper_table_frozen_after_creation_is_kept_and_named_in_the_meta_flow():
+    transformers = transformers_or_skip()
+    config = transformers.WhisperConfig(vocab_size=97, d_model=32, encoder_layers=1, decoder_layers=1,
+                                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=48,
+                                        decoder_ffn_dim=48, num_mel_bins=8, max_source_positions=16,
+                                        max_target_positions=16, pad_token_id=0, decoder_start_token_id=0)
+    model = transformers.WhisperModel(config)
+    sinusoids = model.encoder.embed_positions.weight.detach().clone()
+    assert quiet_plan(model)["encoder.embed_positions.weight"].rule == "keep (frozen)"
+    init_module_(model, seed=0)
+    assert torch.equal(model.encoder.embed_positions.weight, sinusoids)
+    with empty_weights():  # Whisper freezes the table after creating it: it was made on meta
+        deferred = transformers.WhisperModel(config)
+    with pytest.raises(ValueError, match=r"encoder\.embed_positions\.weight \(keep \(frozen\)\).*frozen only after"):
+        materialize_(deferred, "cpu", seed=0)
+
+
 def test_a_rule_still_writes_a_frozen_parameter():
     net = nn.Sequential(nn.Embedding.from_pretrained(torch.ones(5, 4), freeze=True), nn.Linear(4, 4))
     init_module_(net, seed=0)
