@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from .distributions import SymmetricPowerLaw
+
 __all__ = ["DEFAULT_QUANTILES", "PowerLawFit", "fit", "is_fittable", "load_weights", "plot_fit", "plot_fits"]
 
 #: Candidate cut-offs ``low``: the 5%, 10%, …, 95% quantiles of ``|w|``.
@@ -143,6 +145,25 @@ class PowerLawFit:
         log_norm = b * math.log(self.low) + math.log(log_ratio) + float(_log_tilted_mass(z))
         density = torch.exp(-self.alpha * torch.log(y) - log_norm)
         return torch.where((y >= self.low) & (y <= self.high), density, torch.zeros_like(density))
+
+    def to_distribution(self, validate_args: bool | None = None) -> SymmetricPowerLaw:
+        """The fitted law of the weights as a torch distribution: a fair sign times |w| on
+        [low, high] with density ∝ |w|^-alpha, float64 parameters (its density is half of
+        :meth:`pdf`, which is that of |w|)."""
+        from .distributions import SymmetricPowerLaw
+
+        def as_tensor(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float64)
+
+        return SymmetricPowerLaw(as_tensor(self.alpha), as_tensor(self.low), as_tensor(self.high),
+                                 validate_args=validate_args)
+
+    def to_scipy(self) -> Any:
+        """The fitted law as a frozen scipy.stats distribution,
+        ``nspl_filler.stats.symmetric_power_law(alpha, ratio, loc=0, scale=low)``; needs scipy."""
+        from .stats import symmetric_power_law
+
+        return symmetric_power_law(self.alpha, self.ratio, loc=0.0, scale=self.low)
 
 
 # ---------------------------------------------------------------------------------------
