@@ -71,7 +71,9 @@ class Law:
         self.alpha, self.low, self.high = alpha, low, high
         self.log_ratio = _log_quotient(high, low)
         self.near_low = alpha >= 1.0
-        self.abs_tilt = (1.0 - alpha).abs()
+        # |1 - alpha|, written per branch so that its gradient at alpha = 1 is the one of
+        # the formulas that continue smoothly through it (abs would give 0 there).
+        self.abs_tilt = torch.where(self.near_low, alpha - 1.0, 1.0 - alpha)
         self.tilt = -(self.abs_tilt * self.log_ratio)  # w <= 0, maybe -inf
         self.log_log_ratio = _positive_log(self.log_ratio)
         self.log_mass = _log_mass(self.abs_tilt, self.log_log_ratio, self.log_ratio)
@@ -89,32 +91,44 @@ class Law:
     def _within(self, a: Tensor) -> Tensor:
         """P(A <= a) = a·E(w·a) / E(w)."""
         log_length = _positive_log(a) + self.log_log_ratio
-        return a * torch.exp(_log_mass(self.abs_tilt, log_length, a * self.log_ratio) - self.log_mass)
+        ratio = torch.exp(_log_mass(self.abs_tilt, log_length, a * self.log_ratio) - self.log_mass)
+        # E(w·a) / E(w) <= 1 / a: infinite only as a -> 0, where the product is 0.
+        return torch.where(a > 0, a * ratio, torch.zeros_like(a))
 
     def _beyond(self, a: Tensor, rest: Tensor) -> Tensor:
         """P(A >= a) = e^(w·a)·(1 - a)·E(w·(1 - a)) / E(w), with rest = 1 - a."""
         log_length = _positive_log(rest) + self.log_log_ratio
         exponent = -(self.abs_tilt * (a * self.log_ratio))
-        return rest * torch.exp(
-            exponent + _log_mass(self.abs_tilt, log_length, rest * self.log_ratio) - self.log_mass
-        )
+        tail = rest * torch.exp(exponent + _log_mass(self.abs_tilt, log_length, rest * self.log_ratio) - self.log_mass)
+        return torch.where(rest > 0, tail, torch.zeros_like(rest))
 
     def _near_quantile(self, u: Tensor) -> Tensor:
-        """a with P(A <= a) = u: log1p(u·expm1(w)) / w = u·E(w)·log1p(q)/q, q = u·expm1(w)."""
-        a = u * torch.exp(self.log_mass) * _log1p_ratio(u * torch.expm1(self.tilt))
+        """a with P(A <= a) = u: log1p(u·expm1(w)) / w, written u·E(w)·log1p(q)/q with
+        q = u·expm1(w) where |w| <= 1 (no tiny quotient), directly beyond (where exp(ln E(w))
+        would multiply the rounding of a large logarithm)."""
+        w = self.tilt
+        gentle = w >= -1.0
+        w_steep = torch.where(gentle, -torch.ones_like(w), w)
+        steep = torch.log1p(u * torch.expm1(w_steep)) / w_steep
+        mass = torch.exp(torch.where(gentle, self.log_mass, torch.zeros_like(w)))
+        a = torch.where(gentle, u * mass * _log1p_ratio(u * torch.expm1(w)), steep)
         return torch.where(u >= 1.0, torch.ones_like(a), a).clamp(0.0, 1.0)
 
     def _far_quantile(self, u: Tensor) -> Tensor:
         """1 - a with P(A >= a) = u. Seen from the far end the tilt is v = -w >= 0:
-        log1p(u·expm1(v)) / v while e^v is finite, 1 + ln(e^-v + u·(1 - e^-v)) / v beyond."""
+        log1p(u·expm1(v)) / v (as u·E(v)·log1p(q)/q for v <= 1) while e^v is finite, and
+        1 + ln(e^-v + u·(1 - e^-v)) / v beyond."""
         v = -self.tilt
-        moderate = v <= _LARGE_TILT
-        v_moderate = torch.where(moderate, v, torch.zeros_like(v))
-        log_mass_v = v_moderate + torch.where(moderate, self.log_mass, torch.zeros_like(v))  # ln E(v)
-        small = u * torch.exp(log_mass_v) * _log1p_ratio(u * torch.expm1(v_moderate))
-        v_large = torch.where(moderate, torch.ones_like(v), v)
-        large = 1.0 + torch.log(torch.exp(-v_large) - u * torch.expm1(-v_large)) / v_large
-        rest = torch.where(moderate, small, large)
+        gentle = v <= 1.0
+        moderate = (v > 1.0) & (v <= _LARGE_TILT)
+        v_gentle = torch.where(gentle, v, torch.zeros_like(v))
+        mass_gentle = torch.exp(v_gentle + torch.where(gentle, self.log_mass, torch.zeros_like(v)))  # E(v)
+        rest_gentle = u * mass_gentle * _log1p_ratio(u * torch.expm1(v_gentle))
+        v_moderate = torch.where(moderate, v, torch.ones_like(v))
+        rest_moderate = torch.log1p(u * torch.expm1(v_moderate)) / v_moderate
+        v_large = torch.where(gentle | moderate, torch.ones_like(v), v)
+        rest_large = 1.0 + torch.log(torch.exp(-v_large) - u * torch.expm1(-v_large)) / v_large
+        rest = torch.where(gentle, rest_gentle, torch.where(moderate, rest_moderate, rest_large))
         rest = torch.where(u <= 0.0, torch.zeros_like(rest), rest)
         return rest.clamp(0.0, 1.0)
 
@@ -137,19 +151,22 @@ class Law:
     def magnitude_ppf(self, u: Tensor) -> Tensor:
         """y with P(Y <= y) = u, from the end where u is measured: low."""
         distance = torch.where(self.near_low, self._near_quantile(u), self._far_quantile(u))
-        return torch.minimum(self.low * torch.exp(self.log_ratio * distance), self.high)
+        y = torch.minimum(self.low * torch.exp(self.log_ratio * distance), self.high)
+        # The ends themselves, not their rounding through exp.
+        return torch.where((distance >= 1.0) | (u >= 1.0), self.high, torch.where(u <= 0.0, self.low, y))
 
     def magnitude_isf(self, q: Tensor) -> Tensor:
         """y with P(Y >= y) = q, measured from high."""
         distance = torch.where(self.near_low, self._far_quantile(q), self._near_quantile(q))
-        return torch.maximum(self.high * torch.exp(-self.log_ratio * distance), self.low)
+        y = torch.maximum(self.high * torch.exp(-self.log_ratio * distance), self.low)
+        return torch.where((distance >= 1.0) | (q >= 1.0), self.low, torch.where(q <= 0.0, self.high, y))
 
     def log_moment(self, k: float) -> Tensor:
         """ln E[Y^k] for k > 0: k·ln(low) + ln E(x_k) - ln E(x_0), x_j = (1 + j - alpha)·L.
         With ln E(x) = max(x, 0) + ln E(-|x|), the max terms differ by k·L, x_k or 0 exactly,
         so no two large numbers are subtracted (the rule of second_moment, for any k)."""
         shifted = (1.0 + k) - self.alpha
-        abs_shifted = shifted.abs()
+        abs_shifted = torch.where(shifted > 0, shifted, -shifted)  # |x_k|, smooth at alpha = 1 + k
         log_mass_k = _log_mass(abs_shifted, self.log_log_ratio, self.log_ratio)
         positive = torch.where(self.alpha < 1.0, k * self.log_ratio,
                                torch.where(shifted > 0, shifted * self.log_ratio, torch.zeros_like(shifted)))

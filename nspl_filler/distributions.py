@@ -227,6 +227,6 @@ class SymmetricPowerLaw(Distribution):
             for i in range(batch):
                 symmetric_power_law_(block[i], alphas[i], lows[i], highs[i], generator=generator)
         batch_dims = len(self.batch_shape)
-        laid_out = block.reshape(*self.batch_shape, *sample_shape)
+        laid_out = block.reshape(self.batch_shape + sample_shape)
         order = [*range(batch_dims, batch_dims + len(sample_shape)), *range(batch_dims)]
         return laid_out.permute(order).contiguous()
