@@ -24,7 +24,7 @@ _F64 = torch.float64
 _LOG2 = math.log(2.0)
 # Below this |q| the series 1 - q/2 of log1p(q)/q is exact to double precision.
 _LOG1P_SERIES_Q = 1e-8
-# exp(v) for v above this would overflow a double once multiplied by a probability.
+# Up to this v, expm1(v) is finite (e^700 is about 1e304), and log1p(u·expm1(v)) / v applies.
 _LARGE_TILT = 700.0
 # Above this |w|, |w|·g(w) = 1 - |w|/expm1(|w|) is 1 to double precision.
 _SATURATED_TILT = 1000.0

@@ -425,6 +425,7 @@ def test_from_std_validation():
 SCIPY_ARGS = [(1.0, 100.0), (0.5, 10.0), (2.5, 1e3), (-1.0, 5.0), (3.0, 1e6)]
 
 
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")  # scipy's own quad, in its checks
 @pytest.mark.parametrize("alpha, ratio", SCIPY_ARGS)
 def test_scipy_generic_checks(alpha, ratio):
     common = pytest.importorskip("scipy.stats.tests.common_tests")
