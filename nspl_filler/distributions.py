@@ -56,9 +56,8 @@ class SymmetricPowerLaw(Distribution):
     Density p(w) = |w|^-alpha / (2·Z) for low <= |w| <= high and 0 elsewhere, with
     Z = ∫_low^high y^-alpha dy = low^b·(r^b - 1)/b (b = 1 - alpha, r = high / low; Z = ln r
     at alpha = 1). The support is the union [-high, -low] ∪ [low, high]: log_prob is -inf in
-    the gap (-low, low) and beyond ±high, and with validation on (torch's default) log_prob
-    and cdf raise ValueError for such values, as every torch distribution does outside its
-    support. The cdf is flat (1/2) on the gap; icdf is the left-continuous quantile
+    the gap (-low, low) and beyond ±high, and with validation on log_prob and cdf raise
+    ValueError for such values, as every torch distribution does outside its support. The cdf is flat (1/2) on the gap; icdf is the left-continuous quantile
     inf{w : cdf(w) >= p}, so icdf(1/2) = -low.
 
     Moments: mean 0, variance E[Y²] = low²·b(r^(b+2) - 1) / ((b+2)(r^b - 1)) (the limits at
@@ -67,7 +66,8 @@ class SymmetricPowerLaw(Distribution):
     Args:
         alpha: exponent, any finite real (alpha = 1 is log-uniform, alpha = 0 uniform |w|).
         low, high: the range of |w|, 0 < low < high < inf with high / low finite.
-        validate_args: torch's flag (None: torch's default, on unless python -O).
+        validate_args: torch's flag (None: torch's default, which is on unless python -O,
+            and which the first call of torch.compile turns off for the process).
 
     Parameters broadcast (batch_shape is their broadcast shape); Python numbers become
     tensors of torch's default dtype. Every function is evaluated in float64 and returned

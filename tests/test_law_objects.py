@@ -394,13 +394,15 @@ def test_log_prob_gradients_match_finite_differences():
     (1.0, 1.0, 1.0, "high"), (1.0, 1.0, 0.5, "high"), (1.0, 0.01, math.inf, "high"), (1.0, 1e-300, 1e300, "high / low"),
 ])
 def test_invalid_parameters_raise(alpha, low, high, match):
+    # validate_args explicit: torch's default is on, but the first call of torch.compile
+    # (in other tests of the session) turns it off for the whole process.
     with pytest.raises(ValueError, match=match):
-        law64(alpha, low, high)
+        law64(alpha, low, high, validate_args=True)
     law64(alpha, low, high, validate_args=False)  # accepted unchecked, as torch does
 
 
 def test_values_outside_the_support_raise_when_validating():
-    law = law64(1.0, 0.01, 1.0)
+    law = law64(1.0, 0.01, 1.0, validate_args=True)
     assert isinstance(law.support, SymmetricInterval)
     for bad in (0.0, 0.005, -0.005, 1.5, -2.0, math.nan):
         for method in (law.log_prob, law.cdf):
@@ -413,11 +415,11 @@ def test_values_outside_the_support_raise_when_validating():
 
 def test_from_std_validation():
     with pytest.raises(ValueError, match="std > 0 and ratio > 1"):
-        SymmetricPowerLaw.from_std(0.1, 1.0, 1.0)
+        SymmetricPowerLaw.from_std(0.1, 1.0, 1.0, validate_args=True)
     with pytest.raises(ValueError, match="std > 0 and ratio > 1"):
-        SymmetricPowerLaw.from_std(-0.1)
+        SymmetricPowerLaw.from_std(-0.1, validate_args=True)
     with pytest.raises(ValueError, match="alpha"):
-        SymmetricPowerLaw.from_std(0.1, math.inf)
+        SymmetricPowerLaw.from_std(0.1, math.inf, validate_args=True)
 
 
 # --- scipy ---------------------------------------------------------------------------------
@@ -556,8 +558,14 @@ def test_fit_hands_back_the_law_as_either_object():
 
 
 def test_importing_nspl_filler_does_not_import_scipy():
-    code = ("import sys, nspl_filler\n"
+    # In a fresh process (one, since starting torch is slow): scipy arrives with
+    # nspl_filler.stats only; and torch.compile turns torch's default validation off, as
+    # docs/distributions.md warns.
+    code = ("import sys, torch, nspl_filler\n"
             "assert 'scipy' not in sys.modules, sorted(m for m in sys.modules if 'scipy' in m)\n"
             "nspl_filler.stats.symmetric_power_law\n"
-            "assert 'scipy' in sys.modules\n")
+            "assert 'scipy' in sys.modules\n"
+            "assert torch.distributions.Distribution._validate_args\n"
+            "torch.compile(lambda x: x + 1, backend='eager')\n"
+            "assert not torch.distributions.Distribution._validate_args\n")
     subprocess.run([sys.executable, "-c", code], check=True)
