@@ -64,8 +64,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .distributions import SymmetricPowerLaw
-
 __all__ = ["DEFAULT_QUANTILES", "PowerLawFit", "fit", "is_fittable", "load_weights", "plot_fit", "plot_fits"]
 
 #: Candidate cut-offs ``low``: the 5%, 10%, …, 95% quantiles of ``|w|``.
@@ -146,10 +144,10 @@ class PowerLawFit:
         density = torch.exp(-self.alpha * torch.log(y) - log_norm)
         return torch.where((y >= self.low) & (y <= self.high), density, torch.zeros_like(density))
 
-    def to_distribution(self, validate_args: bool | None = None) -> SymmetricPowerLaw:
-        """The fitted law of the weights as a torch distribution: a fair sign times |w| on
-        [low, high] with density ∝ |w|^-alpha, float64 parameters (its density is half of
-        :meth:`pdf`, which is that of |w|)."""
+    def to_distribution(self, validate_args: bool | None = None) -> Any:
+        """The fitted law of the weights as an nspl_filler.distributions.SymmetricPowerLaw:
+        a fair sign times |w| on [low, high] with density ∝ |w|^-alpha, float64 parameters
+        (its density is half of :meth:`pdf`, which is that of |w|)."""
         from .distributions import SymmetricPowerLaw
 
         def as_tensor(value: float) -> torch.Tensor:
