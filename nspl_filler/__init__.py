@@ -10,12 +10,14 @@
         model = Model()
     nspl_filler.materialize_(model, "cuda", seed=0)
 
-See fill_, symmetric_power_law_, fill_many_, init_module_, Generator, key_for and the
+The law itself: nspl_filler.distributions.SymmetricPowerLaw (torch.distributions) and
+nspl_filler.stats.symmetric_power_law (scipy.stats, needs scipy). See fill_, symmetric_power_law_, fill_many_, init_module_, Generator, key_for and the
 Caffe-style get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
 from ._extension import cuda_built
 from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
+from .distributions import SymmetricPowerLaw
 from .cpp import cmake_prefix_path
 from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
 from .generator import Generator
@@ -36,9 +38,20 @@ from .stream import canonical_name, key_for
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # nspl_filler.stats needs scipy, an optional dependency: imported on first use only.
+    if name == "stats":
+        import importlib
+
+        return importlib.import_module(".stats", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "DEPARTURE", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
-    "ParamInit", "PowerLawFit", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans", "cuda_built",
+    "ParamInit", "PowerLawFit", "SymmetricPowerLaw", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans",
+    "cuda_built",
     "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
     "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",
     "second_moment", "symmetric_power_law_",

@@ -144,6 +144,25 @@ class PowerLawFit:
         density = torch.exp(-self.alpha * torch.log(y) - log_norm)
         return torch.where((y >= self.low) & (y <= self.high), density, torch.zeros_like(density))
 
+    def to_distribution(self, validate_args: bool | None = None) -> Any:
+        """The fitted law of the weights as an nspl_filler.distributions.SymmetricPowerLaw:
+        a fair sign times |w| on [low, high] with density ∝ |w|^-alpha, float64 parameters
+        (its density is half of :meth:`pdf`, which is that of |w|)."""
+        from .distributions import SymmetricPowerLaw
+
+        def as_tensor(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float64)
+
+        return SymmetricPowerLaw(as_tensor(self.alpha), as_tensor(self.low), as_tensor(self.high),
+                                 validate_args=validate_args)
+
+    def to_scipy(self) -> Any:
+        """The fitted law as a frozen scipy.stats distribution,
+        ``nspl_filler.stats.symmetric_power_law(alpha, ratio, loc=0, scale=low)``; needs scipy."""
+        from .stats import symmetric_power_law
+
+        return symmetric_power_law(self.alpha, self.ratio, loc=0.0, scale=self.low)
+
 
 # ---------------------------------------------------------------------------------------
 # The tilted uniform: density ∝ exp(z·s) on s in [0, 1]. Every function of z here is
