@@ -183,7 +183,7 @@ class BuildNsplFiller(BuildExtension):
             if PREBUILT_LIBRARY:
                 # Installed where this build would have put its own, and linked from there.
                 os.makedirs(library_dir, exist_ok=True)
-                shutil.copyfile(PREBUILT_LIBRARY, os.path.join(library_dir, LIBRARY_FILE))
+                shutil.copy(PREBUILT_LIBRARY, os.path.join(library_dir, LIBRARY_FILE))
             if library_dir not in ext.library_dirs:
                 ext.library_dirs.append(library_dir)
         super().build_extension(ext)
@@ -194,7 +194,7 @@ class BuildNsplFiller(BuildExtension):
         os.makedirs(package_dir, exist_ok=True)
         super().copy_extensions_to_source()
         if PREBUILT_LIBRARY:
-            shutil.copyfile(PREBUILT_LIBRARY, os.path.join(package_dir, LIBRARY_FILE))
+            shutil.copy(PREBUILT_LIBRARY, os.path.join(package_dir, LIBRARY_FILE))
 
 
 setup(

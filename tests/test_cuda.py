@@ -530,10 +530,11 @@ def _many_small_tensors(device):
     boundaries at every lane of a Philox block and tiles of every length: several tables
     per dtype, each with many slots. NaN until filled."""
     tensors = []
-    for k in range(1400):
+    for k in range(2000):
         dtype = DTYPES[k % 4]
-        # Up to 305 elements of any residue mod 4; every 50th over a tile (1024 blocks).
-        shape = (1 + k % 5, 1 + (k * 37) % 61) if k % 50 else (1 + k % 3, 4096 + k % 5)
+        # Up to 305 elements of any residue mod 4; four in every 50 (one per dtype) over a
+        # tile (1024 Philox blocks).
+        shape = (1 + k % 5, 1 + (k * 37) % 61) if k % 50 >= 4 else (1 + k % 3, 4096 + k % 7)
         tensors.append(torch.full(shape, float("nan"), dtype=dtype, device=device))
     return tensors
 
