@@ -22,15 +22,22 @@
 # Build time. The kernels are split into one translation unit per dtype and op
 # (csrc/cuda/fill_cuda_<dtype>.cu, fill_many_cuda_<dtype>.cu) so MAX_JOBS=16 compiles them
 # at once; the build takes about as long as its slowest unit plus the link. Measured with
-# TORCH_CUDA_ARCH_LIST=9.0 on a shared 2-core x86-64 machine (nvcc 13.0, torch 2.14.1):
-# slowest unit SLOWEST_UNIT_MEASUREMENT (docs/gpu.md has every unit).
+# TORCH_CUDA_ARCH_LIST=9.0 on a 2-core x86-64 machine shared with other builds (load average
+# 11-15; nvcc 13.0, torch 2.14.1), 2026-12-03: the slowest unit, csrc/cuda/fill_cuda.cu,
+# takes 59 s of CPU (214 s wall alone, 562 s wall in the MAX_JOBS=2 build); the slowest
+# kernel unit, fill_cuda_float64.cu, 44 s of CPU. With 16 idle cores the library builds in
+# about a minute and _C (bindings.cpp, after it) in about another: some 2 minutes of the
+# build's 150 s cap (docs/gpu.md has every unit).
 #
 # Prebuilt path. The C++ library (nspl_filler/lib/libnspl_filler.so: kernels, ops) has no
 # Python dependency; only the small bindings module _C does. scripts/prebuild_cuda_library.sh
 # builds the library elsewhere against the device's exact torch (2.11.0, CUDA 13) into
 # .prebuilt/, with a fingerprint of the sources and of that torch. When .prebuilt/ is there
 # and its fingerprint matches this checkout and this torch, the build step compiles only _C
-# (bindings.cpp) and links it to the prebuilt library; otherwise it builds everything.
+# (bindings.cpp) and links it to the prebuilt library; otherwise it builds everything. The
+# mechanism is checked (setup.py builds _C over a prebuilt library, which then imports and
+# fills); a CUDA library built by that script against torch 2.11.0+cu130 has not yet been
+# built and loaded on the GPU machine, so the from-source build stays the default path.
 #
 # Into ${OUT:-/tmp/gpu_check} go at most 6 files, rewritten after every step so a run cut
 # short still returns what it measured: summary.txt (steps, pytest's counts and skip
