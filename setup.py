@@ -5,9 +5,17 @@ The CUDA kernels are built when torch is a CUDA build, a CUDA toolkit is found, 
 is visible or FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST is set; otherwise the build says why it
 skipped them and builds the CPU extension. MAX_JOBS (parallel compile jobs) and DEBUG=1
 (-O0 -g) are honoured. No -march=native: SIMD code is chosen at run time.
+
+Two variables split the build in two, for a library built on another machine against the
+same torch (scripts/prebuild_cuda_library.sh, docs/gpu.md): NSPL_LIBRARY_ONLY=1 builds the
+library alone; NSPL_PREBUILT_LIBRARY=path/libnspl_filler.so builds only _C, linked to that
+file, which is installed as the package's library (its FINGERPRINT beside it says whether it
+holds CUDA kernels).
 """
 import glob
+import json
 import os
+import shutil
 import sys
 
 import torch
@@ -34,11 +42,18 @@ def cuda_decision():
     return False, "no GPU is visible and neither FORCE_CUDA=1 nor TORCH_CUDA_ARCH_LIST is set"
 
 
-def wheel_cuda_include_dirs():
-    """Headers that CUDA builds of torch ship in site-packages/nvidia/*/include (cusparse.h
-    and friends, included by ATen/cuda/CUDAContext.h) when the toolkit lacks them."""
+def wheel_cuda_include_dirs(toolkit_include):
+    """Header dirs that CUDA builds of torch ship in site-packages/nvidia/*/include (cusparse.h
+    and friends, included by ATen/cuda/CUDAContext.h), only those holding a header that the
+    toolkit's own include dir lacks. They go after the toolkit's dir (see extensions), so where
+    both have a header (cuda_runtime.h, ...) the toolkit's, matching its nvcc, is the one used."""
     site = os.path.dirname(os.path.dirname(torch.__file__))
-    return sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
+    dirs = []
+    for directory in sorted(glob.glob(os.path.join(site, "nvidia", "*", "include"))):
+        headers = glob.glob(os.path.join(directory, "**", "*.h"), recursive=True)
+        if any(not os.path.exists(os.path.join(toolkit_include, os.path.relpath(h, directory))) for h in headers):
+            dirs.append(directory)
+    return dirs
 
 
 def openmp_flags():
@@ -77,8 +92,34 @@ def without_torch_python(extension):
     return extension
 
 
+PREBUILT_LIBRARY = os.environ.get("NSPL_PREBUILT_LIBRARY")
+LIBRARY_ONLY = os.environ.get("NSPL_LIBRARY_ONLY", "0") == "1"
+
+
 def extensions():
-    build_cuda, reason = cuda_decision()
+    all_extensions = both_extensions()
+    if PREBUILT_LIBRARY:
+        return [all_extensions[1]]
+    if LIBRARY_ONLY:
+        return [all_extensions[0]]
+    return all_extensions
+
+
+def prebuilt_has_cuda():
+    fingerprint = os.path.join(os.path.dirname(os.path.abspath(PREBUILT_LIBRARY)), "FINGERPRINT")
+    if not os.path.isfile(PREBUILT_LIBRARY) or not os.path.isfile(fingerprint):
+        sys.exit(f"nspl_filler: NSPL_PREBUILT_LIBRARY={PREBUILT_LIBRARY}: the library and its FINGERPRINT "
+                 "beside it are needed (scripts/prebuild_cuda_library.sh writes both)")
+    with open(fingerprint) as f:
+        return bool(json.load(f)["cuda_kernels"])
+
+
+def both_extensions():
+    """[the library, _C]."""
+    if PREBUILT_LIBRARY:
+        build_cuda, reason = prebuilt_has_cuda(), "the prebuilt library has no CUDA kernels"
+    else:
+        build_cuda, reason = cuda_decision()
     # Contraction of a*b+c into fma would differ between compilers and devices; the
     # stream is meant to give the same values everywhere.
     cxx = ["-O0", "-g"] if DEBUG else ["-O3"]
@@ -106,6 +147,7 @@ def extensions():
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
     print(f"nspl_filler: building CPU and CUDA extension for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+    toolkit_include = os.path.join(CUDA_HOME, "include")
     nvcc = ["-O0", "-g", "-lineinfo"] if DEBUG else ["-O3", "-lineinfo"]
     nvcc += ["--fmad=false", "-DNSPL_WITH_CUDA", f'-DNSPL_TORCH_VERSION="{torch.__version__}"']
     return [
@@ -113,7 +155,9 @@ def extensions():
             CUDAExtension(
                 LIBRARY,
                 library_sources(True),
-                include_dirs=[INCLUDE_DIR] + wheel_cuda_include_dirs(),
+                # torch appends its own dirs and the toolkit's after these; the toolkit's dir is
+                # named here too, so that it comes before the wheels' dirs.
+                include_dirs=[INCLUDE_DIR, toolkit_include] + wheel_cuda_include_dirs(toolkit_include),
                 define_macros=[("NSPL_WITH_CUDA", None)],
                 extra_compile_args={"cxx": cxx, "nvcc": nvcc},
                 extra_link_args=library_link,
@@ -136,6 +180,10 @@ class BuildNsplFiller(BuildExtension):
     def build_extension(self, ext):
         if ext.name != LIBRARY:
             library_dir = os.path.dirname(self.get_ext_fullpath(LIBRARY))
+            if PREBUILT_LIBRARY:
+                # Installed where this build would have put its own, and linked from there.
+                os.makedirs(library_dir, exist_ok=True)
+                shutil.copy(PREBUILT_LIBRARY, os.path.join(library_dir, LIBRARY_FILE))
             if library_dir not in ext.library_dirs:
                 ext.library_dirs.append(library_dir)
         super().build_extension(ext)
@@ -145,6 +193,8 @@ class BuildNsplFiller(BuildExtension):
         package_dir = self.get_finalized_command("build_py").get_package_dir(LIBRARY.rsplit(".", 1)[0])
         os.makedirs(package_dir, exist_ok=True)
         super().copy_extensions_to_source()
+        if PREBUILT_LIBRARY:
+            shutil.copy(PREBUILT_LIBRARY, os.path.join(package_dir, LIBRARY_FILE))
 
 
 setup(

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Compiles nspl_filler's CUDA kernels on a machine without a GPU, checks the result
-# imports with them registered, and checks the kernels' SASS instruction budget. Uses a venv of its own (.venv-cuda, reused when present)
-# with the CUDA build of torch, and builds a wheel from a scratch copy of the working tree,
-# so neither the CPU build (.venv, nspl_filler/_C*.so) nor build/ in the tree is touched.
+# imports with them registered, prints each translation unit's compile time (the kernels
+# are split into one unit per dtype and op), checks that no kernel uses local memory or a
+# stack frame, and checks the kernels' SASS instruction budget. Uses a venv of its own
+# (.venv-cuda, reused when present) with the CUDA build of torch, and builds a wheel from a
+# scratch copy of the working tree, so neither the CPU build (.venv, nspl_filler/_C*.so) nor
+# build/ in the tree is touched.
 #
 #   bash .ci/compile_cuda.sh
+#   SASS_BUDGETS_UPDATE=1 bash .ci/compile_cuda.sh   # re-record tools/sass_budgets.json instead of checking it
 #
 # Honours MAX_JOBS (default 2), TORCH_CUDA_ARCH_LIST (default: setup.py's) and CUDA_HOME
 # (default /usr/local/cuda, else the toolkit holding nvcc).
@@ -45,7 +49,15 @@ mkdir "$scratch/src"
 build_started=$SECONDS
 (cd "$scratch/src" && FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-2}" \
   "$venv/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$scratch/wheel" .)
-echo "compile_cuda: built the CUDA extension in $((SECONDS - build_started)) s"
+echo "compile_cuda: built the CUDA extension in $((SECONDS - build_started)) s with MAX_JOBS=${MAX_JOBS:-2} on $(nproc) cores"
+# Each unit's compile time, from ninja's log (milliseconds from the build's start): with one
+# job per core the build takes about as long as the slowest unit plus the link.
+ninja_log="$(find "$scratch/src/build" -name .ninja_log 2>/dev/null | head -n 1)"
+if [ -n "$ninja_log" ]; then
+  echo "compile_cuda: compile time per translation unit (load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+  awk -F'\t' '!/^#/ { n = split($4, p, "/"); printf "%8.1f s  %s\n", ($2 - $1) / 1000, p[n] }' "$ninja_log" |
+    sort -rn | head -n 30
+fi
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$scratch"/wheel/nspl_filler-*.whl
 
 # The C++ library as the wheel installs it (CUDA kernels in lib/libnspl_filler.so, headers,
@@ -78,8 +90,13 @@ PY
 if [[ "${TORCH_CUDA_ARCH_LIST:-9.0}" == *9.0* ]]; then
   # The kernels live in the library the extension module links (libnspl_filler.so).
   so="$(cd "$scratch" && "$venv/bin/python" -c 'import nspl_filler.cpp; print(nspl_filler.cpp.library_path)')"
-  "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --check
+  "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --resources
+  if [ "${SASS_BUDGETS_UPDATE:-0}" = 1 ]; then
+    "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --update >/dev/null
+  else
+    "$venv/bin/python" "$root/tools/sass_budget.py" --so "$so" --check
+  fi
 else
-  echo "compile_cuda: TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST has no sm_90 code: SASS budget not checked"
+  echo "compile_cuda: TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST has no sm_90 code: SASS budget and resources not checked"
 fi
 echo "compile_cuda: ok in $((SECONDS - started)) s"

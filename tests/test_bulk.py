@@ -257,7 +257,7 @@ def assert_close_to_cpu(cuda_tensors, cpu_tensors):
 def test_cuda_equals_cpu_for_explicit_seeds():
     # More tensors than one launch's table holds, and one tensor larger than a whole launch.
     cpu = mixed_tensors() + [torch.empty(13, 29) for _ in range(40)] + [torch.empty(2100, 2100)]
-    cuda = [torch.empty_like(t, device="cuda") for t in cpu]
+    cuda = [torch.full_like(t, float("nan"), device="cuda") for t in cpu]
     gains = [0.3 + 0.01 * k for k in range(len(cpu))]
     fill_many_(cpu, gain=gains, alpha=1.7, ratio=300.0, seed=77)
     fill_many_(cuda, gain=gains, alpha=1.7, ratio=300.0, seed=77)
@@ -273,8 +273,9 @@ def test_cuda_equals_cpu_for_explicit_seeds():
 def test_cuda_global_placement_and_errors():
     full = [torch.empty(6, 8), torch.empty(5, 4, 3, dtype=torch.float64), torch.empty(4, 6, 5)]
     fill_many_(full, seed=21)
-    parts = [torch.empty(6, 3, device="cuda"), torch.empty(2, 4, 3, dtype=torch.float64, device="cuda"),
-             torch.empty(2, 6, 2, device="cuda")]
+    nan = float("nan")
+    parts = [torch.full((6, 3), nan, device="cuda"), torch.full((2, 4, 3), nan, dtype=torch.float64, device="cuda"),
+             torch.full((2, 6, 2), nan, device="cuda")]
     blocks = [12, 30]
     ops.nspl_many_(parts, "fan_in", 1.0, 100.0, [math.sqrt(2.0)] * 3, 21, [0, blocks[0], sum(blocks)], None,
                    [6, 8, 5, 4, 3, 4, 6, 5], [0, 5, 3, 0, 0, 2, 0, 3])
@@ -287,8 +288,9 @@ def test_cuda_global_placement_and_errors():
 
 @requires_cuda
 def test_cuda_torch_generator_is_reproducible():
-    tensors = [torch.empty(100, 30, device="cuda"), torch.empty(7, 9, dtype=torch.bfloat16, device="cuda")]
-    again = [torch.empty_like(t) for t in tensors]
+    nan = float("nan")
+    tensors = [torch.full((100, 30), nan, device="cuda"), torch.full((7, 9), nan, dtype=torch.bfloat16, device="cuda")]
+    again = [torch.full_like(t, nan) for t in tensors]
     torch.cuda.manual_seed(4)
     fill_many_(tensors)
     torch.cuda.manual_seed(4)

@@ -332,7 +332,7 @@ def test_a_fill_of_two_ops_is_refused_whole_at_the_end_of_the_stream():
 def test_cuda_gives_the_cpu_values(param):
     shape = (16, 8, 4, 4)
     cpu = fill(dict(param, seed=15), torch.empty(shape))
-    gpu = fill(dict(param, seed=15), torch.empty(shape, device="cuda")).cpu()
+    gpu = fill(dict(param, seed=15), torch.full(shape, float("nan"), device="cuda")).cpu()
     if param["type"] in ("gaussian", "msra"):
         # The normal is within 4 ulp between devices (docs/spec.md §4); the sparse mask is the same.
         assert torch.equal(cpu.eq(0), gpu.eq(0))

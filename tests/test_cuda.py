@@ -52,10 +52,21 @@ FILLS = [
     Fill("power_law_a2.5", lambda t, **kw: ops.symmetric_power_law_(t, 2.5, 1e-3, 1.0, **kw), "power_law", 2.5, 1000.0),
     # exp(-|b|·ln r) underflows float32: the power law's third form.
     Fill("power_law_a30", lambda t, **kw: ops.symmetric_power_law_(t, 30.0, 1e-3, 1.0, **kw), "power_law", 30.0, 1000.0),
-    Fill("uniform", lambda t, **kw: ops.symmetric_uniform_(t, 0.3, **kw), "uniform"),
+    Fill("uniform", lambda t, **kw: ops.symmetric_uniform_(t, 0.3, **kw), "uniform", std=0.3 / math.sqrt(3.0)),
     Fill("normal", lambda t, **kw: ops.normal_(t, 0.02, **kw), "normal", std=0.02),
 ]
-NSPL, UNIFORM, NORMAL = FILLS[0], FILLS[3], FILLS[4]
+# By name, never by position: a fill inserted into FILLS must not change what these mean
+# (tests/test_cuda_fill_names.py checks on the CPU that each name is the law it says).
+FILL = {fill.name: fill for fill in FILLS}
+NSPL, UNIFORM, NORMAL = FILL["nspl"], FILL["uniform"], FILL["normal"]
+
+
+def nan_cuda(*shape, dtype=torch.float32):
+    """A CUDA tensor of NaNs: an element a fill fails to write stays NaN, which
+    assert_same_stream rejects, so stale memory cannot pass for a written value."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+        shape = tuple(shape[0])
+    return torch.full(shape, float("nan"), dtype=dtype, device="cuda")
 
 
 def reference(fill, shape, dtype, **stream):
@@ -104,7 +115,7 @@ def test_cuda_kernels_are_built():
 @pytest.mark.parametrize("fill", FILLS, ids=repr)
 def test_contiguous_matches_cpu(fill, dtype):
     shape = (257, 129)  # 33153 elements: not a multiple of 4, partial last block
-    t = torch.empty(shape, dtype=dtype, device="cuda")
+    t = nan_cuda(shape, dtype=dtype)
     fill.run(t, seed=SEED)
     assert_same_stream(t, reference(fill, shape, dtype, seed=SEED), fill)
 
@@ -120,7 +131,7 @@ def _resident_threads():
 def test_many_grid_stride_iterations_match_cpu(fill):
     # More Philox blocks than one launch has threads, so threads loop.
     numel = 4 * 3 * _resident_threads() + 3
-    t = torch.empty(numel, device="cuda")
+    t = nan_cuda(numel)
     fill.run(t, seed=SEED)
     assert_same_stream(t, reference(fill, (numel,), torch.float32, seed=SEED), fill)
 
@@ -149,7 +160,7 @@ def test_fill_past_two_to_the_31_elements_matches_cpu_slices():
     numel = (1 << 31) + 5
     if torch.cuda.mem_get_info()[0] < 6 * (1 << 30):
         pytest.skip("needs 6 GiB of free device memory")
-    t = torch.empty(numel, dtype=torch.float16, device="cuda")
+    t = nan_cuda(numel, dtype=torch.float16)
     for fill in (NSPL, UNIFORM):
         fill.run(t, seed=SEED)
         for start in ((1 << 31) - 4099, numel - 4097):
@@ -197,7 +208,7 @@ def test_layouts_match_cpu(layout, fill, dtype):
 @pytest.mark.parametrize("numel", list(range(1, 14)) + [31, 4097])
 def test_small_and_odd_sizes_match_cpu(numel, dtype):
     for fill in (NSPL, UNIFORM):
-        t = torch.empty(numel, dtype=dtype, device="cuda")
+        t = nan_cuda(numel, dtype=dtype)
         fill.run(t, seed=SEED)
         assert_same_stream(t, reference(fill, (numel,), dtype, seed=SEED), fill)
 
@@ -206,7 +217,7 @@ def test_small_and_odd_sizes_match_cpu(numel, dtype):
 @pytest.mark.parametrize("offset", [1, 2, 3, 5, 1 << 40])
 def test_offsets_match_cpu(offset, dtype):
     for fill in (NSPL, UNIFORM):
-        t = torch.empty(37, 11, dtype=dtype, device="cuda")
+        t = nan_cuda(37, 11, dtype=dtype)
         fill.run(t, seed=SEED, offset=offset)
         assert_same_stream(t, reference(fill, (37, 11), dtype, seed=SEED, offset=offset), fill)
 
@@ -214,7 +225,7 @@ def test_offsets_match_cpu(offset, dtype):
 def test_nspl_generator_matches_cpu_and_advances_alike():
     cuda_gen, cpu_gen = nspl_filler.Generator(9, 3), nspl_filler.Generator(9, 3)
     for shape, dtype in [((5, 7), torch.float32), ((9,), torch.float64), ((3, 3, 3), torch.float16)]:
-        got = nspl_filler.fill_(torch.empty(shape, dtype=dtype, device="cuda"), fan_in=4, generator=cuda_gen)
+        got = nspl_filler.fill_(nan_cuda(shape, dtype=dtype), fan_in=4, generator=cuda_gen)
         want = nspl_filler.fill_(torch.empty(shape, dtype=dtype), fan_in=4, generator=cpu_gen)
         assert_same_stream(got, want, NSPL)
         assert cuda_gen.get_state() == cpu_gen.get_state()
@@ -247,8 +258,8 @@ def _local_tensor(shape, starts, dtype, storage):
         # while the shard's first block is partial.
         numel = math.prod(shape)
         shift = sum(st * stride for st, stride in zip(starts, (77, 7, 1))) % 4
-        return torch.empty(numel + 4, dtype=dtype, device="cuda")[shift:shift + numel].view(shape)
-    return torch.empty(shape, dtype=dtype, device="cuda")
+        return nan_cuda(numel + 4, dtype=dtype)[shift:shift + numel].view(shape)
+    return nan_cuda(shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -286,7 +297,7 @@ def _magnitude_cdf(alpha, ratio):
 def test_nspl_law_on_cuda(alpha, dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
     ratio, fan_in = 100.0, 512
-    t = nspl_filler.fill_(torch.empty(N_LAW // fan_in, fan_in, dtype=dtype, device="cuda"),
+    t = nspl_filler.fill_(nan_cuda(N_LAW // fan_in, fan_in, dtype=dtype),
                           alpha=alpha, ratio=ratio, seed=5)
     sigma2 = 2.0 / fan_in  # gain sqrt(2) (relu) over n = fan_in
     c = math.sqrt(sigma2 / nspl_filler.second_moment(alpha, ratio))
@@ -308,7 +319,7 @@ def test_nspl_law_on_cuda(alpha, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_uniform_and_normal_laws_on_cuda(dtype):
     scipy_stats = pytest.importorskip("scipy.stats")
-    t = torch.empty(N_LAW, dtype=dtype, device="cuda")
+    t = nan_cuda(N_LAW, dtype=dtype)
     ops.symmetric_uniform_(t, 0.3, seed=1)
     assert scipy_stats.kstest(t[:200_000].cpu().double().numpy(), scipy_stats.uniform(-0.3, 0.6).cdf).pvalue > 1e-3
     ops.normal_(t, NORMAL.std, seed=2)
@@ -371,7 +382,7 @@ def test_torch_generator_stream_is_its_offset_over_four(dtype):
     torch.randn(3, device="cuda")  # some other draw first, so the offset is not zero
     gen = _generator()
     offset = gen.get_offset()
-    got = nspl_filler.fill_(torch.empty(33, 7, dtype=dtype, device="cuda"))
+    got = nspl_filler.fill_(nan_cuda(33, 7, dtype=dtype))
     want = nspl_filler.fill_(torch.empty(33, 7, dtype=dtype), generator=nspl_filler.Generator(77, offset // 4))
     assert_same_stream(got, want, NSPL)
     per_block = 2 if dtype == torch.float64 else 4
@@ -381,10 +392,10 @@ def test_torch_generator_stream_is_its_offset_over_four(dtype):
 def test_manual_seed_reproduces_and_consecutive_fills_differ():
     for reseed in (torch.manual_seed, torch.cuda.manual_seed):
         reseed(123)
-        a = nspl_filler.fill_(torch.empty(32, 32, device="cuda"))
-        b = nspl_filler.fill_(torch.empty(32, 32, device="cuda"))
+        a = nspl_filler.fill_(nan_cuda(32, 32))
+        b = nspl_filler.fill_(nan_cuda(32, 32))
         reseed(123)
-        c = nspl_filler.fill_(torch.empty(32, 32, device="cuda"))
+        c = nspl_filler.fill_(nan_cuda(32, 32))
         assert torch.equal(a, c)
         assert not torch.equal(a, b)
 
@@ -392,10 +403,10 @@ def test_manual_seed_reproduces_and_consecutive_fills_differ():
 def test_torch_cuda_generator_object():
     g = torch.Generator(device="cuda").manual_seed(5)
     default_offset = _generator().get_offset()
-    a = nspl_filler.fill_(torch.empty(16, 16, device="cuda"), generator=g)
-    b = nspl_filler.fill_(torch.empty(16, 16, device="cuda"), generator=g)
+    a = nspl_filler.fill_(nan_cuda(16, 16), generator=g)
+    b = nspl_filler.fill_(nan_cuda(16, 16), generator=g)
     g.manual_seed(5)
-    assert torch.equal(a, nspl_filler.fill_(torch.empty(16, 16, device="cuda"), generator=g))
+    assert torch.equal(a, nspl_filler.fill_(nan_cuda(16, 16), generator=g))
     assert not torch.equal(a, b)
     assert _generator().get_offset() == default_offset
 
@@ -409,7 +420,7 @@ def test_a_reservation_that_would_wrap_is_refused_and_consumes_nothing():
     with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
         nspl_filler.fill_(t, fan_in=8, generator=gen)
     with pytest.raises(RuntimeError, match="wrap past 2\\^64"):
-        nspl_filler.fill_many_([t, torch.empty(8, 8, device="cuda")], generator=gen)
+        nspl_filler.fill_many_([t, nan_cuda(8, 8)], generator=gen)
     assert gen.get_offset() == 2**64 - 8
     assert (t == 7.0).all()
 
@@ -417,7 +428,7 @@ def test_a_reservation_that_would_wrap_is_refused_and_consumes_nothing():
 def test_cuda_graph_replays_draw_fresh_values_without_host_sync():
     torch.cuda.manual_seed(2024)
     gen = _generator()
-    t = torch.empty(300, 70, device="cuda")
+    t = nan_cuda(300, 70)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the capture, as torch recommends
@@ -440,7 +451,7 @@ def test_cuda_graph_replays_draw_fresh_values_without_host_sync():
 
 
 def test_fill_allocates_no_device_memory():
-    storage = torch.empty(1 << 20, device="cuda")
+    storage = nan_cuda(1 << 20)
     matrix = storage.view(1024, 1024)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -458,7 +469,7 @@ def test_fills_go_on_the_current_stream():
     # another stream would run at once, before the zero_ queued behind the sleep: then the
     # clone would hold zeros. On the current stream the fill runs after zero_, always.
     side = torch.cuda.Stream()
-    t = torch.empty(1 << 22, device="cuda")
+    t = nan_cuda(1 << 22)
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         torch.cuda._sleep(100_000_000)
@@ -482,14 +493,18 @@ def test_device_guard_fills_on_the_tensors_device():
 def _bulk_tensors(device):
     """A bulk call that takes every route of the CUDA bulk op: small contiguous tensors of
     each dtype (the table kernel), one large enough for the per-tensor contiguous kernel,
-    and non-contiguous ones (the per-tensor strided kernel)."""
+    and non-contiguous ones (the per-tensor strided kernel). NaN until filled."""
+
+    def nan(*shape, dtype=torch.float32):
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
     return [
-        torch.empty(33, 7, device=device),
-        torch.empty(5, 9, dtype=torch.bfloat16, device=device),
-        torch.empty(2049, (1 << 11) + 3, device=device),
-        torch.empty(40, 30, device=device).t(),
-        torch.empty(3, 7, 5, dtype=torch.float64, device=device).permute(2, 0, 1),
-        torch.empty(11, 13, dtype=torch.float16, device=device),
+        nan(33, 7),
+        nan(5, 9, dtype=torch.bfloat16),
+        nan(2049, (1 << 11) + 3),
+        nan(40, 30).t(),
+        nan(3, 7, 5, dtype=torch.float64).permute(2, 0, 1),
+        nan(11, 13, dtype=torch.float16),
     ]
 
 
@@ -499,6 +514,44 @@ def test_bulk_every_route_matches_cpu():
     nspl_filler.fill_many_(cpu, alpha=0.7, ratio=50.0, seed=SEED)
     for got, want in zip(cuda, cpu):
         assert_same_stream(got, want.contiguous(), NSPL)
+
+
+# Each form of the power-law sampler (kernel_args.h), one bulk kernel per form and dtype:
+# alpha = 1 is the log-uniform form; alpha < 1; alpha > 1; and alpha > 1 where exp(K) =
+# r^-(alpha-1) underflows the arithmetic type (1e4^-79 = 1e-316 underflows float and double
+# alike, and c·r stays within float16).
+BULK_FORMS = {"log_uniform": (1.0, 100.0), "alpha_below_one": (0.5, 100.0), "alpha_above_one": (2.5, 1000.0),
+              "alpha_above_one_tiny_exp_k": (80.0, 1e4)}
+
+
+def _many_small_tensors(device):
+    """More small tensors of every dtype than one launch's table holds (a table holds a few
+    hundred slots at most, fewer for float64's larger sampler), of sizes that put tensor
+    boundaries at every lane of a Philox block and tiles of every length: several tables
+    per dtype, each with many slots. NaN until filled."""
+    tensors = []
+    for k in range(2000):
+        dtype = DTYPES[k % 4]
+        # Up to 305 elements of any residue mod 4; four in every 50 (one per dtype) over a
+        # tile (1024 Philox blocks).
+        shape = (1 + k % 5, 1 + (k * 37) % 61) if k % 50 >= 4 else (1 + k % 3, 4096 + k % 7)
+        tensors.append(torch.full(shape, float("nan"), dtype=dtype, device=device))
+    return tensors
+
+
+@pytest.mark.parametrize("stream", ["seed", "names"])
+@pytest.mark.parametrize("form", list(BULK_FORMS))
+def test_bulk_tables_match_cpu_bit_for_bit(form, stream):
+    alpha, ratio = BULK_FORMS[form]
+    cuda, cpu = _many_small_tensors("cuda"), _many_small_tensors("cpu")
+    gains = [0.5 + 0.001 * k for k in range(len(cpu))]
+    # names=: every tensor its own key, carried in its table slot (the key-per-tensor kernel).
+    extra = dict(names=[f"layer{k}.weight" for k in range(len(cpu))]) if stream == "names" else {}
+    nspl_filler.fill_many_(cuda, alpha=alpha, ratio=ratio, gain=gains, seed=SEED, **extra)
+    nspl_filler.fill_many_(cpu, alpha=alpha, ratio=ratio, gain=gains, seed=SEED, **extra)
+    for k, (got, want) in enumerate(zip(cuda, cpu)):
+        assert torch.isfinite(want).all(), (k, form)
+        assert_same_stream(got, want, NSPL)
 
 
 def test_bulk_graph_capture_with_torch_generator_takes_every_route():
@@ -567,15 +620,19 @@ def test_compile_fullgraph_matches_eager():
     assert torch.equal(got, init(torch.empty(64, 32, device="cuda")))
 
 
-@pytest.mark.parametrize("kind", ["nspl", "symmetric_power_law", "xavier", "msra"])
+# The fill whose law (and so whose CPU = CUDA tolerance) each Caffe filler type samples.
+CAFFE_LAWS = {"nspl": NSPL, "symmetric_power_law": NSPL, "xavier": UNIFORM, "msra": NORMAL}
+
+
+@pytest.mark.parametrize("kind", list(CAFFE_LAWS))
 @pytest.mark.parametrize("shape", [(64, 3, 5, 5), (10,)])
 def test_caffe_fillers_give_the_cpu_values(kind, shape):
     param = dict(type=kind, min=0.01, seed=5)
     cuda_filler = nspl_filler.get_filler(nspl_filler.FillerParameter(**param))
     cpu_filler = nspl_filler.get_filler(nspl_filler.FillerParameter(**param))
-    law = {"nspl": NSPL, "symmetric_power_law": NSPL, "xavier": UNIFORM, "msra": NORMAL}[kind]
+    law = CAFFE_LAWS[kind]
     for _ in range(2):  # a seeded filler moves along its stream alike on both devices
-        got = cuda_filler.fill(torch.empty(shape, device="cuda"))
+        got = cuda_filler.fill(nan_cuda(shape))
         want = cpu_filler.fill(torch.empty(shape))
         assert_same_stream(got, want, law)
     assert cuda_filler.offset == cpu_filler.offset

@@ -327,11 +327,14 @@ def test_cuda_by_name_equals_cpu():
     cpu = [torch.empty(13, 29), torch.empty(7, 5, dtype=torch.float64), torch.empty(2100, 2100),
            torch.empty(300, 41).t(), torch.empty(9, 11, dtype=torch.bfloat16)] + [torch.empty(5, 7) for _ in range(60)]
     names = [f"p{k}.weight" for k in range(len(cpu))]
-    cuda = [torch.empty_like(t, device="cuda") for t in cpu]
+    cuda = [torch.full_like(t, float("nan"), device="cuda") for t in cpu]
     fill_many_(cpu, seed=2**64 - 3, names=names)
     fill_many_(cuda, seed=2**64 - 3, names=names)
     assert_close_to_cpu(cuda, cpu)
     model = Net().cuda()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
     init_module_(model, seed=8, stream="name", rules=RULES)
     reference = init_module_(Net(), seed=8, stream="name", rules=RULES)
     assert_close_to_cpu([p.detach() for p in model.parameters()], [p.detach() for p in reference.parameters()])

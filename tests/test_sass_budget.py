@@ -82,3 +82,46 @@ def test_labels_name_the_bulk_kernel_with_a_key_per_tensor():
     assert sass_budget.describe(name.format("true", "false")) == ("bulk (key per tensor)", "bfloat16", "log_uniform")
     assert sass_budget.describe(name.format("false", "true")) == ("bulk (capture)", "bfloat16", "log_uniform")
     assert sass_budget.describe(name.format("false", "false")) == ("bulk", "bfloat16", "log_uniform")
+
+
+@pytest.mark.skipif(shutil.which("c++filt") is None, reason="needs c++filt")
+def test_a_label_found_twice_or_a_budget_without_its_kernel_fails_the_check():
+    # The kernels are split over translation units: a kernel instantiated in two of them
+    # would be counted twice under one label, and a removed kernel would keep a stale budget.
+    (row,) = sass_budget.analyse(f"\t\tFunction : {NAME}\n{LOOP}")
+    key = "contiguous/float32/power_law"
+    problems = sass_budget.check([row, row], {key: {"min": 14, "max": 16}})
+    assert problems == [f"{key}: 2 kernels have this label (one instantiated in two translation units?)"]
+    (problem,) = sass_budget.check([row], {key: {"min": 14, "max": 16}, "bulk/float32/uniform": {"min": 1, "max": 1}})
+    assert problem.startswith("bulk/float32/uniform: recorded budget of a kernel that no longer exists")
+
+
+RESOURCE_USAGE = f"""
+Resource usage:
+ Common:
+  GLOBAL:28 CONSTANT[4]:224
+ Function {NAME}:
+  REG:31 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:33232 TEXTURE:0 SURFACE:0 SAMPLER:0
+ Function {NAME.replace("Iff", "Idd")}:
+  REG:40 STACK:{{stack}} SHARED:0 LOCAL:{{local}} CONSTANT[0]:1000 TEXTURE:0 SURFACE:0 SAMPLER:0
+ Function _Z15unrelated_kernelPf:
+  REG:8 STACK:32 SHARED:0 LOCAL:32 CONSTANT[0]:360 TEXTURE:0 SURFACE:0 SAMPLER:0
+"""
+
+
+def test_resource_usage_is_parsed_per_function():
+    rows = sass_budget.resource_usage(RESOURCE_USAGE.format(stack=0, local=0))
+    assert [r["function"] for r in rows] == [NAME, NAME.replace("Iff", "Idd"), "_Z15unrelated_kernelPf"]
+    assert rows[0]["REG"] == 31 and rows[0]["CONSTANT[0]"] == 33232 and rows[1]["LOCAL"] == 0
+
+
+@pytest.mark.skipif(shutil.which("c++filt") is None, reason="needs c++filt")
+def test_resource_check_fails_on_stack_or_local_memory_of_our_kernels_only():
+    assert sass_budget.check_resources(sass_budget.resource_usage(RESOURCE_USAGE.format(stack=0, local=0))) == []
+    problems = sass_budget.check_resources(sass_budget.resource_usage(RESOURCE_USAGE.format(stack=16, local=24)))
+    double = NAME.replace("Iff", "Idd")
+    assert problems == [f"contiguous/float64/power_law: STACK 16 bytes ({double})",
+                        f"contiguous/float64/power_law: LOCAL 24 bytes ({double})"]
+    # Output that holds none of the kernels is a failure, not a pass.
+    assert sass_budget.check_resources(sass_budget.resource_usage("Resource usage:\n")) == [
+        "no nspl_filler kernels in the resource usage"]

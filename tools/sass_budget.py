@@ -35,6 +35,17 @@ the memory system. Labelled an estimate wherever it is reported.
     python tools/sass_budget.py                                   # compiles csrc/cuda/*.cu
     python tools/sass_budget.py --so ... --check                  # CI: fail over budget
     python tools/sass_budget.py --so ... --update                 # re-record the budgets
+    python tools/sass_budget.py --so ... --resources              # CI: no kernel uses local memory or stack
+
+The kernels live in several translation units (one per dtype and op, csrc/cuda/*.cu); a
+kernel's label (kernel/dtype/sampler) comes from its template arguments, not its unit, and
+each label must come from exactly one kernel: one found twice (instantiated in two units) or
+a budget whose kernel no longer exists fails the check.
+
+--resources reads `cuobjdump --dump-resource-usage` and fails if any nspl_filler kernel has a
+stack frame or local memory: the kernels keep their state in registers and read their large
+arguments (the strided geometry, the bulk table) in place, as __grid_constant__ parameters; a
+by-value parameter indexed at run time, or a spill, would otherwise go to local memory.
 """
 from __future__ import annotations
 
@@ -643,6 +654,13 @@ def markdown(rows: list[dict], source: str) -> str:
 
 def check(rows: list[dict], budgets: dict) -> list[str]:
     problems = []
+    seen = defaultdict(int)
+    for r in rows:
+        seen[key(r)] += 1
+    problems += [f"{k}: {n} kernels have this label (one instantiated in two translation units?)"
+                 for k, n in sorted(seen.items()) if n > 1]
+    problems += [f"{k}: recorded budget of a kernel that no longer exists (re-record with --update)"
+                 for k in sorted(budgets) if k not in seen]
     for r in rows:
         budget = budgets.get(key(r))
         if budget is None:
@@ -652,6 +670,44 @@ def check(rows: list[dict], budgets: dict) -> list[str]:
             got, allowed = r[f"instructions_{end}"], budget[end]
             if got > allowed * (1 + TOLERANCE):
                 problems.append(f"{key(r)}: {got} instructions per block ({end} path) over its budget of {allowed}")
+    return problems
+
+
+RESOURCE_FUNCTION = re.compile(r"^\s*Function\s+(\S+?):?\s*$")
+RESOURCE_FIELDS = re.compile(r"([A-Z_]+(?:\[\d+\])?):(\d+)")
+
+
+def resource_usage(text: str) -> list[dict]:
+    """Per function of `cuobjdump --dump-resource-usage` output: its mangled name and fields
+    (REG, STACK, SHARED, LOCAL, CONSTANT[0], ...) as integers."""
+    rows, name = [], None
+    for line in text.splitlines():
+        match = RESOURCE_FUNCTION.match(line)
+        if match:
+            name = match.group(1)
+            continue
+        fields = dict((k, int(v)) for k, v in RESOURCE_FIELDS.findall(line))
+        if name is not None and "REG" in fields:
+            rows.append({"function": name, **fields})
+            name = None
+    return rows
+
+
+def check_resources(rows: list[dict]) -> list[str]:
+    """Problems: nspl_filler kernels with a stack frame or local memory; none found at all."""
+    names = demangle([r["function"] for r in rows])
+    problems, kernels = [], 0
+    for r, demangled in zip(rows, names):
+        what = describe(demangled)
+        if what is None:
+            continue
+        kernels += 1
+        label = "/".join(str(part) for part in what)
+        for field in ("STACK", "LOCAL"):
+            if r.get(field, 0) > 0:
+                problems.append(f"{label}: {field} {r[field]} bytes ({r['function']})")
+    if kernels == 0:
+        problems.append("no nspl_filler kernels in the resource usage")
     return problems
 
 
@@ -665,7 +721,29 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", help="write the table as markdown here")
     parser.add_argument("--explain", metavar="KERNEL/DTYPE/SAMPLER",
                         help="print the hot loop of one kernel (e.g. contiguous/float32/power_law), block by block")
+    parser.add_argument("--resources", action="store_true",
+                        help="only check that no kernel uses local memory or stack (cuobjdump --dump-resource-usage)")
     args = parser.parse_args(argv)
+
+    if args.resources:
+        with tempfile.TemporaryDirectory() as workdir:
+            paths = [args.so] if args.so else compile_cubins(workdir)
+            rows = []
+            for path in paths:
+                command = [find_tool("cuobjdump"), "--dump-resource-usage"]
+                if not path.endswith(".cubin"):
+                    command += ["-arch", "sm_90"]
+                rows += resource_usage(subprocess.run(command + [path], check=True, capture_output=True,
+                                                      text=True).stdout)
+        problems = check_resources(rows)
+        for p in problems:
+            print(f"sass_budget: {p}", file=sys.stderr)
+        if problems:
+            return 1
+        registers = sorted(r["REG"] for r in rows)
+        print(f"sass_budget: {len(rows)} kernels, none with stack or local memory "
+              f"(registers {registers[0]} to {registers[-1]})")
+        return 0
 
     with tempfile.TemporaryDirectory() as workdir:
         paths = [args.so] if args.so else compile_cubins(workdir)

@@ -1,11 +1,12 @@
-// What the CUDA kernels of nspl_ (fill_cuda.cu) and of the bulk op nspl_many_
-// (fill_many_cuda.cu) share: where a launch's stream starts, the reservation of torch's
+// What the CUDA kernels of nspl_ (fill_kernels.cuh) and of the bulk op nspl_many_
+// (bulk_kernel.cuh) share: where a launch's stream starts, the reservation of torch's
 // Philox counters, grid sizing, the store of one unit, and the per-tensor launch that the
 // bulk op uses for the tensors its table does not take.
 //
 // Both ops work in three phases: plan every launch (every check that can fail happens
 // here), reserve the stream (the only step that changes a generator), launch. So no error
-// path runs after a generator was advanced (docs/spec.md §6).
+// path runs after a generator was advanced (docs/spec.md §6): grids are sized when a launch
+// is planned, since the occupancy query can fail.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -30,6 +31,7 @@
 
 #include "../fill.h"
 #include "index_map.h"
+#include "units.h"
 
 namespace nspl {
 
@@ -91,8 +93,8 @@ struct LaunchStream {
 
 // Runs `launch` with the kernel instantiation for where `stream`'s key is known:
 // launch(std::bool_constant<key on device>).
-template <typename Launch>
-void with_key_source(const LaunchStream& stream, Launch&& launch) {
+template <typename F>
+void with_key_source(const LaunchStream& stream, F&& launch) {
   if (stream.key_on_device) {
     launch(std::true_type{});
   } else {
@@ -177,6 +179,17 @@ unsigned int grid_size(uint64_t units) {
   return static_cast<unsigned int>(std::max<uint64_t>(1, std::min<uint64_t>(resident_blocks<kernel>(), needed)));
 }
 
+// The grids of a kernel's two instantiations, the key known on the host or only at graph
+// replay (with_key_source), both sized when the launch is planned.
+struct KeySourceGrids {
+  unsigned int host_key = 1;
+  unsigned int device_key = 1;
+  template <bool kKeyOnDevice>
+  unsigned int get(std::bool_constant<kKeyOnDevice>) const {
+    return kKeyOnDevice ? device_key : host_key;
+  }
+};
+
 // One Philox block's outputs, stored with one instruction: 16 bytes for float32 and
 // float64, 8 bytes for float16 and bfloat16.
 template <typename scalar_t, int kCount>
@@ -250,12 +263,10 @@ __device__ __forceinline__ void store_unit(scalar_t* data, const cuda_map::Unit&
   }
 }
 
-// A planned launch, run once the stream is known.
-using Launch = std::function<void(const LaunchStream&)>;
-
 // Plans the fill of one tensor (any strides; `view` places it in its global tensor) with
 // the contiguous or the strided kernel: every check that can fail is made here. Defined in
-// fill_cuda.cu; the bulk op sends the tensors its table does not take through it.
+// fill_cuda.cu (the kernels are in fill_cuda_<dtype>.cu); the bulk op sends the tensors its
+// table does not take through it.
 Launch plan_fill(const at::Tensor& self, const SampleSpec& spec, const ShardView& view);
 
 }  // namespace nspl

@@ -1,0 +1,4 @@
+// The per-tensor kernels for float16 outputs: one translation unit per dtype (see units.h).
+#include "fill_kernels.cuh"
+
+NSPL_INSTANTIATE_FILL_DTYPE(c10::Half)
