@@ -1,4 +1,5 @@
 """Running a test's workers as separate processes of one process group (torch.distributed)."""
+import gc
 import time
 
 import pytest
@@ -27,11 +28,14 @@ requires_nccl = pytest.mark.skipif(
 def _in_process_group(rank, worker, world, backend, init_file, args):
     """One worker process: joins the group, runs worker(rank, device, *args), leaves the group.
 
-    Every rank waits at a barrier before destroy_process_group: a rank that tears its gloo
-    connections down while another still reads from them (the last collective's messages, or
-    the store's) makes that other rank's gloo threads fail, and the process abort
-    ("terminate called without an active exception"). A worker that raised leaves at once,
-    so that the others fail on the broken connections rather than wait at the barrier."""
+    It leaves at one point for every rank: once the objects the worker left in reference
+    cycles (FSDP modules, DTensors, their meshes) are collected, while the group still works,
+    and once every rank has finished every collective (the barrier). Without it each rank
+    tore its gloo connections down whenever it got there, possibly while its peer still
+    exchanged the last messages with it, and left the rest to interpreter exit: worker 0 then
+    aborted now and then ("terminate called without an active exception"). A worker that
+    raised leaves at once, so that the others fail on the broken connections rather than wait
+    at the barrier."""
     device = torch.device("cpu") if backend == "gloo" else torch.device("cuda", rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -39,9 +43,18 @@ def _in_process_group(rank, worker, world, backend, init_file, args):
                             **({"device_id": device} if device.type == "cuda" else {}))
     try:
         worker(rank, device, *args)
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+# Workers fork from one server process that has imported these once, instead of each
+# importing torch anew (seconds of CPU per process on a small machine); it imports them
+# before any thread or process group exists, so a fork from it is safe.
+mp.get_context("forkserver").set_forkserver_preload(
+    ["torch", "torch.distributed.tensor", "torch.distributed.fsdp", "torch.distributed.tensor.parallel",
+     "nspl_filler", "pytest"])
 
 
 def run_workers(worker, backend, tmp_path, *args, world=WORLD):
@@ -50,7 +63,7 @@ def run_workers(worker, backend, tmp_path, *args, world=WORLD):
     not all finished within TIMEOUT_S (they are killed then)."""
     context = mp.start_processes(_in_process_group,
                                  args=(worker, world, backend, str(tmp_path / "rendezvous"), args),
-                                 nprocs=world, join=False, start_method="spawn")
+                                 nprocs=world, join=False, start_method="forkserver")
     deadline = time.monotonic() + TIMEOUT_S
     while not context.join(timeout=max(1.0, deadline - time.monotonic())):
         if time.monotonic() >= deadline:
