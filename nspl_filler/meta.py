@@ -191,7 +191,12 @@ def materialize_(
                     m._buffers[name] = moved[id(buffer)]
         reset_fsdp_shards(modules)
     if values is not None:
-        missing = _give_values(module, values, needed)
+        try:
+            missing = _give_values(module, values, needed)
+        except Exception:
+            if meshes:
+                all_passed(meshes, False)
+            raise
         passed = not missing or meta_buffers == "warn" and all(kind == "buffer" for _, kind, *_ in missing)
         if meshes and not all_passed(meshes, passed) and passed:
             raise ValueError("nspl_filler: materialize_: on another rank of the device mesh, values= left "
@@ -284,14 +289,14 @@ def _give_values(module: nn.Module, values, needed: list[_Needed]) -> list[_Need
     without values. Floating tensors are first filled with NaN, so that one that is written
     only in part is caught; the others are judged by their version counters (any in-place
     write moves them)."""
-    before = {}
+    before = []
     with torch.no_grad():
-        for entry in needed:
-            tensor = _held(entry[2], entry[1], entry[3])
+        for _, kind, owner, name in needed:
+            tensor = _held(owner, kind, name)
             local = tensor._local_tensor if is_dtensor(tensor) else tensor
             if local.dtype.is_floating_point or local.dtype.is_complex:
                 local.fill_(math.nan)
-            before[id(entry)] = (tensor, tensor._version, local._version)
+            before.append((tensor, tensor._version, local._version))
     if values == "reset_parameters":
         owners = {id(owner): owner for _, _, owner, _ in needed}
         for owner in owners.values():
@@ -300,8 +305,7 @@ def _give_values(module: nn.Module, values, needed: list[_Needed]) -> list[_Need
         values(module)
     missing = []
     with torch.no_grad():
-        for entry in needed:
-            tensor, version, local_version = before[id(entry)]
+        for entry, (tensor, version, local_version) in zip(needed, before):
             now = _held(entry[2], entry[1], entry[3])
             if now is not tensor:
                 written = now is not None and now.device.type != "meta"
