@@ -30,12 +30,12 @@ def _in_process_group(rank, worker, world, backend, init_file, args):
 
     It leaves at one point for every rank: once the objects the worker left in reference
     cycles (FSDP modules, DTensors, their meshes) are collected, while the group still works,
-    and once every rank has finished every collective (the barrier). Without it each rank
-    tore its gloo connections down whenever it got there, possibly while its peer still
-    exchanged the last messages with it, and left the rest to interpreter exit: worker 0 then
-    aborted now and then ("terminate called without an active exception"). A worker that
-    raised leaves at once, so that the others fail on the broken connections rather than wait
-    at the barrier."""
+    and once every rank has finished every collective (the barrier). Before, each rank tore
+    its gloo connections down whenever it got there, possibly while its peer still exchanged
+    the last messages with it, and left the objects that still held the group to interpreter
+    exit; worker 0 aborted at that teardown about one run in seven ("terminate called without
+    an active exception"). A worker that raised leaves at once, so that the others fail on the
+    broken connections rather than wait at the barrier."""
     device = torch.device("cpu") if backend == "gloo" else torch.device("cuda", rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
