@@ -138,26 +138,10 @@ def materialize_(
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
-    if meta_buffers not in META_BUFFER_ACTIONS:
-        raise ValueError(f"nspl_filler: meta_buffers must be one of {META_BUFFER_ACTIONS}, got {meta_buffers!r}")
-    if not (values is None or values == "reset_parameters" or callable(values)):
-        raise ValueError(
-            "nspl_filler: values must be None, 'reset_parameters' or a callable f(module), "
-            f"got {type(values).__name__} {values!r}"
-        )
-    device = torch.get_default_device() if device is None else torch.device(device)
-    if device.type == "meta":
-        raise ValueError("nspl_filler: device must be a device with memory, got meta")
-    unknown = set(init_args) - _INIT_ARGS
-    if unknown:
-        raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
-                        f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
-    by_name = check_stream_kind(init_args.get("stream", "sequential"))
-    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
-
     modules = list(module.modules())
     meshes = root_meshes(t for m in modules for t in m._parameters.values())
     try:
+        device, by_name = _check_arguments(device, values, meta_buffers, init_args)
         needed = _check(module, device, values, meta_buffers, init_args, by_name)
     except Exception:
         if meshes:
@@ -215,6 +199,27 @@ def materialize_(
         warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
                       UserWarning, stacklevel=2)
     return init_module_(module, **init_args)
+
+
+def _check_arguments(device, values, meta_buffers: str, init_args: dict) -> tuple[torch.device, bool]:
+    """The checks of materialize_'s own arguments; returns (device, whether streams go by name)."""
+    if meta_buffers not in META_BUFFER_ACTIONS:
+        raise ValueError(f"nspl_filler: meta_buffers must be one of {META_BUFFER_ACTIONS}, got {meta_buffers!r}")
+    if not (values is None or isinstance(values, str) and values == "reset_parameters" or callable(values)):
+        raise ValueError(
+            "nspl_filler: values must be None, 'reset_parameters' or a callable f(module), "
+            f"got {type(values).__name__} {values!r}"
+        )
+    device = torch.get_default_device() if device is None else torch.device(device)
+    if device.type == "meta":
+        raise ValueError("nspl_filler: device must be a device with memory, got meta")
+    unknown = set(init_args) - _INIT_ARGS
+    if unknown:
+        raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
+                        f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
+    by_name = check_stream_kind(init_args.get("stream", "sequential"))
+    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
+    return device, by_name
 
 
 _Needed = tuple[str, str, nn.Module, str]  # (qualified name, "parameter" / "buffer", owner, own name)

@@ -188,6 +188,11 @@ def check_refusal_on_one_rank(mesh, device):
     with pytest.raises(ValueError, match="overflows" if rank == 1 else "another rank"):
         materialize_(model, device, values="reset_parameters", seed=SEED, rules=rules)
     assert all(p.is_meta for p in model.parameters())
+    # A bad argument on one rank: the same.
+    with pytest.raises(ValueError, match="meta_buffers" if rank == 1 else "another rank"):
+        materialize_(model, device, values="reset_parameters", seed=SEED,
+                     meta_buffers="zeros" if rank == 1 else "raise")
+    assert all(p.is_meta for p in model.parameters())
 
 
 def worker(device, mesh_shape, layouts, checks):
