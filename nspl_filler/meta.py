@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import threading
 import warnings
 import weakref
-from typing import Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
 from .module import _initialise, _plan, init_module_
-from .sharded import is_dtensor
+from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
 _PATCH_LOCK = threading.RLock()  # re-entrant: empty_weights may nest
@@ -95,6 +96,7 @@ def materialize_(
     module: nn.Module,
     device: Union[str, torch.device, None] = None,
     *,
+    values: Union[None, str, Callable[[nn.Module], Any]] = None,
     meta_buffers: str = "raise",
     **init_args,
 ) -> nn.Module:
@@ -104,78 +106,53 @@ def materialize_(
     - Ties are kept: every name of a parameter (tied weights such as GPT-2's ``lm_head`` and
       ``wte``, shared modules) holds the same new Parameter afterwards, filled once (where
       ``module.to_empty`` would give each name a Parameter of its own).
-    - Buffers move with their values. A buffer on the meta device has none: ValueError naming
-      it (``meta_buffers="warn"``: a warning, and uninitialised memory), except the running
-      statistics of BatchNorm / InstanceNorm, which init_module_ resets.
-    - A meta parameter must get values from its rule: one kept ("keep", or a random rule
-      with scale "keep", which needs the values the model gave it) is a ValueError.
+    - Sharded models (FSDP2's ``fully_shard``, tensor parallel's ``parallelize_module``, both
+      on a 2-D mesh): a DTensor parameter gets memory for its local shard only (the same
+      Parameter object, placements unchanged; FSDP2 then pads it as after ``to_empty``), and
+      the values of its slice of the global tensor: those init_module_ gives the unsharded
+      model in one process, for any world size and mesh (sequential stream and
+      ``stream="name"``). `device` must be of the mesh's device type. Every rank of the mesh
+      must call this (it is a collective): a check that fails on one rank fails on all.
+    - Buffers move with their values.
+    - A tensor without values (a meta buffer, or a meta parameter that init_module_ keeps:
+      rule "keep", or a random rule with scale "keep") gets them from `values`, after the
+      memory and before init_module_ fills the rest:
+
+      - None (the default): none do; ValueError naming them (``meta_buffers="warn"``:
+        buffers get a warning and uninitialised memory instead);
+      - ``"reset_parameters"``: each module that owns one runs its ``reset_parameters()``
+        (torch's convention after ``to_empty``), which must write them;
+      - a callable ``f(module)``, e.g. ``Transformer.init_weights``, for models that write
+        their own buffers and small parameters in one function (torchtitan's convention).
+
+      A tensor that is still without values afterwards (a floating tensor still holding any
+      of the NaN it was given, another whose version counter did not move, one replaced by
+      a meta tensor) is a ValueError naming it. BatchNorm / InstanceNorm running statistics
+      need no values: init_module_ resets them.
 
     For a model built in empty_weights() with the same seed and arguments, the result equals
     ``init_module_(Model().to(device), **init_args)`` wherever the kept parameters do not
     depend on torch's random generator (a model whose constructor draws random numbers for
     layer weights draws fewer when they are on meta, so its later random draws differ).
 
-    All or nothing: the rules, parameters, buffers and the fills' checks (on the meta
-    tensors) are checked before anything moves. DTensor parameters are not handled here
-    (FSDP2 has its own: ``module.to_empty(device=...)``, then init_module_). `device`
-    defaults to torch's default device.
+    All or nothing: the arguments, rules, placements, parameters, buffers and the fills'
+    checks (on the meta tensors) are checked, and agreed on by every rank of a device mesh,
+    before anything is allocated. `device` defaults to torch's default device.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
-    if meta_buffers not in META_BUFFER_ACTIONS:
-        raise ValueError(f"nspl_filler: meta_buffers must be one of {META_BUFFER_ACTIONS}, got {meta_buffers!r}")
-    device = torch.get_default_device() if device is None else torch.device(device)
-    if device.type == "meta":
-        raise ValueError("nspl_filler: device must be a device with memory, got meta")
-    unknown = set(init_args) - _INIT_ARGS
-    if unknown:
-        raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
-                        f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
-    by_name = check_stream_kind(init_args.get("stream", "sequential"))
-    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
-
     modules = list(module.modules())
-    if any(is_dtensor(t) for m in modules for t in (*m._parameters.values(), *m._buffers.values())):
-        raise NotImplementedError(
-            "nspl_filler: materialize_ does not place DTensor parameters; for FSDP2 use "
-            "module.to_empty(device=...) and then init_module_"
-        )
-    plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
-        entries = _plan(module, **plan_args)
-    valueless = [
-        f"{e.name} ({e.record().rule})" for e in entries
-        if e.tensor.device.type == "meta"
-        and ((e.action.rule == "keep" and e.tensor.numel() > 0) or (e.draw is not None and e.std is None))
-    ]
-    if valueless:
-        raise ValueError(
-            f"nspl_filler: parameters {valueless} are on the meta device and their rules keep values they do "
-            "not have. Give them rules that write them (scale 'fan', a constant, a callable). If the whole "
-            "model was built on the meta device (torch.device('meta')), build it in nspl_filler.empty_weights() "
-            "instead: there, only the weights init_module_ fills are created on meta, and kept parameters "
-            "(biases, norms, frozen tables) keep their values. Within empty_weights(), a parameter frozen only "
-            "after it was created (requires_grad_(False) afterwards), or kept because of the module that holds "
-            "it (T5's relative_attention_bias), was created on meta too and needs such a rule"
-        )
-    empty = [
-        f"{prefix}.{name}" if prefix else name
-        for prefix, m in module.named_modules()
-        for name, b in m._buffers.items()
-        if b is not None and b.device.type == "meta" and not _norm_statistics(m, name)
-    ]
-    if empty and meta_buffers == "raise":
-        raise ValueError(
-            f"nspl_filler: buffers {empty} are on the meta device, so they have no values to move; "
-            "build the model in nspl_filler.empty_weights() (buffers stay real), or pass "
-            "meta_buffers='warn' and fill them yourself"
-        )
-    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
-                named_in=module if by_name else None)
-    if empty:
-        warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
-                      UserWarning, stacklevel=2)
+    meshes = root_meshes(t for m in modules for t in m._parameters.values())
+    try:
+        device, by_name = _check_arguments(device, values, meta_buffers, init_args)
+        needed = _check(module, device, values, meta_buffers, init_args, by_name)
+    except Exception:
+        if meshes:
+            all_passed(meshes, False)  # the other ranks raise too, instead of waiting for this one
+        raise
+    if meshes and not all_passed(meshes, True):
+        raise ValueError("nspl_filler: materialize_: another rank of the device mesh refused the model "
+                         "(its error says why); nothing was allocated")
 
     with torch.no_grad():
         moved: dict[int, Tensor] = {}
@@ -184,7 +161,10 @@ def materialize_(
                 if param is None:
                     continue
                 if id(param) not in moved:
-                    if param.device == device:
+                    if is_dtensor(param):
+                        materialise_shard(param, device)
+                        moved[id(param)] = param
+                    elif param.device == device:
                         moved[id(param)] = param
                     else:
                         new = nn.Parameter(_moved(param.detach(), device), requires_grad=param.requires_grad)
@@ -196,7 +176,160 @@ def materialize_(
                     if id(buffer) not in moved:
                         moved[id(buffer)] = _moved(buffer, device)
                     m._buffers[name] = moved[id(buffer)]
+        reset_fsdp_shards(modules)
+    if values is not None:
+        try:
+            missing = _give_values(module, values, needed)
+        except Exception:
+            if meshes:
+                all_passed(meshes, False)
+            raise
+        passed = not missing or meta_buffers == "warn" and all(kind == "buffer" for _, kind, *_ in missing)
+        if meshes and not all_passed(meshes, passed) and passed:
+            raise ValueError("nspl_filler: materialize_: on another rank of the device mesh, values= left "
+                             "tensors without values (its error names them)")
+        if not passed:
+            left = "; ".join(f"{kind}s {[name for name, k, *_ in missing if k == kind]}"
+                             for kind in ("parameter", "buffer") if any(k == kind for _, k, *_ in missing))
+            raise ValueError(
+                f"nspl_filler: values={_label(values)} left {left} without values: it must write every "
+                "parameter that init_module_ keeps and every buffer built on meta (or give them rules that write them)"
+            )
+        empty = [name for name, *_ in missing]
+    else:
+        empty = [name for name, kind, *_ in needed if kind == "buffer"]
+    if empty:
+        warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
+                      UserWarning, stacklevel=2)
     return init_module_(module, **init_args)
+
+
+def _check_arguments(device, values, meta_buffers: str, init_args: dict) -> tuple[torch.device, bool]:
+    """The checks of materialize_'s own arguments; returns (device, whether streams go by name)."""
+    if meta_buffers not in META_BUFFER_ACTIONS:
+        raise ValueError(f"nspl_filler: meta_buffers must be one of {META_BUFFER_ACTIONS}, got {meta_buffers!r}")
+    if not (values is None or isinstance(values, str) and values == "reset_parameters" or callable(values)):
+        raise ValueError(
+            "nspl_filler: values must be None, 'reset_parameters' or a callable f(module), "
+            f"got {type(values).__name__} {values!r}"
+        )
+    device = torch.get_default_device() if device is None else torch.device(device)
+    if device.type == "meta":
+        raise ValueError("nspl_filler: device must be a device with memory, got meta")
+    unknown = set(init_args) - _INIT_ARGS
+    if unknown:
+        raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
+                        f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
+    by_name = check_stream_kind(init_args.get("stream", "sequential"))
+    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
+    return device, by_name
+
+
+_Needed = tuple[str, str, nn.Module, str]  # (qualified name, "parameter" / "buffer", owner, own name)
+
+
+def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, init_args: dict,
+           by_name: bool) -> list[_Needed]:
+    """Every check of materialize_ that can be made before anything is allocated; returns the
+    tensors that need values from `values` (with values None: the meta buffers it warns of)."""
+    owners: dict[int, tuple[str, nn.Module, str]] = {}
+    for prefix, m in module.named_modules(remove_duplicate=False):
+        for name, param in m._parameters.items():
+            if param is not None:
+                owners.setdefault(id(param), (f"{prefix}.{name}" if prefix else name, m, name))
+                if is_dtensor(param):
+                    check_placeable(param, device, owners[id(param)][0])
+    plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
+        entries = _plan(module, **plan_args)
+    valueless = [
+        e for e in entries
+        if e.tensor.device.type == "meta"
+        and ((e.action.rule == "keep" and e.tensor.numel() > 0) or (e.draw is not None and e.std is None))
+    ]
+    if valueless and values is None:
+        raise ValueError(
+            f"nspl_filler: parameters {[f'{e.name} ({e.record().rule})' for e in valueless]} are on the meta "
+            "device and their rules keep values they do not have: give them rules that write them (scale 'fan', "
+            "a constant, a callable), or pass values='reset_parameters' or values=f(module) to write them. If the "
+            "whole model was built on the meta device (torch.device('meta')), build it in "
+            "nspl_filler.empty_weights() instead, or pass values=: in empty_weights(), only the weights init_module_ fills are created on meta, and kept parameters "
+            "(biases, norms, frozen tables) keep their values. Within empty_weights(), a parameter frozen only "
+            "after it was created (requires_grad_(False) afterwards), or kept because of the module that holds "
+            "it (T5's relative_attention_bias), was created on meta too and needs a rule or values="
+        )
+    needed: list[_Needed] = [(e.name, "parameter", *owners[id(e.tensor)][1:]) for e in valueless]
+    for prefix, m in module.named_modules():
+        for name, b in m._buffers.items():
+            if b is not None and b.device.type == "meta" and not _norm_statistics(m, name):
+                qualified = f"{prefix}.{name}" if prefix else name
+                if is_dtensor(b):
+                    raise NotImplementedError(f"nspl_filler: buffer {qualified!r} is a DTensor on meta; "
+                                              "materialize_ gives memory to DTensor parameters only")
+                needed.append((qualified, "buffer", m, name))
+    empty = [name for name, kind, *_ in needed if kind == "buffer"]
+    if empty and values is None and meta_buffers == "raise":
+        raise ValueError(
+            f"nspl_filler: buffers {empty} are on the meta device, so they have no values to move; "
+            "build the model in nspl_filler.empty_weights() (buffers stay real), pass values='reset_parameters' "
+            "or values=f(module) to compute them, or pass meta_buffers='warn' and fill them yourself"
+        )
+    if values == "reset_parameters":
+        lacking = [f"{name} ({type(owner).__name__})" for name, _, owner, _ in needed
+                   if not callable(getattr(owner, "reset_parameters", None))]
+        if lacking:
+            raise ValueError(
+                f"nspl_filler: values='reset_parameters', but the modules that own {lacking} have no "
+                "reset_parameters(); pass values=f(module) that writes them, or give them rules that write them"
+            )
+    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
+                named_in=module if by_name else None)
+    return needed
+
+
+def _label(values) -> str:
+    return repr(values) if isinstance(values, str) else getattr(values, "__qualname__", repr(values))
+
+
+def _held(owner: nn.Module, kind: str, name: str) -> Optional[Tensor]:
+    return (owner._parameters if kind == "parameter" else owner._buffers).get(name)
+
+
+def _give_values(module: nn.Module, values, needed: list[_Needed]) -> list[_Needed]:
+    """Runs `values` on the freshly allocated tensors of `needed`; returns those it left
+    without values. Floating tensors are first filled with NaN, so that one that is written
+    only in part is caught; the others are judged by their version counters (any in-place
+    write moves them)."""
+    before = []
+    with torch.no_grad():
+        for _, kind, owner, name in needed:
+            tensor = _held(owner, kind, name)
+            local = tensor._local_tensor if is_dtensor(tensor) else tensor
+            if local.dtype.is_floating_point or local.dtype.is_complex:
+                local.fill_(math.nan)
+            before.append((tensor, tensor._version, local._version))
+    if values == "reset_parameters":
+        owners = {id(owner): owner for _, _, owner, _ in needed}
+        for owner in owners.values():
+            owner.reset_parameters()
+    else:
+        values(module)
+    missing = []
+    with torch.no_grad():
+        for entry, (tensor, version, local_version) in zip(needed, before):
+            now = _held(entry[2], entry[1], entry[3])
+            if now is not tensor:
+                written = now is not None and now.device.type != "meta"
+            else:
+                local = tensor._local_tensor if is_dtensor(tensor) else tensor
+                if local.dtype.is_floating_point or local.dtype.is_complex:
+                    written = not bool(torch.isnan(local).any())
+                else:
+                    written = tensor._version != version or local._version != local_version
+            if not written:
+                missing.append(entry)
+    return missing
 
 
 _INIT_ARGS = set(inspect.signature(init_module_).parameters) - {"module"}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .generator import Generator, _check_seed, as_signed64
-from .sharded import is_dtensor
+from .sharded import comm_device, is_dtensor
 
 GeneratorLike = Union[None, Generator, torch.Generator]
 
@@ -319,10 +319,7 @@ def agreed_key(mesh, generator: Optional[torch.Generator]) -> int:
 
     device = generator.device if generator is not None else torch.device(mesh.device_type)
     words = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, device=device, generator=generator)
-    comm_device = torch.device(mesh.device_type)
-    if comm_device.type != "cpu":
-        comm_device = torch.device(comm_device.type, torch.get_device_module(comm_device.type).current_device())
-    words = words.to(comm_device)
+    words = words.to(comm_device(mesh))
     for dim in range(mesh.ndim):
         dist.broadcast(words, group=mesh.get_group(dim), group_src=0)
     low, high = (int(w) for w in words.tolist())

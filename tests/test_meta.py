@@ -157,3 +157,94 @@ def test_empty_weights_keeps_ties_with_parameters_that_stay_real_and_with_origin
     for model in (first, kept):
         materialize_(model, "cpu", seed=0)
     assert first.head.weight is first.table and kept.head.weight is kept.alias and not kept.alias.is_meta
+
+
+def write_net(net):
+    """What Net's constructor computes, for a Net built on meta: its own init function."""
+    with torch.no_grad():
+        net.scale.fill_(0.5)
+        net.norm.reset_parameters()
+        net.bn.reset_parameters()
+        net.positions.copy_(torch.arange(8))
+        net.frequencies.copy_(1.0 / (10000 ** (torch.arange(0, 8, 2) / 8)))
+
+
+def test_a_model_built_all_on_meta_gets_values_from_a_callable_before_the_fills():
+    rules = {"hidden.bias": "zeros"}  # torch draws it at random: a rule makes it comparable
+    direct = init_module_(Net(), seed=4, rules=rules)
+    with torch.device("meta"):
+        net = Net()
+    seen = []
+    materialize_(net, "cpu", values=lambda m: (seen.append(torch.isnan(m.hidden.weight).all()), write_net(m)),
+                 seed=4, rules=rules)
+    assert seen == [False]  # the callable runs after the memory is given, before the fills (garbage there)
+    assert net.decoder.weight is net.embed.weight
+    for (name, a), b in zip(direct.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_values_reset_parameters_needs_a_reset_parameters_on_each_owner():
+    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.BatchNorm1d(6), nn.Embedding(5, 6))
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.BatchNorm1d(6), nn.Embedding(5, 6))
+    materialize_(meta, "cpu", values="reset_parameters", seed=9)
+    init_module_(model, seed=9)
+    for name in ("0.weight", "1.weight", "1.bias", "2.weight", "2.bias", "2.running_var", "3.weight"):
+        assert torch.equal(meta.state_dict()[name], model.state_dict()[name]), name
+    assert meta[0].bias.isfinite().all() and meta[0].bias.abs().max() <= 0.5  # Linear's own: U(-1/sqrt(4), ...)
+
+    with torch.device("meta"):
+        net = Net()
+    with pytest.raises(ValueError, match=r"own \['scale \(Net\)', 'positions \(Net\)', 'frequencies \(Net\)'\] "
+                                         "have no reset_parameters"):
+        materialize_(net, "cpu", values="reset_parameters", seed=0)
+    assert all(p.is_meta for p in net.parameters())
+    with pytest.raises(ValueError, match="values must be None, 'reset_parameters' or a callable"):
+        materialize_(net, "cpu", values="zeros", seed=0)
+
+
+def test_tensors_still_without_values_are_named():
+    def writes(scale=True, positions=True, frequencies=True):
+        def f(net):
+            write_net(net)
+            with torch.no_grad():
+                if not scale:
+                    net.scale[1:] = math.nan  # written in part
+            if not positions:
+                net.positions = torch.empty(8, dtype=torch.int64, device="meta")
+            if not frequencies:
+                net.frequencies = torch.ones(4)  # replaced by a real tensor: it has values
+        return f
+
+    for call, named in [
+        (lambda net: None, r"parameters \['scale', 'norm.weight', 'norm.bias', 'bn.weight', 'bn.bias'\]; "
+                           r"buffers \['positions', 'frequencies'\]"),
+        (writes(scale=False), r"parameters \['scale'\]"),
+        (writes(positions=False), r"buffers \['positions'\]"),
+    ]:
+        with torch.device("meta"):
+            net = Net()
+        with pytest.raises(ValueError, match=r"values=.* left " + named + " without values"):
+            materialize_(net, "cpu", values=call, seed=0, rules={"hidden.bias": "zeros"})
+    with torch.device("meta"):
+        net = Net()
+    materialize_(net, "cpu", values=writes(frequencies=False), seed=0, rules={"hidden.bias": "zeros"})
+    assert torch.equal(net.frequencies, torch.ones(4))
+
+    class Counter(nn.Module):  # an integer buffer: judged by its version counter
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("steps", torch.zeros(3, dtype=torch.int64))
+
+    with torch.device("meta"):
+        counter = Counter()
+    with pytest.raises(ValueError, match=r"left buffers \['steps'\] without values"):
+        materialize_(counter, "cpu", values=lambda m: None, seed=0)
+    with torch.device("meta"):
+        counter = Counter()
+    with pytest.warns(UserWarning, match=r"buffers \['steps'\] .* uninitialised memory"):
+        materialize_(counter, "cpu", values=lambda m: None, meta_buffers="warn", seed=0)
+    with torch.device("meta"):
+        counter = Counter()
+    materialize_(counter, "cpu", values=lambda m: m.steps.zero_(), seed=0)
+    assert torch.equal(counter.steps, torch.zeros(3, dtype=torch.int64))

@@ -164,22 +164,15 @@ def check_ddp(device, reference):
     assert_values(ddp, full_values(init_module_(Net(), seed=SEED, rules=BASE)))
 
 
-def worker(rank, backend, init_file):
-    device = torch.device("cpu") if backend == "gloo" else torch.device("cuda", rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        from torch.distributed.device_mesh import init_device_mesh
+def worker(rank, device):
+    from torch.distributed.device_mesh import init_device_mesh
 
-        mesh = init_device_mesh(device.type, (WORLD,))
-        reference = full_values(init_module_(Net(), seed=SEED, stream="name", rules=BASE))
-        check_pipeline(rank, device, reference)
-        check_fsdp(mesh, device, reference)
-        check_tensor_parallel(mesh, device, reference)
-        check_ddp(device, reference)
-    finally:
-        dist.destroy_process_group()
+    mesh = init_device_mesh(device.type, (WORLD,))
+    reference = full_values(init_module_(Net(), seed=SEED, stream="name", rules=BASE))
+    check_pipeline(rank, device, reference)
+    check_fsdp(mesh, device, reference)
+    check_tensor_parallel(mesh, device, reference)
+    check_ddp(device, reference)
 
 
 def test_gloo_two_processes(tmp_path):

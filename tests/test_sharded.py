@@ -139,19 +139,12 @@ def check_fsdp(mesh, device):
         assert torch.equal(p.full_tensor().cpu(), q.detach()), name
 
 
-def worker(rank, backend, init_file):
-    device = torch.device("cpu") if backend == "gloo" else torch.device("cuda", rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        from torch.distributed.device_mesh import init_device_mesh
+def worker(rank, device):
+    from torch.distributed.device_mesh import init_device_mesh
 
-        mesh = init_device_mesh(device.type, (WORLD,))
-        check_fill(mesh, device)
-        check_fsdp(mesh, device)
-    finally:
-        dist.destroy_process_group()
+    mesh = init_device_mesh(device.type, (WORLD,))
+    check_fill(mesh, device)
+    check_fsdp(mesh, device)
 
 
 def test_gloo_two_processes(tmp_path):
@@ -169,3 +162,19 @@ def test_single_process_helpers():
     assert nspl_filler.sharded.local_shard(t) == (t, None, None)
     assert not nspl_filler.sharded.is_dtensor(t)
     assert nspl_filler.stream.common_mesh([t]) is None
+
+
+def test_strided_shards_take_the_indices_torch_gives_them():
+    """sharded._strided_chunk (arithmetic) against torch's own index computation for
+    _StridedShard, uneven sizes and empty chunks included."""
+    from torch.distributed.tensor.placement_types import _StridedShard, _StridedShardOffsetMode
+
+    for length in range(0, 23):
+        for split_factor in (1, 2, 3, 4):
+            for chunks in (1, 2, 3, 4):
+                placement = _StridedShard(0, split_factor=split_factor)
+                for rank in range(chunks):
+                    size, offsets = placement._local_shard_size_and_offset(
+                        length, chunks, rank, offset_mode=_StridedShardOffsetMode.ALL)
+                    assert nspl_filler.sharded._strided_chunk(length, split_factor, chunks, rank) == offsets[:size], \
+                        (length, split_factor, chunks, rank)
