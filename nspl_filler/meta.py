@@ -254,8 +254,9 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
             "device and their rules keep values they do not have: give them rules that write them (scale 'fan', "
             "a constant, a callable), or pass values='reset_parameters' or values=f(module) to write them. If the "
             "whole model was built on the meta device (torch.device('meta')), build it in "
-            "nspl_filler.empty_weights() instead, or pass values=: in empty_weights(), only the weights init_module_ fills are created on meta, and kept parameters "
-            "(biases, norms, frozen tables) keep their values. Within empty_weights(), a parameter frozen only "
+            "nspl_filler.empty_weights() instead, or pass values=: in empty_weights(), only the weights "
+            "init_module_ fills are created on meta, and kept parameters (biases, norms, frozen tables) keep "
+            "their values. Within empty_weights(), a parameter frozen only "
             "after it was created (requires_grad_(False) afterwards), or kept because of the module that holds "
             "it (T5's relative_attention_bias), was created on meta too and needs a rule or values="
         )
