@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The C++ core under AddressSanitizer and UndefinedBehaviorSanitizer: built with SANITIZE=1
+# (setup.py) in build/sanitizers, apart from the in-place build, and imported from there by
+# the tests that drive the C++ code (ops, extremes, properties, overlap, the C++ library).
+# Python is not built with ASan, so its runtime is preloaded; Python and torch keep memory
+# until exit by design, so leak detection is off. Any finding aborts the test process and
+# fails this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+PY=${PY:-.venv/bin/python}
+OUT=$PWD/build/sanitizers
+
+SANITIZE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build --build-base "$OUT" --build-lib "$OUT/lib" >/dev/null
+echo "== sanitizer build done in $((SECONDS - start)) s"
+
+libasan=$(gcc -print-file-name=libasan.so)
+if [ ! -f "$libasan" ]; then
+  echo "sanitizers: gcc has no libasan.so ($libasan)" >&2
+  exit 1
+fi
+# The tests must import the instrumented build, not the in-place one: PYTHONPATH comes
+# before the editable install's finder. A wrong import fails here, not silently later.
+PYTHONPATH=$OUT/lib "$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
+
+export PYTHONPATH=$OUT/lib
+export LD_PRELOAD=$libasan
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export NSPL_HYPOTHESIS_PROFILE=sanitizers
+"$PY" -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_extremes.py tests/test_properties.py \
+  tests/test_overlap.py tests/test_cpp_library.py
+echo "== sanitizer tests done in $((SECONDS - start)) s"
