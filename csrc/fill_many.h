@@ -1,7 +1,7 @@
 // Host side of the bulk op nspl_many_: every tensor of one call checked, with its sample
 // spec, shard view and place in the stream, before any backend writes anything.
 //
-// The stream of a bulk call (SPEC §4, §4b): tensor k takes the blocks offsets[k],
+// The stream of a bulk call (docs/spec.md §4, §4b): tensor k takes the blocks offsets[k],
 // offsets[k] + 1, ... of its key, which is `seed` (one key for the call), keys[k] (one key per
 // tensor: streams by name), or that of the position a backend reserves from the torch
 // generator once for the whole call (its offsets then count from the reserved block). With one

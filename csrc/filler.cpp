@@ -34,7 +34,7 @@ void check_fits(double largest, c10::ScalarType dtype) {
 // Where a composed fill does its arithmetic: in the tensor itself when it is float32 or
 // float64, else in a float32 tensor copied in at the end, so that a 16-bit result is rounded
 // once. The ops give a 16-bit tensor its float32 values rounded and consume the same blocks
-// (SPEC §4), so the stream is the same either way.
+// (docs/spec.md §4), so the stream is the same either way.
 at::Tensor working_tensor(const at::Tensor& tensor) {
   const auto dtype = tensor.scalar_type();
   if (dtype == c10::kFloat || dtype == c10::kDouble) return tensor;

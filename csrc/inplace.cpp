@@ -1,4 +1,4 @@
-// The ops are in-place ops like torch's own (SPEC §5), for every backend at once: the
+// The ops are in-place ops like torch's own (docs/spec.md §5), for every backend at once: the
 // ADInplaceOrView kernel advances the version counter of every tensor an op writes, so
 // autograd refuses a backward through a graph that saved one, and applies torch's rule for
 // inference tensors; the Autograd kernel refuses leaves that require grad, as torch's

@@ -9,7 +9,7 @@
 
 namespace nspl {
 
-// Key and first block of a fill (SPEC §4).
+// Key and first block of a fill (docs/spec.md §4).
 struct StreamPosition {
   uint64_t key = 0;
   uint64_t offset = 0;

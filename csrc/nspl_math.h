@@ -1,4 +1,4 @@
-// The random stream and the per-element samplers of nspl_filler (SPEC §2 and §4), written
+// The random stream and the per-element samplers of nspl_filler (docs/spec.md §2 and §4), written
 // once for every backend: the scalar CPU path, the AVX2 and AVX-512 CPU kernels and CUDA.
 //
 // Element math is a template over a *lane type*: float or double (one lane: the scalar CPU
@@ -90,7 +90,7 @@ NSPL_HD PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
   return PhiloxWords{{c0, c1, c2, c3}};
 }
 
-// Block `block` of the stream with 64-bit key `key` (SPEC §4).
+// Block `block` of the stream with 64-bit key `key` (docs/spec.md §4).
 NSPL_HD PhiloxWords philox_block(uint64_t key, uint64_t block) {
   return philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u,
                        static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32));
@@ -330,7 +330,7 @@ template <>
 struct Arith<float> {
   using Int = int32_t;
   static constexpr int kMantissaBits = 23;
-  // u = ((word >> 8) + 1/2) · 2^-24 (SPEC §4); 2u - 1 = ((word >> 8) - 2^23 + 1/2) · 2^-23.
+  // u = ((word >> 8) + 1/2) · 2^-24 (docs/spec.md §4); 2u - 1 = ((word >> 8) - 2^23 + 1/2) · 2^-23.
   static constexpr int kVariateShift = 8;
   static constexpr float kUnit = 0x1p-24f;
   static constexpr float kHalfUnit = 0x1p-25f;
@@ -362,7 +362,7 @@ template <>
 struct Arith<double> {
   using Int = int64_t;
   static constexpr int kMantissaBits = 52;
-  // u = ((v >> 11) + 1/2) · 2^-53 with v the element's 64 bits (SPEC §4).
+  // u = ((v >> 11) + 1/2) · 2^-53 with v the element's 64 bits (docs/spec.md §4).
   static constexpr int kVariateShift = 11;
   static constexpr double kUnit = 0x1p-53;
   static constexpr double kHalfUnit = 0x1p-54;
@@ -451,7 +451,7 @@ NSPL_HD F log_normal(F a) {
 template <typename I>
 using FloatLane = typename FloatOf<I>::type;
 
-// u = ((bits >> shift) + 1/2) · 2^-p in (0, 1], rounded to nearest even (SPEC §4).
+// u = ((bits >> shift) + 1/2) · 2^-p in (0, 1], rounded to nearest even (docs/spec.md §4).
 template <typename I>
 NSPL_HD FloatLane<I> unit_variate(I bits) {
   using F = FloatLane<I>;
@@ -468,7 +468,7 @@ NSPL_HD FloatLane<I> symmetric_variate(I bits) {
                F(A::kSymmetricBias));
 }
 
-// -v where bit 0 of the element's bits is set (SPEC §4): the sign bit flipped.
+// -v where bit 0 of the element's bits is set (docs/spec.md §4): the sign bit flipped.
 template <typename F, typename I>
 NSPL_HD F apply_sign(F v, I bits) {
   return as_float(bit_xor(as_int(v), shift_left<8 * sizeof(typename LaneOf<F>::Scalar) - 1>(bits)));
@@ -502,7 +502,7 @@ struct Lanes<double> {
 // in any lane type, to its value: `draw(bits)`. operator()(words, lane) is the scalar form
 // the per-element kernels call.
 // ---------------------------------------------------------------------------------
-// Symmetric truncated power law (SPEC §2), general alpha: |w| = c·y, y on [1, r] with
+// Symmetric truncated power law (docs/spec.md §2), general alpha: |w| = c·y, y on [1, r] with
 // density ∝ y^-alpha, by the inverse CDF y = exp(ln(1 + s·E) / b) (alpha > 1, s = u) or
 // y = r·exp(ln(1 + s·E) / b) (alpha < 1, s = 1 - u), E = expm1(K), K = -|b|·ln r; both
 // are ln(1 + x) with x = s·E in (-1, 0], and c joins the exponent, |w| = 2^(log2 y + log2 c),
@@ -516,7 +516,7 @@ struct Lanes<double> {
 //
 // The exponent z = log2 |w| is rounded once to acc_t, which 2^z turns into a relative
 // error of up to |ln |w||·2^-24 (float32): |w| carries an error that grows with |ln |w||
-// (tests/test_conformance.py measures the bound the README states).
+// (tests/test_conformance.py measures the bound docs/spec.md §2 states).
 //
 // The one point the sum cannot represent is s̄ = 0 (u rounded to 1 for alpha > 1) where
 // exp(K) is below the smallest normal and stored as 0 (the TinyExpK form): there y = r
@@ -602,7 +602,7 @@ NSPL_HD F erfinv_approx(F x) {
 // makes the equation nearly linear in z, so a few steps reach full precision even from
 // the float estimate at |x| = 1 - 2^-24 to the largest |z| of a 53-bit variate. Uses
 // the platform's erf, erfc, exp and log: the one sampler whose bits may differ between
-// devices (SPEC §4: within 4 ulp).
+// devices (docs/spec.md §4: within 4 ulp).
 NSPL_HD double erfinv_refined(double x) {
   constexpr double kTwoOverSqrtPi = 1.1283791670955126;
   const double a = ::fabs(x);

@@ -19,7 +19,7 @@ TORCH_LIBRARY(nspl_filler, m) {
       "normal_(Tensor(a!) self, float std, int? seed=None, int offset=0, "
       "Generator? generator=None, int[]? global_shape=None, int[]? global_start=None) -> ()");
   // Bulk nspl_ over a list (fill_many.h): one gain and one first block per tensor, and the
-  // keys of one seed for all, or of `keys`, one per tensor (streams by name, SPEC §4b), or of
+  // keys of one seed for all, or of `keys`, one per tensor (streams by name, docs/spec.md §4b), or of
   // the generator; global_shapes / global_starts are the per-tensor global_shape /
   // global_start concatenated.
   // The mode argument is named variance_norm (Caffe's name): torch's auto_functionalized,

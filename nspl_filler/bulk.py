@@ -39,7 +39,7 @@ def _check_writable(tensor: Tensor) -> None:
 class _OpCall:
     """One op call of a bulk fill. ``check()`` makes every check the call would make, writing
     nothing; ``run()`` makes the call. A fill of several calls checks them all before it runs
-    the first (_run_all), so an error in any leaves every tensor unwritten (SPEC §5)."""
+    the first (_run_all), so an error in any leaves every tensor unwritten (docs/spec.md §5)."""
 
     __slots__ = ("check", "run")
 
@@ -160,7 +160,7 @@ def fill_many_(
     key, so a single tensor gets what fill_ gives it. DTensors fill their local shards with the
     values of their slices of the global tensors; with a torch generator their key is agreed
     across their mesh (a collective, see fill_). ``seed=s, names=[...]``: tensor k fills from
-    block 0 of key key_for(s, names[k]) (SPEC §4b), as fill_(tensor_k, seed=s, name=names[k])
+    block 0 of key key_for(s, names[k]) (docs/spec.md §4b), as fill_(tensor_k, seed=s, name=names[k])
     does, whatever the other tensors; the names are canonicalised (see canonical_name) and
     must be distinct.
 

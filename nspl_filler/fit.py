@@ -1,6 +1,6 @@
 """Maximum-likelihood fit of a truncated power law to weight magnitudes.
 
-The initialiser rests on an empirical claim (SPEC §2): the magnitudes ``y = |w|`` of
+The initialiser rests on an empirical claim (docs/spec.md §2): the magnitudes ``y = |w|`` of
 trained CNN weights follow, above some cut-off, a truncated power law
 
     p(y) = y**(-alpha) / Z(alpha, low, high),    low <= y <= high,

@@ -48,7 +48,7 @@ class Generator:
 
     Filling with ``generator=g`` uses key ``g.seed`` and blocks ``g.offset, g.offset + 1, ...``
     and then advances ``g.offset`` by the blocks consumed: ``ceil(numel / 4)`` for 16/32-bit
-    dtypes, ``ceil(numel / 2)`` for float64 (SPEC §4). The values depend on (seed, offset,
+    dtypes, ``ceil(numel / 2)`` for float64 (docs/spec.md §4). The values depend on (seed, offset,
     shape, parameters) alone, so they are the same on every device; filling tensors one by
     one or in one bulk call gives the same values.
 

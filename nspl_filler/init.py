@@ -15,7 +15,7 @@ from .generator import as_signed64
 from .sharded import is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_name, explicit_key, with_streams
 
-#: Default power-law exponent and truncation ratio (see README, "Defaults").
+#: Default power-law exponent and truncation ratio (see docs/fitting.md).
 DEFAULT_ALPHA = 1.0
 DEFAULT_RATIO = 100.0
 
@@ -179,7 +179,7 @@ def fill_(
     give the same values on every device, thread count, layout and sharding; a
     ``torch.Generator`` or nothing draws the stream from torch's (default) generator, so
     ``torch.manual_seed`` governs it as with torch.nn.init. ``seed=s, name=n`` fills from
-    block 0 of key key_for(s, n) (SPEC §4b): the values init_module_(model, seed=s,
+    block 0 of key key_for(s, n) (docs/spec.md §4b): the values init_module_(model, seed=s,
     stream="name") gives the parameter named n, whatever else the model holds.
 
     A DTensor (FSDP2, tensor parallel) fills its local shard with exactly the values of its

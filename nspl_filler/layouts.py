@@ -2,7 +2,7 @@
 
 A layout says, for one module type, which of its parameters are weights and which dims of
 such a weight count the layer's inputs and outputs; every other dim is receptive field.
-Fans follow SPEC §3 with those dims: ``fan_in = size[in_dim] · receptive``,
+Fans follow docs/spec.md §3 with those dims: ``fan_in = size[in_dim] · receptive``,
 ``fan_out = size[out_dim] · receptive``. torch's own convention (``torch.nn.init``) is the
 layout ``in_dim=1, out_dim=0``; a layer that stores its weight the other way round (a
 transposed convolution, transformers' GPT-2 ``Conv1D``) needs its own layout, or its fans

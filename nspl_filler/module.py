@@ -581,7 +581,7 @@ def _constants(entries: list[_Entry]) -> dict[float, list[Tensor]]:
 
 
 def _check_constants_fit(entries: list[_Entry]) -> None:
-    """A constant rule's value must be a value of its parameter's dtype (SPEC §5: no silent
+    """A constant rule's value must be a value of its parameter's dtype (docs/spec.md §5: no silent
     infinities): ValueError naming the parameter otherwise."""
     for e in entries:
         if e.action.rule == "constant" and e.tensor.dtype.is_floating_point:
@@ -714,7 +714,7 @@ def init_module_(
     shards and the DTensors.
 
     ``stream="name"`` (with ``seed=s``) gives each parameter a stream of its own instead: key
-    key_for(s, canonical name) from block 0 (SPEC §4b), so its values depend on (seed, name,
+    key_for(s, canonical name) from block 0 (docs/spec.md §4b), so its values depend on (seed, name,
     shape, rule) alone (a callable's generator too). Adding, removing or reordering other
     layers, wrapping the model (torch.compile, activation checkpointing,
     DistributedDataParallel: see canonical_name) or building only one pipeline stage of it

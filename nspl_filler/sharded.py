@@ -1,7 +1,7 @@
 """DTensor support (torch.distributed.tensor, FSDP2's fully_shard): where a rank's local shard
 sits in its global tensor. (The key that every rank of a mesh agrees on is stream.py's.)
 
-A shard is filled with the values its slice has in the unsharded tensor (SPEC §4): the fill
+A shard is filled with the values its slice has in the unsharded tensor (docs/spec.md §4): the fill
 runs on the local tensor with ``global_shape`` = the DTensor's shape and ``global_start`` =
 the offset of the shard in it, so element indices, fans and the blocks the fill consumes
 are those of the global tensor.

@@ -1,4 +1,4 @@
-"""Where each tensor of a fill reads the Philox stream (SPEC §4, §4b): the one module that turns
+"""Where each tensor of a fill reads the Philox stream (docs/spec.md §4, §4b): the one module that turns
 an entry point's seed, generator and names into a key and a first block per tensor.
 
 Every entry point (fill_, symmetric_power_law_, fill_many_, init_module_) asks with_streams for
@@ -51,7 +51,7 @@ def check_stream(seed: object, generator: object, by_name: Optional[str] = None)
     if by_name is not None and seed is None:
         instead = "" if generator is None else ", not generator="
         raise ValueError(
-            f"nspl_filler: with {by_name} each key is derived from seed= and a name (SPEC §4b); pass seed={instead}"
+            f"nspl_filler: with {by_name} each key is derived from seed= and a name (docs/spec.md §4b); pass seed={instead}"
         )
     return None if seed is None else _check_seed(seed)
 
@@ -110,7 +110,7 @@ def check_name(name: object, argument: str = "name") -> str:
 
 
 def canonical_name(name: str, model: Optional[nn.Module] = None) -> str:
-    """The canonical name of a parameter or buffer (SPEC §4b): its qualified name with the
+    """The canonical name of a parameter or buffer (docs/spec.md §4b): its qualified name with the
     segments that torch's wrappers insert removed (``_orig_mod`` of torch.compile,
     ``_fsdp_wrapped_module`` of FSDP1, ``_checkpoint_wrapped_module`` of activation
     checkpointing, wherever they occur), and, when `model` (the module whose
@@ -131,7 +131,7 @@ def canonical_name(name: str, model: Optional[nn.Module] = None) -> str:
 # names), so the tracer may call it and keep its result.
 @torch.compiler.assume_constant_result
 def _keys(seed: int, names: Sequence[str]) -> list[int]:
-    """SPEC §4b for each name: BLAKE2b, 8-byte digest, keyed by the seed's 8 little-endian
+    """docs/spec.md §4b for each name: BLAKE2b, 8-byte digest, keyed by the seed's 8 little-endian
     bytes, over the UTF-8 name; the digest read little-endian. The keyed state is set up once
     and copied per name: cheaper than keying a new one for each of a model's hundreds."""
     keyed = hashlib.blake2b(digest_size=8, key=seed.to_bytes(8, "little"))
@@ -144,7 +144,7 @@ def _keys(seed: int, names: Sequence[str]) -> list[int]:
 
 
 def key_for(seed: int, name: str) -> int:
-    """The Philox key, in [0, 2**64), of the tensor named `name` under streams by name (SPEC §4b):
+    """The Philox key, in [0, 2**64), of the tensor named `name` under streams by name (docs/spec.md §4b):
 
         key = BLAKE2b with an 8-byte digest, keyed by (seed mod 2**64) as 8 little-endian
               bytes, over the UTF-8 bytes of canonical_name(name); the digest little-endian

@@ -2,7 +2,7 @@
 // thread of a launch. For thousands of random shapes, strides, storage offsets, shards,
 // element widths (4 or 2 elements per Philox block) and launch sizes it checks that each
 // kernel's walk writes every element of the tensor exactly once, nothing else, and each
-// element with the lane and block of its global index (SPEC §4). tests/test_index_map.py
+// element with the lane and block of its global index (docs/spec.md §4). tests/test_index_map.py
 // compiles and runs it; exit status 0 and a last line "index map: N layouts ok" on
 // success.
 //

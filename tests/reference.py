@@ -1,4 +1,4 @@
-"""An independent NumPy implementation of SPEC §2-§4 for the tests: Philox4x32-10 in
+"""An independent NumPy implementation of docs/spec.md §2-§4 for the tests: Philox4x32-10 in
 uint64 arithmetic, the element -> (block, word) map, the uniform variates and the inverse
 CDF in float64, written from the spec and not from the kernels."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ def stream_words(seed: int, first_block: int, n_blocks: int) -> np.ndarray:
 
 
 def element_bits(seed: int, offset: int, indices: np.ndarray, double: bool) -> np.ndarray:
-    """The random bits of the elements at logical indices `indices` (SPEC §4): word i % 4 of
+    """The random bits of the elements at logical indices `indices` (docs/spec.md §4): word i % 4 of
     block offset + i // 4 (uint32), or for float64 words 2(i % 2) and 2(i % 2) + 1 of block
     offset + i // 2 joined high-to-low into a uint64."""
     indices = np.asarray(indices, dtype=np.int64)
@@ -55,7 +55,7 @@ def element_bits(seed: int, offset: int, indices: np.ndarray, double: bool) -> n
 
 
 def uniforms(seed: int, offset: int, indices: np.ndarray, double: bool):
-    """(u, negative) for elements at logical indices `indices` (SPEC §4).
+    """(u, negative) for elements at logical indices `indices` (docs/spec.md §4).
 
     float32 mode: u is the float32 value ((w >> 8) + 0.5) * 2^-24 (as the kernels compute
     it in float32), returned as float64; float64 mode: u = ((v >> 11) + 0.5) * 2^-53."""
@@ -80,7 +80,7 @@ def symmetric_uniforms(seed: int, offset: int, indices: np.ndarray, double: bool
 
 
 def inverse_cdf(u: np.ndarray, alpha: float, ratio: float) -> np.ndarray:
-    """y on [1, r] with density ∝ y^-alpha at probability u, by the three forms of SPEC §2,
+    """y on [1, r] with density ∝ y^-alpha at probability u, by the three forms of docs/spec.md §2,
     evaluated in x87 extended precision (64-bit significand) so that the reference's own
     rounding, amplified where the forms cancel, stays well below a float64 ulp."""
     ld = np.longdouble

@@ -1,4 +1,4 @@
-"""Bulk calls are all or nothing (SPEC §5): init_module_ and fill_many_ check every rule, every
+"""Bulk calls are all or nothing (docs/spec.md §5): init_module_ and fill_many_ check every rule, every
 parameter and every group (per (mode, alpha, ratio) and per device) with the ops' own checks
 before the first write."""
 import math

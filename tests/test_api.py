@@ -1,4 +1,4 @@
-"""Tensor semantics, seeding and errors of the Python API (SPEC §3-§5)."""
+"""Tensor semantics, seeding and errors of the Python API (docs/spec.md §3-§5)."""
 import math
 
 import pytest

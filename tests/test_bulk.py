@@ -242,7 +242,7 @@ def test_exported():
 # CUDA (skipped without a GPU)
 # ---------------------------------------------------------------------------------------
 def assert_close_to_cpu(cuda_tensors, cpu_tensors):
-    """SPEC §4: float32 within 4 ulp, signs equal; 16-bit outputs within one ulp of their own
+    """docs/spec.md §4: float32 within 4 ulp, signs equal; 16-bit outputs within one ulp of their own
     format (the float32 values they round from may sit either side of a rounding boundary)."""
     ulp = {torch.float32: 2.0 ** -23, torch.float64: 2.0 ** -50, torch.bfloat16: 2.0 ** -7, torch.float16: 2.0 ** -10}
     for g, c in zip(cuda_tensors, cpu_tensors):

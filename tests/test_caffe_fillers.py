@@ -334,7 +334,7 @@ def test_cuda_gives_the_cpu_values(param):
     cpu = fill(dict(param, seed=15), torch.empty(shape))
     gpu = fill(dict(param, seed=15), torch.empty(shape, device="cuda")).cpu()
     if param["type"] in ("gaussian", "msra"):
-        # The normal is within 4 ulp between devices (SPEC §4); the sparse mask is the same.
+        # The normal is within 4 ulp between devices (docs/spec.md §4); the sparse mask is the same.
         assert torch.equal(cpu.eq(0), gpu.eq(0))
         assert torch.allclose(gpu, cpu, rtol=1e-6, atol=1e-6)
     elif param["type"] == "positive_unitball":

@@ -1,4 +1,4 @@
-"""Element-wise agreement of the kernels with the independent float64 reference of SPEC §2-§4.
+"""Element-wise agreement of the kernels with the independent float64 reference of docs/spec.md §2-§4.
 
 Tolerance: the kernels evaluate |w| = exp(z) with z = ln|w| = ln c + (a term in [0, ln r]).
 Rounding z costs a relative error of up to |z|·eps/2 in |w|, and the term's own errors
@@ -124,7 +124,7 @@ def nearest_inside(x: float, dtype: torch.dtype, up: bool) -> float:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_types_are_the_float32_values_rounded(dtype):
     # The same float32 arithmetic, rounded to nearest even; where that rounding would step
-    # outside [c, c·r], the dtype's nearest value inside instead (SPEC §5).
+    # outside [c, c·r], the dtype's nearest value inside instead (docs/spec.md §5).
     alpha, ratio = 1.0, 100.0
     t32 = nspl_filler.fill_(torch.empty(64, 129), seed=4)
     t16 = nspl_filler.fill_(torch.empty(64, 129, dtype=dtype), seed=4)

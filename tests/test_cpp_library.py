@@ -141,16 +141,15 @@ def test_a_program_that_only_uses_the_dispatcher_gets_the_ops(examples):
 
 
 def readme_blocks(language):
-    with open(os.path.join(ROOT, "README.md")) as f:
-        text = f.read()
-    section = text[text.index("## C++ library"):text.index("## The math")]
+    with open(os.path.join(ROOT, "docs", "cpp.md")) as f:
+        section = f.read()
     blocks = section.split(f"```{language}\n")[1:]
     return [block[:block.index("```")] for block in blocks]
 
 
 @pytest.mark.repository
 def test_the_readmes_cpp_excerpts_are_the_tested_example():
-    # The README shows essentials of examples/cpp; each line of them is in the example, which
+    # docs/cpp.md shows essentials of examples/cpp; each line of them is in the example, which
     # the tests above build and run.
     with open(os.path.join(EXAMPLE, "CMakeLists.txt")) as f:
         cmake = {line.strip() for line in f}
@@ -160,7 +159,7 @@ def test_the_readmes_cpp_excerpts_are_the_tested_example():
     (cpp_block,) = readme_blocks("cpp")
     for block, lines in ((cmake_block, cmake), (cpp_block, cpp)):
         for line in block.splitlines():
-            code = line.split("//")[0].strip()  # the README may comment a line
+            code = line.split("//")[0].strip()  # the page may comment a line
             assert not code or code in lines, line
     (commands,) = [b for b in readme_blocks("bash") if "cmake -S" in b]
     assert "--cmake-prefix-path" in commands and "build/example/init_model" in commands

@@ -2,7 +2,7 @@
 size, offset and shard; it samples the right laws; and it works with torch's CUDA
 generator, CUDA graphs, torch.compile, opcheck and the Caffe-style fillers.
 
-Agreement with the CPU (SPEC §4). Both devices run the element math of nspl_math.h, which
+Agreement with the CPU (docs/spec.md §4). Both devices run the element math of nspl_math.h, which
 uses only correctly rounded operations (+ - * /, sqrt, the fmas it writes; no contraction on
 either device, no libm, no hardware approximation), so the values are identical bit for
 bit — every dtype, the power law, the uniform and the float32 gaussian alike (float16 and

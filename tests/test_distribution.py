@@ -97,7 +97,7 @@ def test_second_moment_closed_form_matches_integration():
             want = reference.second_moment(alpha, ratio)
             got = nspl_filler.second_moment(alpha, ratio)
             assert got == pytest.approx(want, rel=1e-9), (alpha, ratio)
-    # The limits of SPEC §2 at b = 0 and b = -2.
+    # The limits of docs/spec.md §2 at b = 0 and b = -2.
     r = 100.0
     assert nspl_filler.second_moment(1.0, r) == pytest.approx((r * r - 1) / (2 * math.log(r)), rel=1e-14)
     assert nspl_filler.second_moment(3.0, r) == pytest.approx(2 * math.log(r) / (1 - r**-2), rel=1e-14)

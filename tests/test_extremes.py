@@ -1,4 +1,4 @@
-"""Extreme but legal parameters (SPEC §2, §5): every finite alpha and every ratio for which c
+"""Extreme but legal parameters (docs/spec.md §2, §5): every finite alpha and every ratio for which c
 and c·r are normal numbers of the dtype is sampled from the law, E[y²] is accurate to about
 1e-12 in log space, every |value| lies in [c, c·r] after rounding to the dtype, and what
 cannot be represented is a ValueError that says why."""

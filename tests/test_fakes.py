@@ -1,5 +1,5 @@
 """The fake (meta) kernels make the same checks as the eager kernels, through the same C++
-function per op (SPEC §6): a meta tensor, a FakeTensor or a traced program is refused
+function per op (docs/spec.md §6): a meta tensor, a FakeTensor or a traced program is refused
 exactly where eager is, with the same error."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The fills are in-place ops like torch's own (SPEC §5): every entry point advances the
+"""The fills are in-place ops like torch's own (docs/spec.md §5): every entry point advances the
 version counter of what it writes, so autograd refuses a backward through a graph that saved
 a filled tensor, and inference tensors follow torch's rules."""
 import pytest

@@ -42,7 +42,7 @@ def llama(tied=True):
 
 
 MODELS = {"bert": bert, "gpt2": gpt2, "llama": llama}
-#: init_module_'s defaults before parameters had roles, as rules (the README says so too).
+#: init_module_'s defaults before parameters had roles, as rules (docs/models.md says so too).
 OLD_DEFAULT_RULES = [
     (lambda name, p, m: p.dim() >= 2, "nspl"),
     ("*bias", "zeros"),

@@ -1,4 +1,4 @@
-"""Streams by name (SPEC §4b): key = BLAKE2b-64 keyed by the seed over the canonical name,
+"""Streams by name (docs/spec.md §4b): key = BLAKE2b-64 keyed by the seed over the canonical name,
 from block 0. A parameter's values depend on (seed, name, shape, parameters) alone: not on
 the other layers, their order, or the wrappers around the model."""
 import copy
@@ -18,7 +18,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 
 def spec_key(seed, name):
-    """SPEC §4b, written out independently of nspl_filler.stream."""
+    """docs/spec.md §4b, written out independently of nspl_filler.stream."""
     key = (seed % 2**64).to_bytes(8, "little")
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8, key=key).digest(), "little")
 

@@ -1,6 +1,6 @@
 """Tensors whose elements may share memory are refused before anything is written, by every
 entry point and on meta tensors; every slice, step, transpose, permute and channels_last
-view is accepted, and gets the values of its logical indices (SPEC §5)."""
+view is accepted, and gets the values of its logical indices (docs/spec.md §5)."""
 import itertools
 
 import pytest

@@ -1,7 +1,7 @@
 """Property-based test (hypothesis) over dtypes, shapes, strides, storage offsets, parameters
 and entry points: a fill gives every element the value of its logical index (the values a
 contiguous tensor of the same shape gets), and writes nothing else; a fill that raises
-leaves the tensor, the rest of its storage and the generator as they were (SPEC §4, §5)."""
+leaves the tensor, the rest of its storage and the generator as they were (docs/spec.md §4, §5)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The Philox4x32-10 engine and the element -> (block, word) map of SPEC §4."""
+"""The Philox4x32-10 engine and the element -> (block, word) map of docs/spec.md §4."""
 import numpy as np
 import pytest
 import torch

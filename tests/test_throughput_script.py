@@ -1,5 +1,5 @@
-"""benchmarks/throughput.py runs end to end on a tiny size and reports what the README's
-tables are made of (a smoke test: seconds, not a benchmark)."""
+"""benchmarks/throughput.py runs end to end on a tiny size and reports what the tables of
+docs/benchmarks.md are made of (a smoke test: seconds, not a benchmark)."""
 import json
 import os
 import subprocess

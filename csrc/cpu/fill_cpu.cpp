@@ -104,7 +104,7 @@ void fill_typed(const at::Tensor& self, const SampleSpec& spec, const StreamPosi
                        [&](const auto& sampler) { fill_strided<scalar_t>(self, sampler, pos, view); });
 }
 
-// SPEC §4: an explicit seed is the key and the caller's offset the first block; a torch
+// docs/spec.md §4: an explicit seed is the key and the caller's offset the first block; a torch
 // generator gives a fresh 64-bit key (drawn under its lock) and offset 0.
 StreamPosition cpu_stream(std::optional<int64_t> seed, int64_t offset,
                           const std::optional<at::Generator>& generator) {

@@ -3,7 +3,7 @@
 // layout. The samplers and the package's own exp/log are those of nspl_math.h, compiled
 // without contraction (--fmad=false) like the CPU code (-ffp-contract=off), so both devices
 // perform the same IEEE operations and, with an explicit seed, give the CPU's values
-// (SPEC §4; tests/test_cuda.py asserts the SPEC's bounds).
+// (docs/spec.md §4; tests/test_cuda.py asserts its bounds).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -95,7 +95,7 @@ Launch plan_typed(const at::Tensor& self, const Sampler& sampler, const std::vec
   };
 }
 
-// SPEC §4: an explicit seed is the key and the caller's offset the first block; otherwise
+// docs/spec.md §4: an explicit seed is the key and the caller's offset the first block; otherwise
 // the stream is reserved from torch's CUDA generator (Note [Reserving torch's Philox
 // counters] in launch.cuh), under its lock, without a host sync, after every check.
 void fill_cuda(const at::Tensor& self, const SampleSpec& spec, std::optional<int64_t> seed, int64_t offset,

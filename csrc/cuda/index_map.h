@@ -3,7 +3,7 @@
 // kernels call these walks with a visitor that computes the block and stores its lanes;
 // tests/index_map_model.cpp runs the same walks on the CPU for every thread of a launch,
 // over thousands of shapes, strides, shards and launch sizes, and checks that every element
-// is written exactly once with the value of its global index (SPEC §4).
+// is written exactly once with the value of its global index (docs/spec.md §4).
 //
 // No torch and no CUDA types here, so plain g++ compiles it.
 #pragma once

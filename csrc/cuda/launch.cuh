@@ -5,7 +5,7 @@
 //
 // Both ops work in three phases: plan every launch (every check that can fail happens
 // here), reserve the stream (the only step that changes a generator), launch. So no error
-// path runs after a generator was advanced (SPEC §6).
+// path runs after a generator was advanced (docs/spec.md §6).
 #pragma once
 
 #include <ATen/core/Tensor.h>

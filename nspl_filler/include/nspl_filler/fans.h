@@ -1,4 +1,4 @@
-// Fans and variance_norm (SPEC §3): which n a variance gain² / n is taken over.
+// Fans and variance_norm (docs/spec.md §3): which n a variance gain² / n is taken over.
 #pragma once
 
 #include <c10/util/ArrayRef.h>

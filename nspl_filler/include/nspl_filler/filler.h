@@ -152,7 +152,7 @@ class BilinearFiller final : public Filler {
   void FillWith(const at::Tensor& tensor, const Stream& stream) override;
 };
 
-// NSPL (SPEC §2): the symmetric truncated power law with variance gain² / n.
+// NSPL (docs/spec.md §2): the symmetric truncated power law with variance gain² / n.
 class NsplFiller final : public Filler {
  public:
   explicit NsplFiller(FillerParameter param);

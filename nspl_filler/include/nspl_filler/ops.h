@@ -14,7 +14,7 @@
 
 namespace nspl {
 
-// The default power law (SPEC §2) and gain (sqrt(2), He et al.).
+// The default power law (docs/spec.md §2) and gain (sqrt(2), He et al.).
 constexpr double kDefaultAlpha = 1.0;
 constexpr double kDefaultRatio = 100.0;
 constexpr double kDefaultGain = 1.4142135623730951;

@@ -1,4 +1,4 @@
-// Where a fill takes its random numbers (SPEC §4): Philox4x32-10 keyed by a 64-bit seed, one
+// Where a fill takes its random numbers (docs/spec.md §4): Philox4x32-10 keyed by a 64-bit seed, one
 // 128-bit block per counter value. A fill with seed s and offset o gives the element of
 // logical index i the words of block o + i / 4 (float64: o + i / 2), and consumes
 // blocks_for(numel, dtype) blocks: the next fill of the same stream starts there.
