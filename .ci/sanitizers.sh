@@ -27,6 +27,19 @@ export PYTHONPATH=$OUT/lib
 export LD_PRELOAD=$libasan
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+# The build is instrumented (both runtimes linked) and the preloaded runtime catches: a
+# deliberate heap overflow must kill its process, or a clean run below proves nothing.
+for lib in "$OUT"/lib/nspl_filler/lib/libnspl_filler.so "$OUT"/lib/nspl_filler/_C*.so; do
+  for runtime in libasan libubsan; do
+    readelf -d "$lib" | grep -q "NEEDED.*$runtime" || { echo "sanitizers: $lib does not link $runtime" >&2; exit 1; }
+  done
+done
+if "$PY" -c "import ctypes; libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p
+libc.memset(ctypes.c_void_p(libc.malloc(16)), 0, 32)" 2>/dev/null; then
+  echo "sanitizers: a heap overflow went unnoticed: the ASan runtime is not active" >&2
+  exit 1
+fi
 export NSPL_HYPOTHESIS_PROFILE=sanitizers
 "$PY" -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_extremes.py tests/test_properties.py \
   tests/test_overlap.py tests/test_cpp_library.py

@@ -285,7 +285,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument(
         "--plot", type=Path, default=None, metavar="OUT.png", help="plot density vs fit (needs matplotlib)"
     )
-    fit_parser.add_argument("--plot-panels", type=positive_int, default=9, metavar="P", help="layers in the plot (default 9)")
+    fit_parser.add_argument(
+        "--plot-panels", type=positive_int, default=9, metavar="P", help="layers in the plot (default 9)"
+    )
     fit_parser.set_defaults(handler=_run_fit)
 
     demo_parser = commands.add_parser(

@@ -312,7 +312,9 @@ def _sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
     # Exact zeros (pruned or padded weights) have no place on a log scale.
     nonzero = y[y > 0]
     if nonzero.numel() == 0:
-        raise ValueError(f"nspl_filler: weights are all zero ({y.numel()} values): a power law needs nonzero magnitudes")
+        raise ValueError(
+            f"nspl_filler: weights are all zero ({y.numel()} values): a power law needs nonzero magnitudes"
+        )
     # NumPy's vectorised sort is about ten times faster than torch.sort on the CPU.
     return torch.from_numpy(np.sort(nonzero.numpy())).to(torch.float64)
 
@@ -558,7 +560,8 @@ def fit(
         weights = load_weights(weights)
     if not isinstance(weights, Mapping):
         raise TypeError(
-            f"nspl_filler: weights must be a tensor, a mapping of tensors or a checkpoint's path, got {type(weights).__name__}"
+            "nspl_filler: weights must be a tensor, a mapping of tensors or a checkpoint's path, "
+            f"got {type(weights).__name__}"
         )
     fits = {}
     for name, tensor in weights.items():
@@ -630,7 +633,9 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"nspl_filler: {path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
+        raise ValueError(
+            f"nspl_filler: {path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}"
+        )
     return {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
 
 
