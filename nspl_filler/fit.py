@@ -664,14 +664,17 @@ def _confined_shard(index: Path, shard: str) -> Path:
     """The file that ``index`` names ``shard``, which must lie in the index's folder once
     every symlink is resolved (a shard in a Hugging Face hub snapshot may lead to the
     repository's blobs/ folder, where the hub keeps the files its snapshots link to)."""
-    folder = index.resolve().parent
+    # Names are relative to the folder the index is found in (in the hub cache the index
+    # itself is a link into blobs/); the bounds are that folder's real path.
+    folder = index.absolute().parent
+    real_folder = folder.resolve()
     try:
         resolved = (folder / shard).resolve()
     except (OSError, ValueError, RuntimeError) as error:  # a NUL in the name, a symlink loop
         raise ValueError(f"nspl_filler: {index}: the shard {shard!r} is not a usable path ({error})") from None
-    allowed = [folder]
-    if folder.parent.name == "snapshots":
-        allowed.append(folder.parent.parent / "blobs")
+    allowed = [real_folder]
+    if real_folder.parent.name == "snapshots":
+        allowed.append(real_folder.parent.parent / "blobs")
     if not any(resolved.is_relative_to(root) for root in allowed):
         raise ValueError(
             f"nspl_filler: {index}: the shard {shard!r} lies outside the index's folder; shards are read only "

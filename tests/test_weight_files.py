@@ -178,17 +178,23 @@ def test_shards_in_subfolders_and_links_within_the_folder_are_read(tmp_path):
 
 
 def test_a_hub_snapshot_may_link_to_its_blobs(tmp_path):
-    # The hub cache's layout: snapshots/<revision>/<file> are symlinks to ../../blobs/<hash>.
+    # The hub cache's layout: every file of snapshots/<revision>/, the index included, is a
+    # symlink to ../../blobs/<hash>; the index's names are relative to the snapshot.
     repo = tmp_path / "models--org--name"
     (repo / "blobs").mkdir(parents=True)
     snapshot = repo / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
     safetensors_torch.save_file({"a": torch.ones(2, 2)}, repo / "blobs" / "f00d")
     (snapshot / "model-1.safetensors").symlink_to(Path("..") / ".." / "blobs" / "f00d")
-    index = sharded(snapshot, {"a": "model-1.safetensors"}, {})
+    (repo / "blobs" / "1ndex").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+    index = snapshot / "model.safetensors.index.json"
+    index.symlink_to(Path("..") / ".." / "blobs" / "1ndex")
     assert same(load_weights(snapshot), {"a": torch.ones(2, 2)})
-    (index.parent / "model-2.safetensors").symlink_to(tmp_path / "elsewhere")
-    index.write_text(json.dumps({"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}))
+    # A link from the snapshot to anywhere but blobs/ is refused.
+    (snapshot / "model-2.safetensors").symlink_to(tmp_path / "elsewhere")
+    safetensors_torch.save_file({"b": torch.ones(2)}, tmp_path / "elsewhere")
+    (repo / "blobs" / "1ndex").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors",
+                                                                     "b": "model-2.safetensors"}}))
     with pytest.raises(ValueError, match="outside the index's folder"):
         load_weights(index)
 
