@@ -2,7 +2,7 @@
 # The C++ core under AddressSanitizer and UndefinedBehaviorSanitizer: built with SANITIZE=1
 # (setup.py) in build/sanitizers, apart from the in-place build, and imported from there by
 # the tests that drive the C++ code (ops, extremes, properties, overlap, the C++ library).
-# Python is not built with ASan, so its runtime is preloaded; Python and torch keep memory
+# Python is not built with ASan, so its runtime is preloaded (with libstdc++); Python and torch keep memory
 # until exit by design, so leak detection is off. Any finding aborts the test process and
 # fails this script.
 set -euo pipefail
@@ -15,16 +15,21 @@ SANITIZE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build --build-base "
 echo "== sanitizer build done in $((SECONDS - start)) s"
 
 libasan=$(gcc -print-file-name=libasan.so)
-if [ ! -f "$libasan" ]; then
-  echo "sanitizers: gcc has no libasan.so ($libasan)" >&2
-  exit 1
-fi
+# The C++ runtime is preloaded with it: python does not link libstdc++, and ASan, set up
+# before it is loaded, finds no __cxa_throw to intercept and aborts at the first C++ throw.
+libstdcxx=$(g++ -print-file-name=libstdc++.so)
+for runtime in "$libasan" "$libstdcxx"; do
+  if [ ! -f "$runtime" ]; then
+    echo "sanitizers: the compiler has no $(basename "$runtime") ($runtime)" >&2
+    exit 1
+  fi
+done
 # The tests must import the instrumented build, not the in-place one: PYTHONPATH comes
 # before the editable install's finder. A wrong import fails here, not silently later.
 PYTHONPATH=$OUT/lib "$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
 
 export PYTHONPATH=$OUT/lib
-export LD_PRELOAD=$libasan
+export LD_PRELOAD="$libasan $libstdcxx"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
