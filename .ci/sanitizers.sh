@@ -25,7 +25,9 @@ for runtime in "$libasan" "$libstdcxx"; do
   fi
 done
 # The tests must import the instrumented build, not the in-place one: PYTHONPATH comes
-# before the editable install's finder. A wrong import fails here, not silently later.
+# before the editable install's finder, and PYTHONSAFEPATH keeps the current folder (the
+# checkout, with its in-place build) off sys.path. A wrong import fails here, not later.
+export PYTHONSAFEPATH=1
 PYTHONPATH=$OUT/lib "$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
 
 export PYTHONPATH=$OUT/lib
