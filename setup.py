@@ -4,7 +4,10 @@
 The CUDA kernels are built when torch is a CUDA build, a CUDA toolkit is found, and a GPU
 is visible or FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST is set; otherwise the build says why it
 skipped them and builds the CPU extension. MAX_JOBS (parallel compile jobs) and DEBUG=1
-(-O0 -g) are honoured. No -march=native: SIMD code is chosen at run time.
+(-O0 -g) are honoured; a release build carries no debug information (-g0). SANITIZE=1 builds
+the core with AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g, any finding aborts),
+for .ci/sanitizers.sh, which builds it in a folder of its own. No -march=native: SIMD code is
+chosen at run time.
 
 Two variables split the build in two, for a library built on another machine against the
 same torch (scripts/prebuild_cuda_library.sh, docs/gpu.md): NSPL_LIBRARY_ONLY=1 builds the
@@ -24,6 +27,10 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEBUG = os.environ.get("DEBUG", "0") == "1"
+SANITIZE = os.environ.get("SANITIZE", "0") == "1"
+# -fno-sanitize-recover: undefined behaviour aborts like a memory error does, so a test that
+# reaches it fails instead of printing a line nobody reads.
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
 # Compute capabilities compiled when the caller names none: Ampere and Hopper, plus PTX
 # so newer cards JIT from it.
 DEFAULT_CUDA_ARCH_LIST = "8.0;9.0+PTX"
@@ -122,18 +129,24 @@ def both_extensions():
         build_cuda, reason = cuda_decision()
     # Contraction of a*b+c into fma would differ between compilers and devices; the
     # stream is meant to give the same values everywhere.
-    cxx = ["-O0", "-g"] if DEBUG else ["-O3"]
+    # Python's own compile flags carry -g, which more than doubles the files; -g0 after them
+    # drops it from a release build.
+    if SANITIZE:
+        cxx = ["-O1", "-g"] + SANITIZER_FLAGS
+    else:
+        cxx = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
     cxx += ["-ffp-contract=off"] + openmp_flags()
     cxx.append(f'-DNSPL_TORCH_VERSION="{torch.__version__}"')
     # The library exports its symbols (the C++ API, and what the bindings call); the module
     # keeps pybind11's hidden visibility. Its soname is what _C and C++ programs record, and
     # its RUNPATH finds torch's libraries beside it in site-packages when it is loaded alone.
-    library_link = openmp_flags() + [f"-Wl,-soname,{LIBRARY_FILE}", "-Wl,-rpath,$ORIGIN/../../torch/lib"]
+    sanitizer_link = SANITIZER_FLAGS if SANITIZE else []
+    library_link = sanitizer_link + openmp_flags() + [f"-Wl,-soname,{LIBRARY_FILE}", "-Wl,-rpath,$ORIGIN/../../torch/lib"]
     bindings = dict(
         include_dirs=[INCLUDE_DIR],
         libraries=["nspl_filler"],
         extra_compile_args={"cxx": cxx + ["-fvisibility=hidden"]},
-        extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
+        extra_link_args=sanitizer_link + ["-Wl,-rpath,$ORIGIN/lib"],
     )
     if not build_cuda:
         print(f"nspl_filler: building the CPU extension only: {reason}")

@@ -16,6 +16,11 @@ and one option:
 
 A subcommand is a function ``(argparse.Namespace) -> int`` registered in ``_build_parser``
 with its own sub-parser.
+
+Every bad argument or input file is one line on stderr and exit status 2, found before
+anything is computed, printed or written: values are checked by the parser, output paths
+and optional dependencies before the checkpoint is read, and the JSON file is written whole
+or not at all.
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import tempfile
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import demo
+from .demo import positive_int
 from .fit import DEFAULT_QUANTILES, PowerLawFit, fit, is_fittable, load_weights, plot_fits
 
 _TABLE_COLUMNS = (
@@ -92,10 +101,73 @@ def format_summary(fits: dict[str, PowerLawFit]) -> str:
     )
 
 
-def _error(message: str) -> int:
-    """Reports a bad input as argparse does, one line on stderr, and gives its exit status."""
-    print(f"python -m nspl_filler: error: {message}", file=sys.stderr)
+def _error(message: str, prog: str = "python -m nspl_filler") -> int:
+    """Reports a bad input as argparse does, in one line on stderr (the library's
+    "nspl_filler: " prefix dropped: the line names the program), and gives its exit status."""
+    line = (message.splitlines() or [""])[0].removeprefix("nspl_filler: ")
+    print(f"{prog}: error: {line}", file=sys.stderr)
     return 2
+
+
+class _BadArgument(Exception):
+    """An argument that a parser refused: (message, the parser's prog)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, reporting a bad argument in one line (no usage block) through main."""
+
+    def error(self, message: str):
+        raise _BadArgument(message, self.prog)
+
+
+def _quantile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _output_problem(path: Path, checkpoint: Path) -> str | None:
+    """Why `path` cannot be written as an output file, or None."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"{folder} is not an existing directory"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    if path.exists() and checkpoint.exists() and path.resolve() == checkpoint.resolve():
+        return f"{path} is the checkpoint itself"
+    return None
+
+
+def _plot_problem(path: Path) -> str | None:
+    """Why the figure cannot be saved as `path` (matplotlib missing, an unknown format), or None."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return 'plotting needs matplotlib, an optional dependency: pip install "nspl_filler[plot]"'
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix and suffix not in formats:
+        return f"matplotlib cannot save {path}: the formats are {', '.join(sorted(formats))}"
+    return None
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file beside it, so that `path` is either
+    left as it was or holds all of `text`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _json_value(value: object) -> object:
@@ -110,10 +182,21 @@ def _json_value(value: object) -> object:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
+    outputs = {"--json": args.json, "--plot": args.plot}
+    for option, path in outputs.items():
+        problem = path is not None and _output_problem(path, args.checkpoint)
+        if problem:
+            return _error(f"argument {option}: {problem}")
+    if args.json is not None and args.plot is not None and args.json.resolve() == args.plot.resolve():
+        return _error("arguments --json and --plot: the same file")
+    if args.plot is not None:
+        problem = _plot_problem(args.plot)
+        if problem:
+            return _error(f"argument --plot: {problem}")
     try:
         weights = load_weights(args.checkpoint)
     except (OSError, ValueError, ImportError) as error:
-        return _error(str(error).splitlines()[0])
+        return _error(str(error))
     if not any(t.is_floating_point() for t in weights.values()):
         return _error(f"{args.checkpoint}: the checkpoint holds no floating-point tensors, so no weights to fit")
     if args.max_layers is not None:
@@ -122,8 +205,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     quantiles = DEFAULT_QUANTILES if args.quantile is None else (args.quantile,)
     try:
         fits = fit(weights, quantiles=quantiles, min_count=args.layer_min_size)
-    except ValueError as error:
-        return _error(f"{args.checkpoint}: {error}")
+    except (TypeError, ValueError) as error:
+        return _error(f"{args.checkpoint}: {str(error).removeprefix('nspl_filler: ')}")
+    if args.plot is not None and not fits:
+        return _error(f"{args.checkpoint}: no layer was fitted, so there is nothing to plot")
     print(format_table(fits))
     print()
     print(format_summary(fits))
@@ -136,13 +221,9 @@ def _run_fit(args: argparse.Namespace) -> int:
             "median_alpha": statistics.median(r.alpha for r in fits.values()) if fits else None,
             "median_ratio": statistics.median(r.ratio for r in fits.values()) if fits else None,
         }
-        Path(args.json).write_text(json.dumps(_json_value(payload), indent=2, allow_nan=False) + "\n")
+        _write_whole(args.json, json.dumps(_json_value(payload), indent=2, allow_nan=False) + "\n")
     if args.plot is not None:
-        shown = dict(list(fits.items())[: args.plot_panels])
-        if not shown:
-            print("nothing to plot: no layer was fitted", file=sys.stderr)
-            return 1
-        plot_fits(weights, shown, args.plot)
+        plot_fits(weights, dict(list(fits.items())[: args.plot_panels]), args.plot)
     return 0
 
 
@@ -160,7 +241,7 @@ class _PrintCMakePrefixPath(argparse.Action):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nspl_filler", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m nspl_filler", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--cmake-prefix-path",
         action=_PrintCMakePrefixPath,
@@ -185,17 +266,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fit_parser.add_argument(
         "--layer-min-size",
-        type=int,
+        type=positive_int,
         default=256,
         metavar="N",
         help="skip tensors with fewer nonzero weights (default 256)",
     )
     fit_parser.add_argument(
-        "--max-layers", type=int, default=None, metavar="K", help="fit only the first K eligible layers"
+        "--max-layers", type=positive_int, default=None, metavar="K", help="fit only the first K eligible layers"
     )
     fit_parser.add_argument(
         "--quantile",
-        type=float,
+        type=_quantile,
         default=None,
         metavar="Q",
         help="fix the cut-off at quantile Q of |w| instead of choosing it by KS distance",
@@ -204,28 +285,33 @@ def _build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument(
         "--plot", type=Path, default=None, metavar="OUT.png", help="plot density vs fit (needs matplotlib)"
     )
-    fit_parser.add_argument("--plot-panels", type=int, default=9, metavar="P", help="layers in the plot (default 9)")
+    fit_parser.add_argument(
+        "--plot-panels", type=positive_int, default=9, metavar="P", help="layers in the plot (default 9)"
+    )
     fit_parser.set_defaults(handler=_run_fit)
 
     demo_parser = commands.add_parser(
-        "demo", add_help=False, help="initialise a small CNN with NSPL and time fill_ (the main job)"
+        "demo", help="initialise a small CNN with NSPL and time fill_ (the main job)", description=demo.DESCRIPTION
     )
+    demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=_run_demo)
     return parser
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
-
-    return demo_main(args.rest)
+    try:
+        return demo.run(args)
+    except (TypeError, ValueError) as error:
+        return _error(str(error), "python -m nspl_filler demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return its exit code."""
-    args, rest = _build_parser().parse_known_args(argv)
-    if args.command != "demo" and rest:
-        _build_parser().parse_args(argv)  # reports the unknown arguments and exits
-    args.rest = rest
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return its exit code:
+    0, or 2 for a bad argument or input, reported in one line on stderr."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except _BadArgument as error:
+        return _error(*error.args)
     return int(args.handler(args))
 
 

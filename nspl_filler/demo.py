@@ -16,6 +16,7 @@ import time
 import torch
 from torch import nn
 
+from .generator import Generator
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, compute_fans, fill_
 from .module import init_module_
 
@@ -58,14 +59,57 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nspl_filler demo", description=__doc__.split("\n\n")[0])
+DESCRIPTION = __doc__.split("\n\n")[0]
+#: Columns of the timed tensor: fill_ takes its fans from a 2-D view of it.
+TIMED_COLUMNS = 1024
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _timed_numel(text: str) -> int:
+    value = positive_int(text)
+    if value % TIMED_COLUMNS:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of {TIMED_COLUMNS}, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options, on `parser`."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--numel", type=int, default=1 << 24, help="elements of the timed tensor")
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    parser.add_argument("--numel", type=_timed_numel, default=1 << 24,
+                        help=f"elements of the timed tensor, a multiple of {TIMED_COLUMNS}")
+    parser.add_argument("--repeat", type=positive_int, default=7, help="timed runs per sampler (median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The demo with its own parser: ``argv`` (default ``sys.argv[1:]``) holds its options."""
+    parser = argparse.ArgumentParser(prog="python -m nspl_filler demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo for parsed options; 0 when the same seed reproduced the model. ValueError for
+    a device that this torch cannot use or a seed out of range, before anything is printed."""
+    try:
+        device = torch.device(args.device)
+        if device.type == "meta":
+            raise RuntimeError("the meta device holds no values to show")
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:  # torch's "not compiled with CUDA" is an assertion
+        message = (str(error).splitlines() or [""])[0]
+        raise ValueError(f"nspl_filler: device {args.device!r} cannot be used here: {message}") from None
+    Generator(args.seed)  # refuses a seed outside [-2**63, 2**64)
 
     print(f"NSPL defaults: alpha = {DEFAULT_ALPHA}, ratio = {DEFAULT_RATIO}, mode = fan_in, gain = sqrt(2)")
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads\n")
@@ -90,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"same seed reproduces every weight bit for bit: {same}")
 
     t = torch.empty(args.numel, device=device)
-    w = t.view(-1, 1024)
+    w = t.view(-1, TIMED_COLUMNS)
     candidates = {
         "nspl_filler.fill_": lambda: fill_(w, seed=1),
         "Tensor.uniform_": lambda: t.uniform_(),

@@ -304,22 +304,36 @@ def _fit_half_normal(mean_square: float, mean_excess: float, low: float, high: f
 def _sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
     """The nonzero |w| in ascending order, float64; ValueError when there are none."""
     if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
+        raise TypeError(f"nspl_filler: weights must be a torch.Tensor, got {type(weights).__name__}")
     if weights.is_complex() or weights.dtype == torch.bool:
-        raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
+        raise TypeError(f"nspl_filler: weights must be real numbers, got dtype {weights.dtype}")
     if weights.numel() == 0:
-        raise ValueError(f"weights are empty (shape {tuple(weights.shape)}): there is nothing to fit")
+        raise ValueError(f"nspl_filler: weights are empty (shape {tuple(weights.shape)}): there is nothing to fit")
+    if weights.device.type == "meta":
+        raise ValueError("nspl_filler: weights are on the meta device: they have no values to fit")
+    if weights.is_floating_point() and weights.element_size() == 1:
+        raise TypeError(
+            f"nspl_filler: weights have dtype {weights.dtype}, a quantised format: dequantise them "
+            "(to float32, times their scale) before fitting"
+        )
     # Sorting in float32 where that is exact (the conversion to float64 is monotone)
     # halves the memory traffic of the most expensive step. The fit runs on the CPU: it
     # is one sort and a few passes, cheaper than the float64 work would be on most GPUs.
     work_dtype = torch.float64 if weights.dtype in (torch.float64, torch.int64, torch.int32) else torch.float32
     y = weights.detach().reshape(-1).to(device="cpu", dtype=work_dtype).abs()
-    if not bool(torch.all(torch.isfinite(y))):
-        raise ValueError("weights contain non-finite values")
+    finite = torch.isfinite(y)
+    if not bool(torch.all(finite)):
+        bad = (~finite).nonzero()
+        raise ValueError(
+            f"nspl_filler: weights contain {bad.numel()} non-finite values (NaN or inf), the first at flat index "
+            f"{int(bad[0])}"
+        )
     # Exact zeros (pruned or padded weights) have no place on a log scale.
     nonzero = y[y > 0]
     if nonzero.numel() == 0:
-        raise ValueError(f"weights are all zero ({y.numel()} values): a power law needs nonzero magnitudes")
+        raise ValueError(
+            f"nspl_filler: weights are all zero ({y.numel()} values): a power law needs nonzero magnitudes"
+        )
     # NumPy's vectorised sort is about ten times faster than torch.sort on the CPU.
     return torch.from_numpy(np.sort(nonzero.numpy())).to(torch.float64)
 
@@ -334,7 +348,7 @@ def _unit_scale(y: torch.Tensor) -> tuple[torch.Tensor, int]:
     scaled = torch.from_numpy(np.ldexp(y.numpy(), -exponent))
     if float(scaled[0]) < sys.float_info.min:
         raise ValueError(
-            f"the nonzero magnitudes run from {float(y[0]):.3g} to {float(y[-1]):.3g}, a ratio beyond the "
+            f"nspl_filler: the nonzero magnitudes run from {float(y[0]):.3g} to {float(y[-1]):.3g}, a ratio beyond the "
             "float64 range: no truncated power law on them can be fitted"
         )
     return scaled, exponent
@@ -345,7 +359,7 @@ def _candidate_starts(y: torch.Tensor, quantiles: Sequence[float], min_tail: int
     n = y.numel()
     for q in quantiles:
         if not 0.0 <= q < 1.0:
-            raise ValueError(f"quantiles must lie in [0, 1), got {q}")
+            raise ValueError(f"nspl_filler: quantiles must lie in [0, 1), got {q}")
     idx = torch.tensor([min(int(q * n), n - 1) for q in quantiles], dtype=torch.long)
     starts = torch.searchsorted(y, y[idx], side="left")
     # A tail must hold at least min_tail samples and two distinct values.
@@ -402,7 +416,7 @@ def _fit_tensor(
     loglog_bins: int,
 ) -> PowerLawFit:
     if low is not None and not (math.isfinite(low) and low > 0):
-        raise ValueError(f"low must be finite and > 0, got {low}")
+        raise ValueError(f"nspl_filler: low must be finite and > 0, got {low}")
     y, exponent = _unit_scale(_sorted_magnitudes(weights))
     n = y.numel()
     if low is None:
@@ -415,7 +429,7 @@ def _fit_tensor(
             starts = starts[:0]
     if starts.numel() == 0:
         raise ValueError(
-            f"too few distinct nonzero magnitudes for a fit: {n} nonzero values, "
+            f"nspl_filler: too few distinct nonzero magnitudes for a fit: {n} nonzero values, "
             f"need a tail of at least min_tail={min_tail} with two distinct values"
         )
 
@@ -549,39 +563,47 @@ def fit(
 
     Raises:
         TypeError: ``weights`` is neither a tensor nor a mapping, or is complex.
-        ValueError: a tensor that is empty, all zero or holds non-finite values; nonzero
+        TypeError: an 8-bit float tensor (dequantise it first).
+        ValueError: a tensor that is empty, on the meta device, all zero or holds non-finite
+            values (for a mapping or a path, the message names the layer); nonzero
             magnitudes whose ratio is beyond the float64 range; too few distinct nonzero
             magnitudes to fit. Any scale within float64 is fitted, subnormal or near 1e300.
     """
     if min_tail < 2:
-        raise ValueError(f"min_tail must be >= 2, got {min_tail}")
+        raise ValueError(f"nspl_filler: min_tail must be >= 2, got {min_tail}")
     if loglog_bins < 2:
-        raise ValueError(f"loglog_bins must be >= 2, got {loglog_bins}")
+        raise ValueError(f"nspl_filler: loglog_bins must be >= 2, got {loglog_bins}")
     if isinstance(weights, torch.Tensor):
         return _fit_tensor(weights, quantiles, low, min_tail, loglog_bins)
     if isinstance(weights, (str, PathLike)):
         weights = load_weights(weights)
     if not isinstance(weights, Mapping):
         raise TypeError(
-            f"weights must be a tensor, a mapping of tensors or a checkpoint's path, got {type(weights).__name__}"
+            "nspl_filler: weights must be a tensor, a mapping of tensors or a checkpoint's path, "
+            f"got {type(weights).__name__}"
         )
-    return {
-        name: _fit_tensor(tensor, quantiles, low, min_tail, loglog_bins)
-        for name, tensor in weights.items()
-        if is_fittable(tensor, max(min_count, min_tail))
-    }
+    fits = {}
+    for name, tensor in weights.items():
+        if is_fittable(tensor, max(min_count, min_tail)):
+            try:
+                fits[name] = _fit_tensor(tensor, quantiles, low, min_tail, loglog_bins)
+            except (TypeError, ValueError) as error:
+                message = str(error).removeprefix("nspl_filler: ")
+                raise type(error)(f"nspl_filler: layer {name!r}: {message}") from None
+    return fits
 
 
 def is_fittable(tensor: object, min_count: int = 256) -> bool:
     """Whether :func:`fit` fits this state_dict entry: a floating-point tensor with at
     least 2 dimensions (a conv or linear weight, not a bias or norm parameter) and at
-    least ``min_count`` nonzero values."""
-    return (
-        isinstance(tensor, torch.Tensor)
-        and tensor.is_floating_point()
-        and tensor.dim() >= 2
-        and int(torch.count_nonzero(tensor)) >= min_count
-    )
+    least ``min_count`` nonzero values. A tensor whose values cannot be counted (on the meta
+    device, or in an 8-bit float format) counts by its number of elements, so that :func:`fit`
+    names it in its error rather than passing over it."""
+    if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.dim() >= 2):
+        return False
+    if tensor.device.type == "meta" or tensor.element_size() == 1:
+        return tensor.numel() >= min_count
+    return int(torch.count_nonzero(tensor)) >= min_count
 
 
 #: The files of a Hugging Face model folder, in the order load_weights looks for them.
@@ -606,12 +628,12 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
     except ImportError:
-        raise ImportError(f"{path}: a safetensors file; reading it needs the safetensors package "
+        raise ImportError(f"nspl_filler: {path}: a safetensors file; reading it needs the safetensors package "
                           "(pip install safetensors)") from None
     try:
         return load_file(path, device="cpu")
     except SafetensorError as error:
-        raise ValueError(f"{path}: not a safetensors file that safetensors can read ({error})") from error
+        raise ValueError(f"nspl_filler: {path}: not a safetensors file that safetensors can read ({error})") from error
 
 
 def _load_torch(path: Path) -> dict[str, torch.Tensor]:
@@ -622,7 +644,7 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # torch.load reports a foreign file by whatever its reader trips on
         detail = (str(error).splitlines() or [""])[0][:200]
         raise ValueError(
-            f"{path}: not a checkpoint that torch.load can read ({type(error).__name__}: {detail})"
+            f"nspl_filler: {path}: not a checkpoint that torch.load can read ({type(error).__name__}: {detail})"
         ) from error
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -630,35 +652,98 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
+        raise ValueError(
+            f"nspl_filler: {path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}"
+        )
     return {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
 
 
-def _load_index(path: Path) -> dict[str, torch.Tensor]:
-    """The shards that a Hugging Face ``*.index.json`` names in its weight_map, in the order
-    of their first tensor, each read by its content."""
+def _index_shards(path: Path) -> dict[str, list[str]]:
+    """The weight_map of a ``*.index.json``, as shard file → the tensor names it holds there,
+    shards in the order of their first tensor."""
     import json
 
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
-        shards = list(dict.fromkeys(weight_map.values()))
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: not a sharded-checkpoint index (a JSON object with a weight_map): {error}") from None
+    except RecursionError:
+        raise ValueError(f"nspl_filler: {path}: JSON nested too deeply for a sharded-checkpoint index") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"nspl_filler: {path}: not a sharded-checkpoint index (a JSON object with a weight_map): {error}"
+        ) from None
+    if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
+        raise ValueError(f"nspl_filler: {path}: the weight_map must map tensor names to shard file names")
+    shards: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        shards.setdefault(shard, []).append(name)
+    return shards
+
+
+def _confined_shard(index: Path, shard: str) -> Path:
+    """The file that ``index`` names ``shard``, which must lie in the index's folder once
+    every symlink is resolved (a shard in a Hugging Face hub snapshot may lead to the
+    repository's blobs/ folder, where the hub keeps the files its snapshots link to)."""
+    # Names are relative to the folder the index is found in (in the hub cache the index
+    # itself is a link into blobs/); the bounds are that folder's real path.
+    folder = index.absolute().parent
+    real_folder = folder.resolve()
+    try:
+        resolved = (folder / shard).resolve()
+    except (OSError, ValueError, RuntimeError) as error:  # a NUL in the name, a symlink loop
+        raise ValueError(f"nspl_filler: {index}: the shard {shard!r} is not a usable path ({error})") from None
+    allowed = [real_folder]
+    if real_folder.parent.name == "snapshots":
+        allowed.append(real_folder.parent.parent / "blobs")
+    if not any(resolved.is_relative_to(root) for root in allowed):
+        raise ValueError(
+            f"nspl_filler: {index}: the shard {shard!r} lies outside the index's folder; shards are read only "
+            "from the folder that holds the index"
+        )
+    if resolved == index.resolve():
+        raise ValueError(f"nspl_filler: {index}: names itself as a shard")
+    if resolved.name.endswith(".index.json") or shard.endswith(".index.json"):
+        raise ValueError(f"nspl_filler: {index}: names the index {shard!r} as a shard; a shard holds tensors")
+    if not resolved.is_file():
+        raise FileNotFoundError(f"nspl_filler: {folder / shard}: no such file (a shard that {index.name} names)")
+    return resolved
+
+
+def _load_index(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors that a Hugging Face ``*.index.json`` names in its weight_map, each from the
+    shard the map gives it, shard by shard in the order of their first tensor. Shards lie in
+    the index's folder, are read by content and are never indexes themselves; a tensor that
+    two shards hold, or that its shard lacks, is a ValueError."""
+    shards = {shard: (_confined_shard(path, shard), names) for shard, names in _index_shards(path).items()}
     tensors: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        shard_path = path.parent / str(shard)
-        if not shard_path.is_file():
-            raise FileNotFoundError(f"{shard_path}: no such file (a shard that {path.name} names)")
-        tensors.update(_load_file(shard_path))
+    holder: dict[str, str] = {}
+    for shard, (shard_path, names) in shards.items():
+        content = _load_tensors(shard_path)
+        twice = sorted(name for name in content if name in holder)
+        if twice:
+            raise ValueError(
+                f"nspl_filler: {path}: tensor(s) {_listed(twice)} held by both {holder[twice[0]]!r} and {shard!r}"
+            )
+        holder.update(dict.fromkeys(content, shard))
+        missing = [name for name in names if name not in content]
+        if missing:
+            raise ValueError(f"nspl_filler: {path}: the shard {shard!r} lacks tensor(s) {_listed(missing)} that the "
+                             "weight_map places there")
+        tensors.update((name, content[name]) for name in names)
     return tensors
 
 
+def _listed(names: list[str], most: int = 5) -> str:
+    """The first `most` names, quoted, and how many more."""
+    shown = ", ".join(repr(name) for name in names[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return _load_safetensors(path) if _is_safetensors(path) else _load_torch(path)
+
+
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.name.endswith(".index.json"):
-        return _load_index(path)
-    if _is_safetensors(path):
-        return _load_safetensors(path)
-    return _load_torch(path)
+    return _load_index(path) if path.name.endswith(".index.json") else _load_tensors(path)
 
 
 def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
@@ -668,7 +753,11 @@ def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
 
     - a safetensors file, recognised by its content whatever its name (read with the
       ``safetensors`` package);
-    - a sharded checkpoint's ``*.index.json`` (every shard it names, each read by content);
+    - a sharded checkpoint's ``*.index.json``: each tensor its ``weight_map`` names, from the
+      shard the map gives it (each shard read by content). Shards are read only from the
+      index's folder: a name that leads elsewhere (``../x``, an absolute path, a symlink
+      that resolves outside) is refused, except the hub cache's snapshot links into
+      ``blobs/``. A shard is never itself an index;
     - anything else is read with ``torch.load(..., weights_only=True)``: a plain state_dict,
       or a dict that holds one under ``"state_dict"`` or ``"model"``; non-tensor entries are
       dropped;
@@ -680,21 +769,24 @@ def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
         IsADirectoryError: ``path`` is a folder without any of those files.
         ImportError: a safetensors file, without the safetensors package.
         ValueError: a file that neither safetensors nor torch.load can read, or whose content
-            is not a mapping holding tensors.
+            is not a mapping holding tensors; an index that is not a JSON object with a
+            weight_map (or is nested too deeply), that names a shard outside its folder, an
+            index or itself as a shard, whose shards hold a tensor twice, or whose shard
+            lacks a tensor the map places there.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"nspl_filler: {path}: no such file")
     if path.is_dir():
         found = next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
         if found is None:
             raise IsADirectoryError(
-                f"{path}: is a directory without a checkpoint file ({', '.join(HF_WEIGHT_FILES)})"
+                f"nspl_filler: {path}: is a directory without a checkpoint file ({', '.join(HF_WEIGHT_FILES)})"
             )
         path = found
     tensors = _load_file(path)
     if not tensors:
-        raise ValueError(f"{path}: the checkpoint holds no tensors")
+        raise ValueError(f"nspl_filler: {path}: the checkpoint holds no tensors")
     return tensors
 
 
@@ -708,7 +800,7 @@ def _figure_class() -> type[Figure]:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
-            "plotting needs matplotlib, an optional dependency: "
+            "nspl_filler: plotting needs matplotlib, an optional dependency: "
             'pip install "nspl_filler[plot]" (or pip install matplotlib)'
         ) from exc
     return Figure
@@ -810,7 +902,7 @@ def plot_fits(
     """
     figure_class = _figure_class()
     if not fits:
-        raise ValueError("nothing to plot: fits is empty")
+        raise ValueError("nspl_filler: nothing to plot: fits is empty")
     ncols = max(1, min(ncols, len(fits)))
     nrows = -(-len(fits) // ncols)
     figure = figure_class(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")

@@ -27,10 +27,43 @@ from .module import _initialise, _plan, init_module_
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
-_PATCH_LOCK = threading.RLock()  # re-entrant: empty_weights may nest
+# nn.Module.register_parameter is patched while any thread is inside empty_weights(); the
+# patch acts only for the threads inside (_INSIDE), so a model that another thread builds
+# meanwhile gets its weights as usual.
+_PATCH_LOCK = threading.Lock()
+_PATCH: dict[str, object] = {"users": 0, "original": None, "installed": False}
+_INSIDE = threading.local()
 #: What materialize_ does with a buffer on the meta device (it has no value to move):
 #: "raise" (the default) or "warn" (it gets uninitialised memory, for the caller to fill).
 META_BUFFER_ACTIONS = ("raise", "warn")
+
+
+def _register_parameter(module: nn.Module, name: str, param: Optional[nn.Parameter]) -> None:
+    """nn.Module.register_parameter while empty_weights() is active somewhere: the original
+    for every thread outside the context; inside, a weight that a layout names is replaced
+    by one on the meta device."""
+    register = _PATCH["original"]
+    register(module, name, param)
+    registered = getattr(_INSIDE, "registered", None)
+    if registered is None or param is None:
+        return
+    # Each Parameter object registered so far in this context, by id, with what was
+    # registered for it: a second registration of the same object (a tie) gets the same
+    # one, so a weight tied to a parameter that stays real stays real, and a tie made with
+    # the original of a weight already on meta gets that meta Parameter. The weak reference
+    # tells a live object from a dead one whose id was reused.
+    seen = registered.get(id(param))
+    if seen is not None and seen[0]() is param:
+        module._parameters[name] = seen[1]
+        return
+    chosen = param
+    # Frozen parameters (a fixed sinusoidal table) are kept by init_module_: they stay real.
+    if (type(param) is nn.Parameter and param.device.type != "meta" and param.requires_grad
+            and weight_layout(module, name, param.dim()) is not None):
+        chosen = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        chosen.__dict__.update(param.__dict__)
+        module._parameters[name] = chosen
+    registered[id(param)] = (weakref.ref(param), chosen)
 
 
 @contextlib.contextmanager
@@ -43,41 +76,32 @@ def empty_weights() -> Iterator[None]:
     every other parameter are created as usual, on the usual device.
 
     Follow with materialize_(model, device, seed=...). Works by wrapping
-    nn.Module.register_parameter for the duration (as accelerate's init_empty_weights does);
-    parameters of nn.Parameter subclasses are left as they are. Not for use by several
-    threads at once.
+    nn.Module.register_parameter (as accelerate's init_empty_weights does); parameters of
+    nn.Parameter subclasses are left as they are. The context belongs to the thread that
+    enters it: modules that other threads build meanwhile are built as usual, and several
+    threads may be inside at once, each with its own ties. It may nest.
     """
+    outermost = getattr(_INSIDE, "registered", None) is None
     with _PATCH_LOCK:
-        register = nn.Module.register_parameter
-        # Each Parameter object registered so far in this context, by id, with what was
-        # registered for it: a second registration of the same object (a tie) gets the same
-        # one, so a weight tied to a parameter that stays real stays real, and a tie made
-        # with the original of a weight already on meta gets that meta Parameter. The weak
-        # reference tells a live object from a dead one whose id was reused.
-        registered: dict[int, tuple[weakref.ref, nn.Parameter]] = {}
-
-        def register_on_meta(module: nn.Module, name: str, param: Optional[nn.Parameter]) -> None:
-            register(module, name, param)
-            if param is None:
-                return
-            seen = registered.get(id(param))
-            if seen is not None and seen[0]() is param:
-                module._parameters[name] = seen[1]
-                return
-            chosen = param
-            # Frozen parameters (a fixed sinusoidal table) are kept by init_module_: they stay real.
-            if (type(param) is nn.Parameter and param.device.type != "meta" and param.requires_grad
-                    and weight_layout(module, name, param.dim()) is not None):
-                chosen = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-                chosen.__dict__.update(param.__dict__)
-                module._parameters[name] = chosen
-            registered[id(param)] = (weakref.ref(param), chosen)
-
-        nn.Module.register_parameter = register_on_meta
-        try:
-            yield
-        finally:
-            nn.Module.register_parameter = register
+        if not _PATCH["installed"]:
+            _PATCH["original"] = nn.Module.register_parameter
+            nn.Module.register_parameter = _register_parameter
+            _PATCH["installed"] = True
+        _PATCH["users"] += 1
+    if outermost:
+        _INSIDE.registered = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            _INSIDE.registered = None
+        with _PATCH_LOCK:
+            _PATCH["users"] -= 1
+            # Restored only if nobody patched over this one meanwhile; otherwise it stays in
+            # their chain, acting for no thread, and is not installed a second time.
+            if _PATCH["users"] == 0 and nn.Module.register_parameter is _register_parameter:
+                nn.Module.register_parameter = _PATCH["original"]
+                _PATCH["installed"] = False
 
 
 def _norm_statistics(module: nn.Module, name: str) -> bool:

@@ -481,7 +481,8 @@ class _Planner:
             try:
                 self.random(entry, layout)
             except ValueError as error:
-                raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {error}") from None
+                reason = str(error).removeprefix("nspl_filler: ")
+                raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {reason}") from None
         return entry
 
     def random(self, e: _Entry, layout: Optional[Layout]) -> None:

@@ -12,6 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import skip_module_outside_repository  # noqa: E402
+
+pytestmark = pytest.mark.repository
+skip_module_outside_repository()
 pytest.importorskip("sklearn", reason="the study's data needs scikit-learn (pip install 'nspl_filler[bench]')")
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))

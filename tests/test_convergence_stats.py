@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import skip_module_outside_repository
+
+pytestmark = pytest.mark.repository
+skip_module_outside_repository()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import convergence_stats as st  # noqa: E402

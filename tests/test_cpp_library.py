@@ -115,6 +115,7 @@ def same_bits(got_float64, want):
     return torch.equal(got.view(ints), want.contiguous().view(ints))
 
 
+@pytest.mark.repository
 def test_init_model_gives_pythons_values(examples, tmp_path):
     values_file = tmp_path / "values.txt"
     result = subprocess.run([str(examples / "init_model"), str(values_file)], capture_output=True, text=True,
@@ -129,6 +130,7 @@ def test_init_model_gives_pythons_values(examples, tmp_path):
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(got)
 
 
+@pytest.mark.repository
 def test_a_program_that_only_uses_the_dispatcher_gets_the_ops(examples):
     # dispatch.cpp names no symbol of the library; the package's target keeps it linked,
     # so loading the program registers the ops.
@@ -145,6 +147,7 @@ def readme_blocks(language):
     return [block[:block.index("```")] for block in blocks]
 
 
+@pytest.mark.repository
 def test_the_readmes_cpp_excerpts_are_the_tested_example():
     # docs/cpp.md shows essentials of examples/cpp; each line of them is in the example, which
     # the tests above build and run.

@@ -13,6 +13,7 @@ import textwrap
 import pytest
 import torch
 
+pytestmark = pytest.mark.repository
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted([os.path.join(ROOT, "README.md")] + glob.glob(os.path.join(ROOT, "docs", "*.md")))
 NOT_RUN = re.compile(r"#\s*Not run by the tests:\s*(\S.*)")

@@ -271,3 +271,35 @@ def test_a_bool_param_is_refused_even_after_its_integer_twin_was_accepted():
     with pytest.raises(ValueError, match="negative_slope True not a valid number"):
         fill_(t, nonlinearity="leaky_relu", param=True, seed=0)
     assert t.eq(7.0).all()
+
+
+# ------------------------------------------------------------------ one message style
+def style_of(call):
+    """The message of the TypeError or ValueError that call() raises."""
+    with pytest.raises((TypeError, ValueError)) as raised:
+        call()
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("case", [
+    "rule with a bad fan", "rule with a bad gain", "bad seed", "bad alpha", "fit of nothing", "fit of NaN",
+    "fit of a layer with NaN", "bad quantile", "bad min_tail", "not a tensor", "fill_many_ of a tensor",
+])
+def test_every_message_carries_the_prefix_once(case):
+    nan = torch.full((8, 8), math.nan)
+    call = {
+        "rule with a bad fan": lambda: init_module_(nn.Linear(3, 4), seed=0, rules={"weight": dict(fan_in=-1)}),
+        "rule with a bad gain": lambda: init_module_(nn.Linear(3, 4), seed=0, rules={"weight": dict(gain=math.inf)}),
+        "bad seed": lambda: fill_(torch.empty(2, 2), seed=2**64),
+        "bad alpha": lambda: fill_(torch.empty(2, 2), seed=0, alpha=math.nan),
+        "fit of nothing": lambda: nspl_filler.fit(torch.zeros(0)),
+        "fit of NaN": lambda: nspl_filler.fit(nan),
+        "fit of a layer with NaN": lambda: nspl_filler.fit({"w": torch.full((32, 32), math.nan)}),
+        "bad quantile": lambda: nspl_filler.fit(torch.randn(100), quantiles=(1.5,)),
+        "bad min_tail": lambda: nspl_filler.fit(torch.randn(100), min_tail=1),
+        "not a tensor": lambda: fill_([1.0], seed=0),
+        "fill_many_ of a tensor": lambda: fill_many_(torch.zeros(2, 2), seed=0),
+    }[case]
+    message = style_of(call)
+    assert message.startswith("nspl_filler: ") and message.count("nspl_filler:") == 1, message
+    assert "\n" not in message

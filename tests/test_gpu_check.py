@@ -10,6 +10,9 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
+
+pytestmark = pytest.mark.repository
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.sh")
 

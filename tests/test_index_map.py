@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.repository
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

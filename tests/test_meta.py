@@ -1,6 +1,7 @@
 """empty_weights + materialize_: weights on meta, buffers and kept parameters real; ties
 restored and filled once; buffers without values refused; all checks before anything moves."""
 import math
+import threading
 import warnings
 
 import pytest
@@ -8,6 +9,8 @@ import torch
 from torch import nn
 
 from nspl_filler import Generator, empty_weights, init_module_, materialize_
+
+ORIGINAL_REGISTER = nn.Module.register_parameter
 
 
 class Net(nn.Module):
@@ -248,3 +251,69 @@ def test_tensors_still_without_values_are_named():
         counter = Counter()
     materialize_(counter, "cpu", values=lambda m: m.steps.zero_(), seed=0)
     assert torch.equal(counter.steps, torch.zeros(3, dtype=torch.int64))
+
+
+# ------------------------------------------------------------------ empty_weights belongs to its thread
+def test_empty_weights_does_not_reach_other_threads():
+    inside, built, leave = threading.Event(), threading.Event(), threading.Event()
+    models = {}
+
+    def in_context():
+        with empty_weights():
+            inside.set()
+            built.wait(timeout=60)
+            models["inside"] = nn.Linear(4, 4)
+        leave.set()
+
+    def outside():
+        inside.wait(timeout=60)
+        models["outside"] = nn.Sequential(nn.Linear(4, 4), nn.Embedding(5, 3))
+        built.set()
+
+    threads = [threading.Thread(target=in_context), threading.Thread(target=outside)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert leave.is_set()
+    assert models["inside"].weight.device.type == "meta"
+    assert all(p.device.type == "cpu" for p in models["outside"].parameters())
+    assert nn.Module.register_parameter is ORIGINAL_REGISTER
+
+
+def test_threads_inside_at_once_each_get_meta_weights_and_their_own_ties():
+    barrier = threading.Barrier(4)
+    results, errors = [None] * 4, []
+
+    def build(k):
+        try:
+            with empty_weights():
+                barrier.wait(timeout=60)
+                net = Net()
+                barrier.wait(timeout=60)  # every thread has built inside before any leaves
+            results[k] = net
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    for net in results:
+        assert net.hidden.weight.device.type == "meta" and net.scale.device.type == "cpu"
+        assert net.decoder.weight is net.embed.weight
+    assert len({id(net.embed.weight) for net in results}) == 4
+    assert nn.Module.register_parameter is ORIGINAL_REGISTER
+    assert nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_empty_weights_nests_and_restores_the_original():
+    with empty_weights():
+        with empty_weights():
+            inner = nn.Linear(2, 2)
+        after_inner = nn.Linear(2, 2)
+    assert inner.weight.device.type == "meta" and after_inner.weight.device.type == "meta"
+    assert nn.Module.register_parameter is ORIGINAL_REGISTER
+    assert nn.Linear(2, 2).weight.device.type == "cpu"

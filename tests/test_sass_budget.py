@@ -9,6 +9,10 @@ import shutil
 
 import pytest
 
+from conftest import skip_module_outside_repository
+
+pytestmark = pytest.mark.repository
+skip_module_outside_repository()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("sass_budget", os.path.join(ROOT, "tools", "sass_budget.py"))
 sass_budget = importlib.util.module_from_spec(spec)

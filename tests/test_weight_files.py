@@ -129,3 +129,157 @@ def test_the_fit_command_reads_a_safetensors_file(tmp_path, capsys):
     assert main(["fit", str(path), "--layer-min-size", "1000"]) == 0
     assert "features.weight" in capsys.readouterr().out
     assert Path(path).is_file()
+
+
+# ------------------------------------------------------------------ a sharded index is confined to its folder
+def sharded(folder, weight_map, shards):
+    """An index with this weight_map beside safetensors shards {file: tensors}."""
+    folder.mkdir(exist_ok=True)
+    for file, tensors in shards.items():
+        safetensors_torch.save_file(tensors, folder / file)
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize("escape", ["../outside.safetensors", "sub/../../outside.safetensors", "ABSOLUTE", "LINK"])
+def test_shards_outside_the_index_folder_are_refused(tmp_path, escape):
+    outside = tmp_path / "outside.safetensors"
+    safetensors_torch.save_file({"w": torch.ones(2, 2)}, outside)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if escape == "ABSOLUTE":
+        escape = str(outside)
+    elif escape == "LINK":  # a symlink inside the folder that resolves outside it
+        (folder / "link.safetensors").symlink_to(outside)
+        escape = "link.safetensors"
+    index = sharded(folder, {"w": escape}, {})
+    with pytest.raises(ValueError, match="outside the index's folder"):
+        load_weights(index)
+    with pytest.raises(ValueError, match="outside the index's folder"):
+        load_weights(folder)
+
+
+def test_a_system_file_named_by_an_index_is_not_opened(tmp_path, capsys):
+    index = sharded(tmp_path / "model", {"w": "/etc/hostname", "v": "../../../../../../etc/passwd"}, {})
+    assert main(["fit", str(index)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "outside the index's folder" in err
+
+
+def test_shards_in_subfolders_and_links_within_the_folder_are_read(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "part").mkdir(parents=True)
+    safetensors_torch.save_file({"a": torch.ones(2, 2)}, folder / "part" / "a.safetensors")
+    safetensors_torch.save_file({"b": torch.zeros(3)}, folder / "b-real.safetensors")
+    (folder / "b.safetensors").symlink_to(folder / "b-real.safetensors")
+    index = sharded(folder, {"a": "part/a.safetensors", "b": "b.safetensors"}, {})
+    assert same(load_weights(index), {"a": torch.ones(2, 2), "b": torch.zeros(3)})
+
+
+def test_a_hub_snapshot_may_link_to_its_blobs(tmp_path):
+    # The hub cache's layout: every file of snapshots/<revision>/, the index included, is a
+    # symlink to ../../blobs/<hash>; the index's names are relative to the snapshot.
+    repo = tmp_path / "models--org--name"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    safetensors_torch.save_file({"a": torch.ones(2, 2)}, repo / "blobs" / "f00d")
+    (snapshot / "model-1.safetensors").symlink_to(Path("..") / ".." / "blobs" / "f00d")
+    (repo / "blobs" / "1ndex").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+    index = snapshot / "model.safetensors.index.json"
+    index.symlink_to(Path("..") / ".." / "blobs" / "1ndex")
+    assert same(load_weights(snapshot), {"a": torch.ones(2, 2)})
+    # A link from the snapshot to anywhere but blobs/ is refused.
+    (snapshot / "model-2.safetensors").symlink_to(tmp_path / "elsewhere")
+    safetensors_torch.save_file({"b": torch.ones(2)}, tmp_path / "elsewhere")
+    (repo / "blobs" / "1ndex").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors",
+                                                                     "b": "model-2.safetensors"}}))
+    with pytest.raises(ValueError, match="outside the index's folder"):
+        load_weights(index)
+
+
+@pytest.mark.parametrize("case", ["itself", "cycle", "nested", "null"])
+def test_indexes_that_would_recurse_are_value_errors(tmp_path, case, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    index = folder / "model.safetensors.index.json"
+    if case == "itself":
+        index.write_text(json.dumps({"weight_map": {"w": index.name}}))
+        match = "names itself"
+    elif case == "cycle":
+        (folder / "other.index.json").write_text(json.dumps({"weight_map": {"w": index.name}}))
+        index.write_text(json.dumps({"weight_map": {"w": "other.index.json"}}))
+        match = "names the index"
+    elif case == "nested":
+        index.write_text('{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        match = "nested too deeply"
+    else:
+        index.write_text(json.dumps({"weight_map": {"w": "a\0b"}}))
+        match = "not a usable path"
+    with pytest.raises(ValueError, match=match):
+        load_weights(index)
+    assert main(["fit", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ an index loads what its weight_map says
+def test_each_tensor_comes_from_the_shard_the_map_names(tmp_path):
+    index = sharded(tmp_path / "m", {"a": "one.safetensors", "b": "two.safetensors"},
+                    {"one.safetensors": {"a": torch.ones(2), "extra": torch.ones(5)},
+                     "two.safetensors": {"b": torch.zeros(3)}})
+    loaded = load_weights(index)
+    assert same(loaded, {"a": torch.ones(2), "b": torch.zeros(3)})  # "extra" is not in the map
+
+
+def test_a_tensor_held_by_two_shards_is_refused_with_its_name(tmp_path):
+    index = sharded(tmp_path / "m", {"a": "one.safetensors", "b": "two.safetensors"},
+                    {"one.safetensors": {"a": torch.ones(2)},
+                     "two.safetensors": {"a": torch.full((2,), 7.0), "b": torch.zeros(3)}})
+    with pytest.raises(ValueError, match=r"'a' held by both 'one.safetensors' and 'two.safetensors'"):
+        load_weights(index)
+
+
+def test_a_shard_that_lacks_a_mapped_tensor_is_refused(tmp_path):
+    index = sharded(tmp_path / "m", {"a": "one.safetensors", "gone": "one.safetensors"},
+                    {"one.safetensors": {"a": torch.ones(2)}})
+    with pytest.raises(ValueError, match="lacks tensor.*'gone'"):
+        load_weights(index)
+
+
+# ------------------------------------------------------------------ contents fit cannot use: named, not crashed on
+def big(seed=0):
+    return torch.randn(64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_float8_checkpoints_are_a_type_error_naming_the_layer(tmp_path, dtype, capsys):
+    path = tmp_path / "fp8.safetensors"
+    safetensors_torch.save_file({"layer.weight": big().to(dtype)}, path)
+    with pytest.raises(TypeError, match=f"'layer.weight'.*{str(dtype).split('.')[1]}.*dequantise"):
+        fit(path)
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "layer.weight" in err
+
+
+def test_meta_tensors_in_a_checkpoint_are_a_value_error(tmp_path, capsys):
+    path = tmp_path / "meta.pt"
+    torch.save({"layer.weight": torch.empty(64, 64, device="meta")}, path)
+    with pytest.raises(ValueError, match="'layer.weight'.*meta device"):
+        fit(path)
+    assert main(["fit", str(path)]) == 2
+    assert "meta device" in capsys.readouterr().err
+
+
+def test_a_nan_layer_is_named(tmp_path, capsys):
+    bad = big(1)
+    bad[5, 7] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save({"good.weight": big(0), "bad.weight": bad}, path)
+    with pytest.raises(ValueError, match=r"'bad.weight': weights contain 1 non-finite .* index 327"):
+        fit(path)
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "bad.weight" in err

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The C++ core under AddressSanitizer and UndefinedBehaviorSanitizer: built with SANITIZE=1
+# (setup.py) in build/sanitizers, apart from the in-place build, and imported from there by
+# the tests that drive the C++ code (ops, extremes, properties, overlap, the C++ library).
+# Python is not built with ASan, so its runtime is preloaded (with libstdc++); Python and torch keep memory
+# until exit by design, so leak detection is off. Any finding aborts the test process and
+# fails this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+PY=${PY:-.venv/bin/python}
+OUT=$PWD/build/sanitizers
+
+SANITIZE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build --build-base "$OUT" --build-lib "$OUT/lib" >/dev/null
+echo "== sanitizer build done in $((SECONDS - start)) s"
+
+libasan=$(gcc -print-file-name=libasan.so)
+# The C++ runtime is preloaded with it: python does not link libstdc++, and ASan, set up
+# before it is loaded, finds no __cxa_throw to intercept and aborts at the first C++ throw.
+libstdcxx=$(g++ -print-file-name=libstdc++.so)
+for runtime in "$libasan" "$libstdcxx"; do
+  if [ ! -f "$runtime" ]; then
+    echo "sanitizers: the compiler has no $(basename "$runtime") ($runtime)" >&2
+    exit 1
+  fi
+done
+# The tests must import the instrumented build, not the in-place one: PYTHONPATH comes
+# before the editable install's finder, and PYTHONSAFEPATH keeps the current folder (the
+# checkout, with its in-place build) off sys.path. A wrong import fails here, not later.
+export PYTHONSAFEPATH=1
+PYTHONPATH=$OUT/lib "$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
+
+export PYTHONPATH=$OUT/lib
+export LD_PRELOAD="$libasan $libstdcxx"
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+# The build is instrumented (both runtimes linked) and the preloaded runtime catches: a
+# deliberate heap overflow must kill its process, or a clean run below proves nothing.
+for lib in "$OUT"/lib/nspl_filler/lib/libnspl_filler.so "$OUT"/lib/nspl_filler/_C*.so; do
+  for runtime in libasan libubsan; do
+    readelf -d "$lib" | grep -q "NEEDED.*$runtime" || { echo "sanitizers: $lib does not link $runtime" >&2; exit 1; }
+  done
+done
+if "$PY" -c "import ctypes; libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p
+libc.memset(ctypes.c_void_p(libc.malloc(16)), 0, 32)" 2>/dev/null; then
+  echo "sanitizers: a heap overflow went unnoticed: the ASan runtime is not active" >&2
+  exit 1
+fi
+export NSPL_HYPOTHESIS_PROFILE=sanitizers
+"$PY" -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_extremes.py tests/test_properties.py \
+  tests/test_overlap.py tests/test_cpp_library.py
+echo "== sanitizer tests done in $((SECONDS - start)) s"
