@@ -13,7 +13,7 @@
 See fill_, symmetric_power_law_, fill_many_, init_module_, Generator, key_for and the
 Caffe-style get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
-from ._extension import cuda_built
+from ._extension import STREAM_VERSION, cuda_built
 from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
 from .cpp import cmake_prefix_path
@@ -37,7 +37,7 @@ from .stream import canonical_name, key_for
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_RATIO", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
+    "DEFAULT_ALPHA", "DEFAULT_RATIO", "STREAM_VERSION", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
     "ParamInit", "PowerLawFit", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans", "cuda_built",
     "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
     "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",
