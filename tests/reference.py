@@ -93,9 +93,16 @@ def inverse_cdf_mp(u, q, alpha: float, ratio: float):
     b = 1 - mpmath.mpf(alpha)
     if b == 0:
         return mpmath.power(r, u)
-    if b < 0:
-        return mpmath.power(q + u * mpmath.power(r, b), 1 / b)
-    return r * mpmath.power(u + q * mpmath.power(r, -b), 1 / b)
+    # y^b = 1 + s·expm1(±b·L) with s = u (b < 0) or q (b > 0): by log1p where that sum is
+    # near 1 (alpha near 1, or s small), else as the sum of two positive terms.
+    s, t = (u, q) if b < 0 else (q, u)
+    k = -abs(b) * mpmath.log(r)
+    e = mpmath.expm1(k)
+    if abs(s * e) < 0.5:
+        log_yb = mpmath.log1p(s * e)
+    else:
+        log_yb = mpmath.log(t + s * mpmath.exp(k))
+    return mpmath.exp(log_yb / b) if b < 0 else r * mpmath.exp(log_yb / b)
 
 
 def exact_magnitudes(ms, alpha: float, ratio: float, scale: float, double: bool, precision: int = 160) -> np.ndarray:
@@ -140,10 +147,12 @@ def inverse_cdf(u: np.ndarray, q: np.ndarray, alpha: float, ratio: float) -> np.
     b = ld(1.0) - ld(alpha)
     if b == 0:
         return np.exp(u * L).astype(np.float64)
-    if b < 0:
-        y = np.exp(np.log(q + u * np.exp(b * L)) / b)
-    else:
-        y = np.exp(L + np.log(u + q * np.exp(-b * L)) / b)
+    s, t = (u, q) if b < 0 else (q, u)
+    k = -abs(b) * L
+    e = np.expm1(k)
+    near_one = np.abs(s * e) < 0.5
+    log_yb = np.where(near_one, np.log1p(s * e), np.log(np.where(near_one, 1, t + s * np.exp(k))))
+    y = np.exp(log_yb / b) if b < 0 else np.exp(L + log_yb / b)
     return y.astype(np.float64)
 
 

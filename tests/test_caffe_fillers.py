@@ -81,7 +81,7 @@ def test_uniform_values_as_stored_lie_in_min_max(dtype, low, high):
     x = t.double()
     assert (x >= low).all() and (x <= high).all()
     # and they fill the range up to it.
-    assert x.max().item() > high - 1e-3 * (high - low)
+    assert x.max().item() > high - max(1e-3 * (high - low), 2 * torch.finfo(dtype).eps * abs(high))
 
 
 def test_uniform_bounds_with_no_value_of_the_dtype_between_them_are_an_error():
@@ -154,13 +154,14 @@ def test_positive_unitball_rows_sum_to_one(dtype, tol, shape):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_positive_unitball_sixteen_bit_values_are_positive_normal_numbers(dtype):
-    # Rows of 16384 float16 values have mean 2^-14, the smallest normal float16: the
-    # smallest quotients would round to subnormals or 0, and are raised to it instead.
-    t = fill(dict(type="positive_unitball", seed=11), torch.empty(8, 16384, dtype=dtype))
+    # Rows of 4096 float16 values have mean 2^-12: the eighth of the quotients below 2^-14,
+    # the smallest normal float16, would round to subnormals or 0, and are raised to it
+    # instead, which adds about 3% to the row sums.
+    t = fill(dict(type="positive_unitball", seed=11), torch.empty(8, 4096, dtype=dtype))
     smallest = torch.finfo(dtype).tiny
     assert (t.double() >= smallest).all()
     sums = t.double().sum(1)
-    assert torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=2e-2)
+    assert torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=5e-2)
 
 
 def test_positive_unitball_rows_too_wide_for_the_dtype_are_an_error():
