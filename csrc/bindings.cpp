@@ -85,6 +85,35 @@ at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::str
   return out;
 }
 
+// The power law's sampler applied to given random bits, by the portable code (which every
+// backend matches bit for bit): int32 bits give float32 values (the arithmetic of 16- and
+// 32-bit outputs), int64 bits float64 values. The tests feed it the first and last words
+// of the range, which no seed reaches on demand.
+at::Tensor power_law_of_bits(const at::Tensor& bits, double alpha, double low, double high) {
+  TORCH_CHECK_TYPE((bits.scalar_type() == at::kInt || bits.scalar_type() == at::kLong) && bits.device().is_cpu(),
+                   "nspl_filler: bits must be a CPU int32 or int64 tensor, got ", bits.scalar_type(), " on ",
+                   bits.device());
+  const nspl::SampleSpec spec = nspl::power_law_spec(alpha, low, high);
+  const bool wide = bits.scalar_type() == at::kLong;
+  const c10::ScalarType dtype = wide ? at::kDouble : at::kFloat;
+  nspl::check_range(spec, dtype);
+  const at::Tensor in = bits.contiguous();
+  at::Tensor out = at::empty(in.sizes(), in.options().dtype(dtype));
+  const auto apply = [&](auto acc, const auto* src) {
+    using acc_t = decltype(acc);
+    acc_t* dst = out.data_ptr<acc_t>();
+    nspl::visit_sampler<acc_t>(spec, dtype, [&](const auto& sampler) {
+      for (int64_t i = 0; i < in.numel(); ++i) dst[i] = sampler.draw(src[i]);
+    });
+  };
+  if (wide) {
+    apply(0.0, in.data_ptr<int64_t>());
+  } else {
+    apply(0.0f, in.data_ptr<int32_t>());
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -268,6 +297,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   });
   m.attr("torch_version") = py::str(NSPL_TORCH_VERSION);
+  m.attr("STREAM_VERSION") = nspl::kStreamVersion;
 
   // Test and benchmark hooks for the CPU kernels (see cpu/cpu_capability.h).
   m.def(
@@ -279,6 +309,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def(
       "_cpu_supported", [](const std::string& name) { return nspl::cpu::supported(capability_named(name)); },
       py::arg("name"), "Whether this CPU, its OS and this build run the 'scalar', 'avx2' or 'avx512' kernels.");
+  m.def("_power_law_of_bits", &power_law_of_bits, py::arg("bits"), py::arg("alpha"), py::arg("low"),
+        py::arg("high"),
+        "The raw power law's values (|w| in [low, high]) for the given random bits of elements: int32 bits "
+        "give float32 values, int64 bits float64 (the portable code).");
   m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
         "nspl_filler's own exp2 (for normal results) or log (of positive normal numbers), element-wise, "
         "by the 'scalar', 'avx2' or 'avx512' code.");

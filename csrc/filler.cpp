@@ -119,15 +119,21 @@ UniformFiller::UniformFiller(FillerParameter param) : Filler(std::move(param)) {
 
 void UniformFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
   const auto& p = filler_param();
-  check_fits(std::max(std::fabs(p.min), std::fabs(p.max)), tensor.scalar_type());
+  const auto dtype = tensor.scalar_type();
+  check_fits(std::max(std::fabs(p.min), std::fabs(p.max)), dtype);
+  // Caffe's bounds are inclusive, and they hold for the values as stored: the clamp is to
+  // the dtype's own values nearest to [min, max] from inside, and rounding the float32
+  // work to a 16-bit dtype never crosses a value of that dtype.
+  const auto [low, high] = dtype_values_within(p.min, p.max, dtype);
+  TORCH_CHECK_VALUE(low <= high, "nspl_filler: the uniform filler's [min, max] = [", p.min, ", ", p.max,
+                    "] holds no ", dtype, " value; widen it or use a wider dtype");
   const at::Tensor work = working_tensor(tensor);
   symmetric_uniform_(work, 1.0, stream);
   // v in (-1, 1) to mid + v·half; halved before adding so that no intermediate overflows.
-  // The rounding of mid and half may step one ulp past a bound, and Caffe's bounds are
-  // inclusive, so the result is clamped to them.
+  // The rounding of mid and half may step one ulp past a bound: the clamp repairs it.
   const double mid = 0.5 * p.min + 0.5 * p.max;
   const double half = 0.5 * p.max - 0.5 * p.min;
-  work.mul_(half).add_(mid).clamp_(p.min, p.max);
+  work.mul_(half).add_(mid).clamp_(low, high);
   commit(tensor, work);
 }
 
@@ -180,6 +186,14 @@ uint64_t PositiveUnitballFiller::BlocksFor(const at::Tensor& tensor) const {
 void PositiveUnitballFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
   TORCH_CHECK_VALUE(tensor.dim() >= 1, "nspl_filler: the positive_unitball filler needs a blob with at least one "
                     "axis (its rows), got shape ", tensor.sizes());
+  // Every value is at least the dtype's smallest normal number, which a row's mean 1/n
+  // must therefore be too (float16: rows of at most 16384 values).
+  const int64_t row = tensor.size(0) == 0 ? 0 : tensor.numel() / tensor.size(0);
+  const double smallest = dtype_min_normal(tensor.scalar_type());
+  TORCH_CHECK_VALUE(row == 0 || 1.0 / static_cast<double>(row) >= smallest, "nspl_filler: the positive_unitball "
+                    "filler cannot fill rows of ", row, " values (shape ", tensor.sizes(), ") in ",
+                    tensor.scalar_type(), ": their mean 1/", row, " is below its smallest normal number ", smallest,
+                    "; use a wider dtype");
   // The uniforms are float32 |v| = (2j + 1)·2^-24 whatever the dtype (never 0, so no row sums
   // to 0), which makes a row's sum in float64 exact in any order for rows below 2^29
   // elements: the values do not depend on the layout, the threads or the device.
@@ -193,6 +207,10 @@ void PositiveUnitballFiller::FillWith(const at::Tensor& tensor, const Stream& st
   // The quotient in float64, rounded to float32 unless the tensor is float64.
   const at::Tensor work = tensor.scalar_type() == c10::kDouble ? tensor.copy_(uniform) : uniform;
   work.div_(sums);
+  // In 16-bit dtypes the smallest quotients would round to subnormals or to 0: raised to
+  // the dtype's smallest normal (a float32 value too, and rounding never crosses it), so
+  // every value is strictly positive and normal.
+  work.clamp_min_(smallest);
   commit(tensor, work);
 }
 

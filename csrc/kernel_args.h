@@ -23,7 +23,7 @@ struct StreamPosition {
 // is below √½. The form is part of the type, so each kernel is compiled for one form.
 enum class PowerLawForm : int32_t {
   AlphaAboveOne,          // s = u
-  AlphaAboveOneTinyExpK,  // s = u, and exp(K) is below the smallest normal acc_t
+  AlphaAboveOneTinyExpK,  // s = u, and exp(K) is below the smallest normal acc_t (stored as 0)
   AlphaBelowOne,          // s = 1 - u
 };
 
@@ -40,12 +40,14 @@ struct PowerLawConstants {
   acc_t high;
 };
 
-// The power law at alpha = 1 (|b·L| negligible): |w| = 2^(u·log2 r + log2 c), log-uniform.
+// The power law at alpha = 1 (|b·L| negligible): |w| = 2^(log2 c + u·log2 r) =
+// 2^(log2(c·r) - q·log2 r), log-uniform, with t = min(u, q) = n·2^-32 (2^-64 for double).
 template <typename acc_t>
 struct LogUniformConstants {
-  acc_t log2_ratio;  // log2 r
-  acc_t log2_low;    // log2 c
-  acc_t low;         // as in PowerLawConstants
+  acc_t log2_ratio_cell;  // log2 r · 2^-32 (double: 2^-64), the slope in n
+  acc_t log2_low;         // log2 c
+  acc_t log2_high;        // log2(c·r)
+  acc_t low;              // as in PowerLawConstants
   acc_t high;
 };
 

@@ -11,7 +11,8 @@
 //   select(m, a, b)  m ? a : b;  min_of(a, b) = a < b ? a : b;  max_of(a, b) = a > b ? a : b
 //                    (b never NaN, a and b never zeros of opposite signs);
 //   lt, ge, eq       comparisons giving a mask;
-//   integer lanes of the same width with +, -, &, |, ^, shifts and exact conversions.
+//   integer lanes of the same width with +, -, &, |, ^, shifts, is_negative (a mask) and
+//   conversions to float lanes rounded to nearest.
 // Nothing else touches a floating-point value: no libm function, no hardware approximation,
 // and no contraction of a*b + c into an fma (builds pass -ffp-contract=off and nvcc
 // --fmad=false; an fma appears only where the code writes fmadd). Every backend therefore
@@ -44,6 +45,14 @@
 #endif
 
 namespace nspl {
+
+// The version of the stream: of the map from (key, offset, logical index, dtype,
+// distribution) to values, which the samplers below implement (docs/sampling.md). Any change
+// to a value changes this number. Version 2 takes the power law's uniform from 31 bits of
+// the word (63 for float64), exact on its small side; version 1 took 24 (53) bits rounded
+// to the nearest acc_t, which put an atom at c·r.
+constexpr int kStreamVersion = 2;
+
 NSPL_ISA_BEGIN
 
 // ---------------------------------------------------------------------------------
@@ -273,9 +282,16 @@ NSPL_HD I bit_and(I a, I b) {
   return a & b;
 }
 template <typename I>
+NSPL_HD I bit_or(I a, I b) {
+  return a | b;
+}
+template <typename I>
 NSPL_HD I bit_xor(I a, I b) {
   return a ^ b;
 }
+// The mask of the lanes whose integer is negative (top bit set).
+NSPL_HD bool is_negative(int32_t a) { return a < 0; }
+NSPL_HD bool is_negative(int64_t a) { return a < 0; }
 template <int k>
 NSPL_HD int32_t shift_left(int32_t a) {
   return static_cast<int32_t>(static_cast<uint32_t>(a) << k);
@@ -302,9 +318,22 @@ template <int k>
 NSPL_HD int64_t shift_right_arithmetic(int64_t a) {
   return a >> k;
 }
-// Exact conversions: 0 <= a < 2^24 (int32 -> float) or 0 <= a < 2^53 (int64 -> double).
-NSPL_HD float convert_exact(int32_t a) { return static_cast<float>(a); }
-NSPL_HD double convert_exact(int64_t a) { return static_cast<double>(a); }
+// Conversions of 0 <= a < 2^31 (int32 -> float) or 0 <= a < 2^63 (int64 -> double),
+// correctly rounded (to nearest even; exact below 2^24 or 2^53).
+NSPL_HD float convert_nonnegative(int32_t a) {
+#if defined(__CUDA_ARCH__)
+  return __int2float_rn(a);
+#else
+  return static_cast<float>(a);
+#endif
+}
+NSPL_HD double convert_nonnegative(int64_t a) {
+#if defined(__CUDA_ARCH__)
+  return __ll2double_rn(a);
+#else
+  return static_cast<double>(a);
+#endif
+}
 // Exact conversions of small signed integers: |a| < 2^22 (float) or |a| < 2^51 (double).
 NSPL_HD float convert_small(int32_t a) { return static_cast<float>(a); }
 NSPL_HD double convert_small(int64_t a) { return static_cast<double>(a); }
@@ -330,12 +359,11 @@ template <>
 struct Arith<float> {
   using Int = int32_t;
   static constexpr int kMantissaBits = 23;
-  // u = ((word >> 8) + 1/2) · 2^-24 (docs/spec.md §4); 2u - 1 = ((word >> 8) - 2^23 + 1/2) · 2^-23.
-  static constexpr int kVariateShift = 8;
-  static constexpr float kUnit = 0x1p-24f;
-  static constexpr float kHalfUnit = 0x1p-25f;
-  static constexpr float kSymmetricUnit = 0x1p-23f;
-  static constexpr float kSymmetricBias = -0x1.fffffep-1f;  // -1 + 2^-24
+  // The power law's variate on its small side is n·2^-32 (n odd, < 2^31); the uniform and
+  // normal samplers' |variate| is ((word >> 8) | 1)·2^-24 (see the variates below).
+  static constexpr float kCellUnit = 0x1p-32f;
+  static constexpr int kMagnitudeShift = 8;
+  static constexpr float kMagnitudeUnit = 0x1p-24f;
   static constexpr int32_t kSqrtHalfBits = 0x3f3504f3;     // sqrt(1/2)
   static constexpr int32_t kMantissaMask = 0x007fffff;
   static constexpr float kRoundMagic = 0x1.8p23f;  // x + 1.5·2^23 rounds x to an integer
@@ -362,12 +390,11 @@ template <>
 struct Arith<double> {
   using Int = int64_t;
   static constexpr int kMantissaBits = 52;
-  // u = ((v >> 11) + 1/2) · 2^-53 with v the element's 64 bits (docs/spec.md §4).
-  static constexpr int kVariateShift = 11;
-  static constexpr double kUnit = 0x1p-53;
-  static constexpr double kHalfUnit = 0x1p-54;
-  static constexpr double kSymmetricUnit = 0x1p-52;
-  static constexpr double kSymmetricBias = -0x1.fffffffffffffp-1;  // -1 + 2^-53
+  // As for float, from the element's 64 bits: n·2^-64 (n odd, < 2^63) and
+  // ((bits >> 11) | 1)·2^-53.
+  static constexpr double kCellUnit = 0x1p-64;
+  static constexpr int kMagnitudeShift = 11;
+  static constexpr double kMagnitudeUnit = 0x1p-53;
   static constexpr int64_t kSqrtHalfBits = 0x3fe6a09e667f3bcdll;
   static constexpr int64_t kMantissaMask = 0x000fffffffffffffll;
   static constexpr double kRoundMagic = 0x1.8p52;
@@ -451,21 +478,50 @@ NSPL_HD F log_normal(F a) {
 template <typename I>
 using FloatLane = typename FloatOf<I>::type;
 
-// u = ((bits >> shift) + 1/2) · 2^-p in (0, 1], rounded to nearest even (docs/spec.md §4).
+// Stream version 2 (docs/spec.md §4). Bit 0 of the element's bits is the sign; the bits
+// above it (31 of a 32-bit word, 63 of float64's 64 bits) are m, and the magnitude's uniform
+// is the centre of cell m: u = (m + 1/2)·2^-31 (2^-63), with q = 1 - u the centre of cell
+// 2^31 - 1 - m counted from the top. Whichever of u and q is below 1/2 is (2k + 1)·2^-32
+// (2^-64) with 2k + 1 the bits themselves, bit 0 set to 1, where m's top bit is clear
+// (u < 1/2), or their complement, bit 0 set to 1, where it is set (q < 1/2): an odd
+// integer below 2^31 (2^63), converted with one rounding (exact below 2^24 / 2^53). So the
+// small side is the exact cell centre correctly rounded, down to 2^-32 (2^-64), never 0;
+// the large side is 1 minus it, one more rounding, never 1.
 template <typename I>
-NSPL_HD FloatLane<I> unit_variate(I bits) {
+NSPL_HD FloatLane<I> small_side_integer(I bits) {
+  using Scalar = typename LaneOf<FloatLane<I>>::Scalar;
+  const I upper = shift_right_arithmetic<8 * sizeof(Scalar) - 1>(bits);  // all ones where q < 1/2
+  return convert_nonnegative(bit_or(bit_xor(bits, upper), I(1)));
+}
+template <typename I>
+NSPL_HD FloatLane<I> small_side_variate(I bits) {
   using F = FloatLane<I>;
-  using A = Arith<typename LaneOf<F>::Scalar>;
-  return fmadd(convert_exact(shift_right_logical<A::kVariateShift>(bits)), F(A::kUnit), F(A::kHalfUnit));
+  return small_side_integer(bits) * F(Arith<typename LaneOf<F>::Scalar>::kCellUnit);
 }
 
-// 2u - 1 in (-1, 1), without rounding.
+template <typename F>
+struct UnitVariates {
+  F u;  // the cell centre (m + 1/2)·2^-31
+  F q;  // 1 - u
+};
+
 template <typename I>
-NSPL_HD FloatLane<I> symmetric_variate(I bits) {
+NSPL_HD UnitVariates<FloatLane<I>> unit_variates(I bits) {
+  using F = FloatLane<I>;
+  const F small = small_side_variate(bits);
+  const F large = F(1) - small;
+  const auto upper = is_negative(bits);
+  return {select(upper, large, small), select(upper, small, large)};
+}
+
+// The uniform and normal samplers' |variate| in (0, 1): ((bits >> 8) | 1)·2^-24 =
+// (j + 1/2)·2^-23 with j the word's top 23 bits (float64: ((bits >> 11) | 1)·2^-53, the top
+// 52 bits), exact; the sign is bit 0, as for the power law.
+template <typename I>
+NSPL_HD FloatLane<I> magnitude_variate(I bits) {
   using F = FloatLane<I>;
   using A = Arith<typename LaneOf<F>::Scalar>;
-  return fmadd(convert_exact(shift_right_logical<A::kVariateShift>(bits)), F(A::kSymmetricUnit),
-               F(A::kSymmetricBias));
+  return convert_nonnegative(bit_or(shift_right_logical<A::kMagnitudeShift>(bits), I(1))) * F(A::kMagnitudeUnit);
 }
 
 // -v where bit 0 of the element's bits is set (docs/spec.md §4): the sign bit flipped.
@@ -502,25 +558,29 @@ struct Lanes<double> {
 // in any lane type, to its value: `draw(bits)`. operator()(words, lane) is the scalar form
 // the per-element kernels call.
 // ---------------------------------------------------------------------------------
-// Symmetric truncated power law (docs/spec.md §2), general alpha: |w| = c·y, y on [1, r] with
-// density ∝ y^-alpha, by the inverse CDF y = exp(ln(1 + s·E) / b) (alpha > 1, s = u) or
-// y = r·exp(ln(1 + s·E) / b) (alpha < 1, s = 1 - u), E = expm1(K), K = -|b|·ln r; both
-// are ln(1 + x) with x = s·E in (-1, 0], and c joins the exponent, |w| = 2^(log2 y + log2 c),
-// so that only the final value, which lies in [c, c·r], has to be a normal number.
+// Symmetric truncated power law (docs/spec.md §2), general alpha: |w| = c·y, y on [1, r]
+// with density ∝ y^-alpha, by the inverse CDF y = exp(ln(1 + s·E) / b) (alpha > 1, s = u)
+// or y = r·exp(ln(1 + s·E) / b) (alpha < 1, s = q = 1 - u), E = expm1(K), K = -|b|·ln r;
+// both are ln(1 + x) with x = s·E in (-1, 0), and c joins the exponent,
+// |w| = 2^(log2 y + log2 c), so that only the final value, which lies in [c, c·r], has to
+// be a normal number.
 //
 // One logarithm, no branch: where 1 + x >= sqrt(1/2), ln(1 + x) is the log1p polynomial
 // of x itself (x is a product, accurate to an ulp, and no 1 + x is ever rounded). Below,
-// 1 + x = s̄ + s·exp(K) with s̄ = 1 - s exact where it matters, a sum of two positive
-// terms computed with one rounding: no digits cancel, whatever alpha and r. Both
-// arguments are computed and the right one is selected before the single log.
+// 1 + x = s̄ + s·exp(K) with s̄ = 1 - s, a sum of two positive terms computed with one
+// rounding: no digits cancel, whatever alpha and r. Both arguments are computed and the
+// right one is selected before the single log. u and q both come from the element's
+// integer (unit_variates): in the tail that matters, s̄ -> 0 as y -> r, s̄ is the small
+// side, correctly rounded down to 2^-32 (float) or 2^-64 (double), so the law is followed
+// out to the last cell and never reaches r itself (stream version 2).
 //
 // The exponent z = log2 |w| is rounded once to acc_t, which 2^z turns into a relative
 // error of up to |ln |w||·2^-24 (float32): |w| carries an error that grows with |ln |w||
-// (tests/test_conformance.py measures the bound docs/spec.md §2 states).
+// (docs/sampling.md states the bound, tests/test_tails.py measures it against the exact
+// inverse CDF at each cell's centre).
 //
-// The one point the sum cannot represent is s̄ = 0 (u rounded to 1 for alpha > 1) where
-// exp(K) is below the smallest normal and stored as 0 (the TinyExpK form): there y = r
-// exactly, so the value is set to the upper bound.
+// Where exp(K) is below the smallest normal it is stored as 0 (the TinyExpK form), which
+// keeps subnormal operands out of the arithmetic; s̄ >= 2^-32 keeps 1 + x a normal number.
 template <typename acc_t, PowerLawForm kForm>
 struct PowerLawSampler {
   using Acc = acc_t;
@@ -530,10 +590,9 @@ struct PowerLawSampler {
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
     using A = Arith<acc_t>;
-    const F u = unit_variate(bits);
-    const F one_minus_u = F(acc_t(1)) - u;
-    const F s = kForm == PowerLawForm::AlphaBelowOne ? one_minus_u : u;
-    const F s_bar = kForm == PowerLawForm::AlphaBelowOne ? u : one_minus_u;
+    const UnitVariates<F> variates = unit_variates(bits);
+    const F s = kForm == PowerLawForm::AlphaBelowOne ? variates.q : variates.u;
+    const F s_bar = kForm == PowerLawForm::AlphaBelowOne ? variates.u : variates.q;
     const F x = s * F(k.expm1_k);
     const F a = fmadd(s, F(k.exp_k), s_bar);  // 1 + x as a sum of two positive terms
     // Where a >= sqrt(1/2) its reduction has exponent 0 and ln(1 + x) is log1p(x) itself;
@@ -543,16 +602,17 @@ struct PowerLawSampler {
     f = select(ge(a, F(static_cast<acc_t>(0.70710678118654752440))), x, f);
     // log2 |w| = ln(1 + x) / (b ln 2) + log2_base = log1p(f)·(log2(e) / b) + e / b + log2_base.
     const F z = fmadd(A::log1p_reduced(f), F(k.log2e_over_b), fmadd(e, F(k.inv_b), F(k.log2_base)));
-    const F high(k.high);
-    F v = clamp_to(exp2_to_normal(z), F(k.low), high);
-    if constexpr (kForm == PowerLawForm::AlphaAboveOneTinyExpK) v = select(eq(s_bar, F(acc_t(0))), high, v);
-    return apply_sign(v, bits);
+    return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
   }
 
   NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
-// The power law at alpha = 1: y = exp(u·ln r), log-uniform, |w| = 2^(u·log2 r + log2 c).
+// The power law at alpha = 1: y = exp(u·ln r) = r·exp(-q·ln r), log-uniform. Each half
+// takes its small side t (small_side_variate), so neither is rounded near 1:
+// log2 |w| = log2 c + t·log2 r (u = t < 1/2) or log2(c·r) - t·log2 r (q = t < 1/2), with
+// t = n·2^-32 folded into the constant: one fma of n, converted from the integer, and
+// per-half constants chosen by the word's top bit.
 template <typename acc_t>
 struct LogUniformSampler {
   using Acc = acc_t;
@@ -561,14 +621,18 @@ struct LogUniformSampler {
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
-    const F z = fmadd(unit_variate(bits), F(k.log2_ratio), F(k.log2_low));
+    const auto upper = is_negative(bits);
+    const F slope = select(upper, F(-k.log2_ratio_cell), F(k.log2_ratio_cell));
+    const F base = select(upper, F(k.log2_high), F(k.log2_low));
+    const F z = fmadd(small_side_integer(bits), slope, base);
     return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
   }
 
   NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
-// Uniform on (-bound, bound): Caffe's XavierFiller with bound = sqrt(3 / n).
+// Uniform on (-bound, bound): Caffe's XavierFiller with bound = sqrt(3 / n). The sign is
+// bit 0, the magnitude bound·|v| with |v| = magnitude_variate, both exact cell centres.
 template <typename acc_t>
 struct UniformSampler {
   using Acc = acc_t;
@@ -577,7 +641,7 @@ struct UniformSampler {
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
-    return F(k.bound) * symmetric_variate(bits);
+    return apply_sign(F(k.bound) * magnitude_variate(bits), bits);
   }
 
   NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
@@ -622,7 +686,8 @@ NSPL_HD double erfinv_refined(double x) {
   return x < 0 ? -z : z;
 }
 
-// Gaussian N(0, std²) by inversion: z = sqrt(2)·erfinv(2u - 1). Caffe's MSRAFiller with
+// Gaussian N(0, std²) by inversion: |z| = sqrt(2)·erfinv(|v|), |v| = magnitude_variate
+// (that is, 2u - 1 for the uniform u whose sign is bit 0), with the sign of bit 0. Caffe's MSRAFiller with
 // std = sqrt(2 / n). One word (two for float64) per element, like every sampler here.
 template <typename acc_t>
 struct NormalSampler;
@@ -635,7 +700,7 @@ struct NormalSampler<float> {
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
-    return F(k.std_sqrt2) * erfinv_approx(symmetric_variate(bits));
+    return apply_sign(F(k.std_sqrt2) * erfinv_approx(magnitude_variate(bits)), bits);
   }
 
   NSPL_HD float operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<float>::bits(words, lane)); }
@@ -646,7 +711,9 @@ struct NormalSampler<double> {
   using Acc = double;
   NormalConstants<double> k;
 
-  NSPL_HD double draw(int64_t bits) const { return k.std_sqrt2 * erfinv_refined(symmetric_variate(bits)); }
+  NSPL_HD double draw(int64_t bits) const {
+    return apply_sign(k.std_sqrt2 * erfinv_refined(magnitude_variate(bits)), bits);
+  }
 
   NSPL_HD double operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<double>::bits(words, lane)); }
 };

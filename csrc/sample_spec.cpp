@@ -108,8 +108,12 @@ bool is_log_uniform(const SampleSpec& spec) {
 template <typename acc_t>
 LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype) {
   const auto [low, high] = inward_bounds(spec, dtype);
-  return {static_cast<acc_t>(std::log2(spec.ratio)), static_cast<acc_t>(std::log2(spec.scale)),
-          static_cast<acc_t>(low), static_cast<acc_t>(high)};
+  // log2 r rounded to acc_t, then scaled exactly by the cell unit of acc_t's variate.
+  const acc_t log2_ratio = static_cast<acc_t>(std::log2(spec.ratio));
+  const acc_t cell = std::is_same_v<acc_t, float> ? acc_t(0x1p-32) : acc_t(0x1p-64);
+  return {log2_ratio * cell, static_cast<acc_t>(std::log2(spec.scale)),
+          static_cast<acc_t>(std::log2(spec.scale) + std::log2(spec.ratio)), static_cast<acc_t>(low),
+          static_cast<acc_t>(high)};
 }
 
 namespace {
@@ -120,8 +124,8 @@ double power_law_k(const SampleSpec& spec) { return -std::fabs((1.0 - spec.alpha
 template <typename acc_t>
 PowerLawForm power_law_form(const SampleSpec& spec) {
   if (spec.alpha < 1.0) return PowerLawForm::AlphaBelowOne;
-  // The log in the kernels takes normal numbers; where exp(K) is below them it is stored
-  // as 0, and the one point where that matters (s̄ = 0) is handled apart.
+  // Where exp(K) is below the normal numbers it is stored as 0: no subnormal operand
+  // reaches the kernels, and s̄ >= 2^-32 keeps their log's argument normal.
   return std::exp(power_law_k(spec)) < static_cast<double>(std::numeric_limits<acc_t>::min())
              ? PowerLawForm::AlphaAboveOneTinyExpK
              : PowerLawForm::AlphaAboveOne;
@@ -172,6 +176,17 @@ void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
   TORCH_CHECK_VALUE(low_in <= high_in, "nspl_filler: no ", dtype, " value lies in [c, c·r] = [", low, ", ", high,
                     "]; use a larger ratio or a wider dtype");
 }
+
+std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype) {
+  // A value of either sign: its magnitude rounded toward the inside of [low, high].
+  const auto inward = [dtype](double x, bool up) {
+    if (x == 0.0) return 0.0;
+    return x > 0 ? round_into_dtype(x, dtype, up) : -round_into_dtype(-x, dtype, !up);
+  };
+  return {inward(low, /*up=*/true), inward(high, /*up=*/false)};
+}
+
+double dtype_min_normal(c10::ScalarType dtype) { return dtype_range(dtype).min_normal; }
 
 namespace {
 // ln(-expm1(-|x|)) = ln(1 - e^-|x|) for x != 0: 0 at x = ±inf, accurate for small |x|.

@@ -6,6 +6,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "nspl_math.h"
 
@@ -89,6 +90,13 @@ double normalised_scale(double alpha, double ratio, double gain, double n);
 // must not overflow it, and for the power law c must be a normal number of the dtype and
 // [c, c·r] must hold at least one of its values.
 void check_range(const SampleSpec& spec, c10::ScalarType dtype);
+
+// The dtype's values nearest to [low, high] from inside (low <= high, both finite and within
+// the dtype's range): the smallest value >= low and the largest <= high. They cross
+// (first > second) where the dtype holds no value in [low, high].
+std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype);
+// The smallest positive normal number of the dtype.
+double dtype_min_normal(c10::ScalarType dtype);
 
 // Specs of the raw power law (|w| in [low, high]), the symmetric uniform (on ±bound) and the
 // normal (std); ValueError naming the argument for an out-of-domain value.

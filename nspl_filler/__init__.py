@@ -14,7 +14,7 @@ The law itself: nspl_filler.distributions.SymmetricPowerLaw (torch.distributions
 nspl_filler.stats.symmetric_power_law (scipy.stats, needs scipy). See fill_, symmetric_power_law_, fill_many_, init_module_, Generator, key_for and the
 Caffe-style get_filler. The same core is a C++ library for libtorch programs: see nspl_filler.cpp.
 """
-from ._extension import cuda_built
+from ._extension import STREAM_VERSION, cuda_built
 from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
 from .distributions import SymmetricPowerLaw
@@ -50,8 +50,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "DEPARTURE", "EMBEDDING_RULE", "Filler", "FillerParameter", "Generator", "Layout",
-    "ParamInit", "PowerLawFit", "SymmetricPowerLaw", "VarianceNorm", "canonical_name", "cmake_prefix_path", "compute_fans",
-    "cuda_built",
+    "ParamInit", "PowerLawFit", "STREAM_VERSION", "SymmetricPowerLaw", "VarianceNorm", "canonical_name",
+    "cmake_prefix_path", "compute_fans", "cuda_built",
     "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
     "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",
     "second_moment", "symmetric_power_law_",

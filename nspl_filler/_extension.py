@@ -29,6 +29,10 @@ if not _same_release(_C.torch_version, torch.__version__):  # pragma: no cover
 
 ops = torch.ops.nspl_filler
 cuda_built: bool = _C.cuda_built()
+#: The version of the random stream: which values a (seed, offset, shape, dtype, parameters)
+#: gives (docs/sampling.md). Version 2 draws the power law's uniform from 31 bits of each
+#: word (63 for float64), exact on its small side, so the tails are followed to 2^-32.
+STREAM_VERSION: int = _C.STREAM_VERSION
 
 
 # Fake (meta) kernels: the ops write in place and return nothing, so a fake kernel has no

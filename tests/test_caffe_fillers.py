@@ -72,6 +72,26 @@ def test_uniform_follows_the_uniform_law(dtype):
     assert abs(x.mean() - 1.0) < 5 * (8.0 / math.sqrt(12)) / math.sqrt(x.size)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("low,high", [(0.1, 0.2), (-0.2, -0.1), (-0.3, 0.2)])
+def test_uniform_values_as_stored_lie_in_min_max(dtype, low, high):
+    # Bounds that no dtype holds: the stored values, read exactly, are in [min, max] itself
+    # (float16 once rounded 0.19999 up to 0.2000244 for max = 0.2).
+    t = fill(dict(type="uniform", min=low, max=high, seed=6), torch.empty(1 << 20, dtype=dtype))
+    x = t.double()
+    assert (x >= low).all() and (x <= high).all()
+    # and they fill the range up to it.
+    assert x.max().item() > high - max(1e-3 * (high - low), 2 * torch.finfo(dtype).eps * abs(high))
+
+
+def test_uniform_bounds_with_no_value_of_the_dtype_between_them_are_an_error():
+    f = nspl_filler.get_filler(nspl_filler.FillerParameter(type="uniform", min=0.2, max=0.2, seed=1))
+    t = torch.full((4,), 7.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"\[min, max\] = \[0.2, 0.2\] holds no Half value"):
+        f.fill(t)
+    assert t.eq(7.0).all() and f.offset == 0
+
+
 def test_uniform_with_min_equal_to_max_is_constant():
     t = fill(dict(type="uniform", min=0.25, max=0.25, seed=1), torch.empty(100))
     assert t.eq(0.25).all()
@@ -130,6 +150,28 @@ def test_positive_unitball_rows_sum_to_one(dtype, tol, shape):
     assert (t >= 0).all() and (t <= 1).all()
     sums = t.double().reshape(shape[0], -1).sum(1)
     assert torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_positive_unitball_sixteen_bit_values_are_positive_normal_numbers(dtype):
+    # Rows of 4096 float16 values have mean 2^-12: the eighth of the quotients below 2^-14,
+    # the smallest normal float16, would round to subnormals or 0, and are raised to it
+    # instead, which adds about 3% to the row sums.
+    t = fill(dict(type="positive_unitball", seed=11), torch.empty(8, 4096, dtype=dtype))
+    smallest = torch.finfo(dtype).tiny
+    assert (t.double() >= smallest).all()
+    sums = t.double().sum(1)
+    assert torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=5e-2)
+
+
+def test_positive_unitball_rows_too_wide_for_the_dtype_are_an_error():
+    f = nspl_filler.get_filler(nspl_filler.FillerParameter(type="positive_unitball", seed=1))
+    t = torch.full((2, 16385), 7.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match="rows of 16385 values .* mean 1/16385 is below its smallest normal"):
+        f.fill(t)
+    assert t.eq(7.0).all() and f.offset == 0
+    # float32 holds the mean of the same rows.
+    assert fill(dict(type="positive_unitball", seed=1), torch.empty(2, 16385)).gt(0).all()
 
 
 def test_positive_unitball_rows_are_normalised_uniforms():

@@ -55,9 +55,10 @@ def test_key_is_seed_low_word_first():
     t = torch.empty(4, dtype=torch.float32)
     nspl_filler.symmetric_power_law_(t, 1.0, 1.0, 100.0, seed=seed)
     words = reference.philox4x32_10(np.zeros((1, 4), dtype=np.uint32), (5, 1))[0]
-    u = ((words >> 8).astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-24)
+    # Stream version 2: cell m = w >> 1, u = (m + 1/2)·2^-31; log-uniform |w| = r^u.
+    u = ((words >> 1).astype(np.float64) + 0.5) * 2.0**-31
     assert np.array_equal(np.signbit(t.numpy()), (words & 1).astype(bool))
-    assert np.allclose(np.abs(t.numpy()), np.exp(u.astype(np.float64) * np.log(100.0)), rtol=1e-6)
+    assert np.allclose(np.abs(t.numpy()), np.exp(u * np.log(100.0)), rtol=1e-6)
 
 
 def test_seeds_beyond_int63_and_negative_aliases():

@@ -6,7 +6,7 @@
 //
 // defines, for the float lane type F (vectors of `bits` bits, element suffix ps or pd) and
 // its integer lane type I (epi32 or epi64 elements): + - * /, fmadd, sqrt_of, min_of,
-// max_of, as_int, as_float, add, sub, bit_and, bit_xor, shift_left and shift_right_logical,
+// max_of, as_int, as_float, add, sub, bit_and, bit_or, bit_xor, shift_left and shift_right_logical,
 // with the meanings nspl_math.h lists. vminp* / vmaxp* return their second operand unless
 // the comparison holds: exactly a < b ? a : b and a > b ? a : b, NaN included.
 // Comparisons, select, arithmetic shifts and conversions differ between instruction sets
@@ -52,6 +52,7 @@
   NSPL_LANE I add(I a, I b) { return _mm##bits##_add_epi##ebits(a.v, b.v); }                         \
   NSPL_LANE I sub(I a, I b) { return _mm##bits##_sub_epi##ebits(a.v, b.v); }                         \
   NSPL_LANE I bit_and(I a, I b) { return _mm##bits##_and_si##bits(a.v, b.v); }                       \
+  NSPL_LANE I bit_or(I a, I b) { return _mm##bits##_or_si##bits(a.v, b.v); }                         \
   NSPL_LANE I bit_xor(I a, I b) { return _mm##bits##_xor_si##bits(a.v, b.v); }                       \
   template <int k>                                                                                     \
   NSPL_LANE I shift_left(I a) {                                                                        \

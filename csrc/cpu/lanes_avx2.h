@@ -21,12 +21,12 @@ NSPL_ISA_BEGIN
 
 NSPL_VECTOR_TYPE(F32x8, __m256, float, _mm256_set1_ps)
 NSPL_VECTOR_TYPE(I32x8, __m256i, int32_t, _mm256_set1_epi32)
-struct M32x8 {  // all ones in the lanes where a comparison holds
+struct M32x8 {  // the lanes whose top bit is set (all ones where a comparison holds)
   __m256 m;
 };
 NSPL_VECTOR_TYPE(F64x4, __m256d, double, _mm256_set1_pd)
 NSPL_VECTOR_TYPE(I64x4, __m256i, int64_t, _mm256_set1_epi64x)
-struct M64x4 {
+struct M64x4 {  // as M32x8
   __m256d m;
 };
 
@@ -47,7 +47,9 @@ template <int k>
 NSPL_LANE I32x8 shift_right_arithmetic(I32x8 a) {
   return _mm256_srai_epi32(a.v, k);
 }
-NSPL_LANE F32x8 convert_exact(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
+NSPL_LANE F32x8 convert_nonnegative(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
+// vblendvps reads only the top bit of each mask lane: the integer's own bits are the mask.
+NSPL_LANE M32x8 is_negative(I32x8 a) { return {_mm256_castsi256_ps(a.v)}; }
 NSPL_LANE F32x8 convert_small(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
 
 // double lanes
@@ -62,9 +64,11 @@ NSPL_LANE I64x4 shift_right_arithmetic(I64x4 a) {
   const __m256i negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a.v);
   return _mm256_or_si256(_mm256_srli_epi64(a.v, k), _mm256_slli_epi64(negative, 64 - k));
 }
-// 0 <= a < 2^53: each 32-bit half converted through the mantissa of 2^52 (or'ing an
-// integer below 2^52 into 2^52's mantissa gives 2^52 + a), then joined by one exact fma.
-NSPL_LANE F64x4 convert_exact(I64x4 a) {
+NSPL_LANE M64x4 is_negative(I64x4 a) { return {_mm256_castsi256_pd(a.v)}; }
+// 0 <= a < 2^63: each 32-bit half converted exactly through the mantissa of 2^52 (or'ing
+// an integer below 2^52 into 2^52's mantissa gives 2^52 + a), then joined by one fma, the
+// one rounding of a correctly rounded conversion (none below 2^53).
+NSPL_LANE F64x4 convert_nonnegative(I64x4 a) {
   const __m256i two52 = _mm256_set1_epi64x(0x4330000000000000ll);
   const __m256d two52d = _mm256_set1_pd(0x1p52);
   const __m256d high = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(a.v, 32), two52)), two52d);

@@ -45,7 +45,8 @@ template <int k>
 NSPL_LANE I32x16 shift_right_arithmetic(I32x16 a) {
   return _mm512_srai_epi32(a.v, k);
 }
-NSPL_LANE F32x16 convert_exact(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
+NSPL_LANE F32x16 convert_nonnegative(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
+NSPL_LANE M16 is_negative(I32x16 a) { return {_mm512_movepi32_mask(a.v)}; }
 NSPL_LANE F32x16 convert_small(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
 
 // double lanes
@@ -59,7 +60,8 @@ template <int k>
 NSPL_LANE I64x8 shift_right_arithmetic(I64x8 a) {
   return _mm512_srai_epi64(a.v, k);
 }
-NSPL_LANE F64x8 convert_exact(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
+NSPL_LANE F64x8 convert_nonnegative(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
+NSPL_LANE M8 is_negative(I64x8 a) { return {_mm512_movepi64_mask(a.v)}; }
 NSPL_LANE F64x8 convert_small(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
 
 // ---------------------------------------------------------------------------------

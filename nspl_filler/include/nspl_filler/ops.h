@@ -37,11 +37,12 @@ at::Tensor nspl_(const at::Tensor& tensor, const NsplOptions& options = {}, cons
 at::Tensor symmetric_power_law_(const at::Tensor& tensor, double alpha, double low, double high,
                                 const Stream& stream = {});
 
-// Uniform on [-bound, bound], bound > 0: u·bound with u = ((w >> 8) + 0.5)·2^-24 (float64: 53
-// bits) and the sign from bit 0 of the word.
+// Uniform on (-bound, bound), bound > 0: |v|·bound with |v| = ((w >> 8) | 1)·2^-24 (float64:
+// ((v >> 11) | 1)·2^-53 of the element's 64 bits) and the sign from bit 0 (docs/sampling.md).
 at::Tensor symmetric_uniform_(const at::Tensor& tensor, double bound, const Stream& stream = {});
 
-// Normal with mean 0 and standard deviation `std` > 0, by inversion: std·sqrt(2)·erfinv(2u - 1).
+// Normal with mean 0 and standard deviation `std` > 0, by inversion: std·sqrt(2)·erfinv(|v|), |v|
+// as for symmetric_uniform_, with the sign from bit 0 of the word.
 at::Tensor normal_(const at::Tensor& tensor, double std, const Stream& stream = {});
 
 }  // namespace nspl
