@@ -20,18 +20,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv-cuda"
 started=$SECONDS
 
-if [ -z "${CUDA_HOME:-}" ]; then
-  if [ -x /usr/local/cuda/bin/nvcc ]; then
-    CUDA_HOME=/usr/local/cuda
-  elif command -v nvcc >/dev/null; then
-    # torch would guess the same, and then miss lib64 when nvcc is a wrapper outside the toolkit.
-    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
-  else
-    echo "compile_cuda: no CUDA toolkit (nvcc) found; set CUDA_HOME" >&2
-    exit 1
-  fi
-fi
-export CUDA_HOME
+source "$root/scripts/cuda_home.sh" compile_cuda
 echo "compile_cuda: CUDA_HOME=$CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version | tail -1))"
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

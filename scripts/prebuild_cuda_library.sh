@@ -25,17 +25,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv-torch${TORCH_VERSION//./}"
 started=$SECONDS
 
-if [ -z "${CUDA_HOME:-}" ]; then
-  if [ -x /usr/local/cuda/bin/nvcc ]; then
-    CUDA_HOME=/usr/local/cuda
-  elif command -v nvcc >/dev/null; then
-    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
-  else
-    echo "prebuild: no CUDA toolkit (nvcc) found; set CUDA_HOME" >&2
-    exit 1
-  fi
-fi
-export CUDA_HOME
+source "$root/scripts/cuda_home.sh" prebuild
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # torch's own requirements bring the CUDA headers that the toolkit may lack (cusparse.h, ...).
