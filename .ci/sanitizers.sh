@@ -28,12 +28,14 @@ done
 # before the editable install's finder, and PYTHONSAFEPATH keeps the current folder (the
 # checkout, with its in-place build) off sys.path. A wrong import fails here, not later.
 export PYTHONSAFEPATH=1
-PYTHONPATH=$OUT/lib "$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
 
 export PYTHONPATH=$OUT/lib
 export LD_PRELOAD="$libasan $libstdcxx"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# The instrumented library refuses to load unless the ASan runtime comes first, so the
+# check of which build is imported runs with the runtimes preloaded.
+"$PY" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if '$OUT/lib' in f else f'imported {f}')"
 
 # The build is instrumented (both runtimes linked) and the preloaded runtime catches: a
 # deliberate heap overflow must kill its process, or a clean run below proves nothing.

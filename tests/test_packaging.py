@@ -1,7 +1,7 @@
 """What a user installs: the sdist holds every file a build of the compiled core needs (its
 sources and headers, CUDA's included, the public headers and the CMake package), and a
-release build carries no debug information. (CI builds a wheel from the sdist, installs it
-in a fresh environment and runs these tests against it: .ci/wheel.sh.)"""
+release build carries no debug information. (.ci/wheel.sh builds a wheel from the sdist,
+installs it in a fresh environment and runs these tests against it.)"""
 import os
 import re
 import shutil
