@@ -2,7 +2,6 @@
 command line, reproduces the model and reports each layer's std near its target."""
 import re
 
-
 from nspl_filler.__main__ import main
 
 
