@@ -1,7 +1,7 @@
 // Host-side pieces shared by every backend: what to sample (SampleSpec), where each
 // element sits in the random stream (ShardView; blocks_for is in nspl_filler/stream.h, the
 // fans in nspl_filler/fans.h), argument checking and the op bodies. A backend provides one
-// function, FillFn, and registers the op bodies instantiated with it (see ops_impl.h).
+// function, FillFn, and registers the op bodies instantiated with it (see register_backend.h).
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -51,7 +51,7 @@ void check_positive(const char* name, double value);
 void check_power_law(double alpha, double ratio);
 void check_offset(int64_t offset);
 // TypeError for unsupported dtypes and layouts, ValueError for elements that may share
-// memory (see Note [A sufficient test for distinct elements] in ops.cpp).
+// memory (see Note [A sufficient test for distinct elements] in fill.cpp).
 void check_fillable(const at::Tensor& self);
 // Whether a tensor of these sizes and strides has no two elements at one memory offset,
 // by a sufficient test that every slice, step, transpose and permute of a dense tensor passes.

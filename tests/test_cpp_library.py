@@ -32,7 +32,7 @@ def test_cmake_prefix_path_names_both_packages():
 
 
 def test_the_package_holds_headers_and_library():
-    for header in ("filler.h", "ops.h", "fans.h", "stream.h"):
+    for header in ("filler.h", "init.h", "fans.h", "stream.h"):
         assert os.path.isfile(os.path.join(nspl_filler.cpp.include_path, "nspl_filler", header))
     assert os.path.isfile(nspl_filler.cpp.library_path)
 

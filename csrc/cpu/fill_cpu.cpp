@@ -12,7 +12,7 @@
 #include <type_traits>
 
 #include "../fill.h"
-#include "../ops_impl.h"
+#include "../register_backend.h"
 #include "cpu_capability.h"
 #include "fill_cpu_simd.h"
 #include "fill_run.h"

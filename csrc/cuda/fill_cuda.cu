@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../fill.h"
-#include "../ops_impl.h"
+#include "../register_backend.h"
 #include "launch.cuh"
 
 namespace nspl {

@@ -1,7 +1,7 @@
 // A Caffe-style filler API: FillerParameter, a Filler base with Fill(tensor), one filler per
 // type and the GetFiller factory. Caffe's family (constant, uniform, gaussian,
 // positive_unitball, xavier, msra, bilinear) with Caffe's laws, and nspl_filler's own (nspl,
-// symmetric_power_law), all on the Philox stream of the ops (nspl_filler/ops.h).
+// symmetric_power_law), all on the Philox stream of the ops (nspl_filler/init.h).
 //
 // Fans follow Caffe exactly (fan_in = count / shape(0), fan_out = count / shape(1), and a
 // 1-D blob of n has fan_in = 1, fan_out = n). A seeded filler is a stream of its own: each
@@ -23,7 +23,7 @@
 #include <string>
 
 #include "nspl_filler/fans.h"
-#include "nspl_filler/ops.h"
+#include "nspl_filler/init.h"
 
 namespace nspl {
 

@@ -1,10 +1,10 @@
-// The C++ functions of nspl_filler/ops.h: each calls its op through the dispatcher, so C++
+// The C++ functions of nspl_filler/init.h: each calls its op through the dispatcher, so C++
 // callers get the kernels of every backend, the checks and the autograd/version-counter
 // handling that Python gets.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 
-#include "nspl_filler/ops.h"
+#include "nspl_filler/init.h"
 
 namespace nspl {
 namespace {

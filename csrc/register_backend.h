@@ -1,6 +1,6 @@
 // The bodies of the nspl_filler ops, one template per op, instantiated by each backend
 // with its FillFn: the op's check function (checks.h), then the fill. Checks, fans and scale
-// are written once, in checks.cpp and ops.cpp. Schemas are in schemas.cpp;
+// are written once, in checks.cpp and fill.cpp. Schemas are in schemas.cpp;
 // `Tensor(a!) self ... -> ()`: the ops mutate and return nothing.
 #pragma once
 

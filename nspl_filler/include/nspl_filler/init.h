@@ -1,6 +1,7 @@
-// The nspl_filler operators as C++ functions. Each fills `tensor` in place (float16,
-// bfloat16, float32 or float64; any strides; CPU or CUDA) and returns it, through the
-// dispatcher (torch.ops.nspl_filler.*), so it runs the same checks and kernels as Python.
+// The nspl_filler operators as C++ functions (the header is named like torch/nn/init.h).
+// Each fills `tensor` in place (float16, bfloat16, float32 or float64; any strides; CPU or
+// CUDA) and returns it, through the dispatcher (torch.ops.nspl_filler.*), so it runs the
+// same checks and kernels as Python.
 // Like torch::nn::init they run without recording autograd. Bad arguments raise
 // c10::ValueError or c10::TypeError naming the argument before anything is written.
 #pragma once
