@@ -298,6 +298,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   });
   m.attr("torch_version") = py::str(NSPL_TORCH_VERSION);
   m.attr("STREAM_VERSION") = nspl::kStreamVersion;
+  // The rules Python applies before it calls an op, read from here so that they are written once.
+  m.attr("DEFAULT_ALPHA") = nspl::kDefaultAlpha;
+  m.attr("DEFAULT_RATIO") = nspl::kDefaultRatio;
+  m.attr("DEFAULT_GAIN") = nspl::kDefaultGain;
+  py::dict mode_aliases;  // every name variance_norm takes (lower case) -> the norm's own name
+  for (const auto& entry : nspl::kVarianceNormNames) mode_aliases[entry.name] = nspl::variance_norm_name(entry.norm);
+  m.attr("MODE_ALIASES") = mode_aliases;
+  m.def(
+      "canonical_mode",
+      [](const std::string& mode) { return std::string(nspl::variance_norm_name(nspl::parse_variance_norm(mode))); },
+      py::arg("mode"), "The norm's own name for `mode`, any case; the ValueError of an op for no name of MODE_ALIASES.");
+  m.def("elements_per_block", &nspl::elements_per_block, py::arg("dtype"),
+        "Elements of `dtype` one Philox block fills (stream.h): 2 for float64, else 4.");
 
   // Test and benchmark hooks for the CPU kernels (see cpu/cpu_capability.h).
   m.def(

@@ -91,9 +91,9 @@ void check_fillable(const at::Tensor& self) {
 VarianceNorm parse_variance_norm(c10::string_view mode) {
   std::string m(mode.data(), mode.size());
   std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (m == "fan_in") return VarianceNorm::FanIn;
-  if (m == "fan_out") return VarianceNorm::FanOut;
-  if (m == "average" || m == "fan_avg") return VarianceNorm::Average;
+  for (const auto& entry : kVarianceNormNames) {
+    if (m == entry.name) return entry.norm;
+  }
   TORCH_CHECK_VALUE(false, "nspl_filler: mode must be 'fan_in', 'fan_out' or 'average' (alias 'fan_avg'), got '",
                     std::string(mode.data(), mode.size()), "'");
 }

@@ -2,12 +2,34 @@
 // kernels in its own file (TORCH_LIBRARY_IMPL), the fake kernels are in Python.
 #include <torch/library.h>
 
+#include <charconv>
+#include <string>
+
+#include "nspl_filler/init.h"
+
+namespace {
+
+// A float default in a schema: the shortest decimal that reads back as `value`, with a point.
+std::string schema_float(double value) {
+  char digits[32];
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
+  std::string text(digits, result.ptr);
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";
+  return text;
+}
+
+}  // namespace
+
 TORCH_LIBRARY(nspl_filler, m) {
-  m.def(
-      "nspl_(Tensor(a!) self, str variance_norm=\"fan_in\", float alpha=1.0, float ratio=100.0, "
-      "float gain=1.4142135623730951, float? fan_in=None, float? fan_out=None, int? seed=None, "
-      "int offset=0, Generator? generator=None, int[]? global_shape=None, "
-      "int[]? global_start=None) -> ()");
+  // nspl_'s defaults are NsplOptions' (nspl_filler/init.h), which Python reads from _C too.
+  const nspl::NsplOptions defaults;
+  const std::string nspl_schema =
+      std::string("nspl_(Tensor(a!) self, str variance_norm=\"") + nspl::variance_norm_name(defaults.mode) +
+      "\", float alpha=" + schema_float(defaults.alpha) + ", float ratio=" + schema_float(defaults.ratio) +
+      ", float gain=" + schema_float(defaults.gain) +
+      ", float? fan_in=None, float? fan_out=None, int? seed=None, int offset=0, Generator? generator=None, "
+      "int[]? global_shape=None, int[]? global_start=None) -> ()";
+  m.def(nspl_schema.c_str());
   m.def(
       "symmetric_power_law_(Tensor(a!) self, float alpha, float low, float high, int? seed=None, "
       "int offset=0, Generator? generator=None, int[]? global_shape=None, "

@@ -40,8 +40,9 @@ STREAM_VERSION: int = _C.STREAM_VERSION
 # eager kernels call (csrc/checks.h), so meta tensors and traced programs reject what eager
 # would: every check when sizes are concrete, those that do not need sizes when they are symbols.
 @torch.library.register_fake("nspl_filler::nspl_")
-def _nspl_fake(self, variance_norm="fan_in", alpha=1.0, ratio=100.0, gain=2**0.5, fan_in=None,
-               fan_out=None, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
+def _nspl_fake(self, variance_norm="fan_in", alpha=_C.DEFAULT_ALPHA, ratio=_C.DEFAULT_RATIO,
+               gain=_C.DEFAULT_GAIN, fan_in=None, fan_out=None, seed=None, offset=0, generator=None,
+               global_shape=None, global_start=None):
     _C.check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, seed, offset, generator is not None,
                   global_shape, global_start)
 

@@ -15,9 +15,9 @@ from .generator import as_signed64
 from .sharded import is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_name, explicit_key, with_streams
 
-#: Default power-law exponent and truncation ratio (see docs/fitting.md).
-DEFAULT_ALPHA = 1.0
-DEFAULT_RATIO = 100.0
+#: Default power-law exponent and truncation ratio (see docs/fitting.md), the core's.
+DEFAULT_ALPHA: float = _C.DEFAULT_ALPHA
+DEFAULT_RATIO: float = _C.DEFAULT_RATIO
 
 
 class VarianceNorm(str, enum.Enum):
@@ -28,7 +28,8 @@ class VarianceNorm(str, enum.Enum):
     AVERAGE = "average"
 
 
-_MODE_ALIASES = {"fan_in": "fan_in", "fan_out": "fan_out", "average": "average", "fan_avg": "average"}
+# Every name mode takes, lower case, to the norm's own name: the core's table.
+_MODE_ALIASES: dict = _C.MODE_ALIASES
 
 
 def _mode_name(mode: Union[str, VarianceNorm]) -> str:
@@ -36,12 +37,8 @@ def _mode_name(mode: Union[str, VarianceNorm]) -> str:
         return mode.value
     if not isinstance(mode, str):
         raise TypeError(f"nspl_filler: mode must be a str or VarianceNorm, got {type(mode).__name__} {mode!r}")
-    try:
-        return _MODE_ALIASES[mode.lower()]
-    except KeyError:
-        raise ValueError(
-            f"nspl_filler: mode must be 'fan_in', 'fan_out' or 'average' (alias 'fan_avg'), got {mode!r}"
-        ) from None
+    # The table answers the common case; the core answers (or raises) for anything else.
+    return _MODE_ALIASES.get(mode.lower()) or _C.canonical_mode(mode)
 
 
 def _real(name: str, value: object) -> float:

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ._extension import _C
 from .generator import Generator, _check_seed, as_signed64
 from .sharded import comm_device, is_dtensor
 
@@ -193,11 +194,16 @@ def explicit_key(seed: object, generator: object, name: object = None) -> Option
     return key if name is None else _keys(key, [_canonical(name, "name")])[0]
 
 
+# Elements per Philox block of every dtype torch has, by the core's rule (docs/spec.md §4).
+_ELEMENTS_PER_BLOCK = {
+    dtype: _C.elements_per_block(dtype) for dtype in vars(torch).values() if isinstance(dtype, torch.dtype)
+}
+
+
 def blocks(tensor: Tensor) -> int:
     """Philox blocks a fill of `tensor` consumes: ceil(numel / 4), float64 ceil(numel / 2), of
     the global tensor for a DTensor."""
-    per_block = 2 if tensor.dtype == torch.float64 else 4
-    return -(-tensor.numel() // per_block)
+    return -(-tensor.numel() // _ELEMENTS_PER_BLOCK[tensor.dtype])
 
 
 class Streams:

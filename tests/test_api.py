@@ -268,3 +268,62 @@ def test_modes_see_every_fill():
     with DispatchRecord():
         nspl_filler.fill_(t, seed=1)
     assert torch.ops.nspl_filler.nspl_.default in ops_seen and torch.equal(t, want)
+
+
+# ------------------------------------------------------------------ one source for the rules
+def test_defaults_are_the_cores_in_every_layer():
+    """alpha 1, ratio 100, gain sqrt(2) (docs/spec.md §2, §3): the C++ constants, the op
+    schema's defaults, the Python defaults and an op called without them all agree."""
+    assert (nspl_filler._C.DEFAULT_ALPHA, nspl_filler._C.DEFAULT_RATIO) == (1.0, 100.0)
+    assert nspl_filler._C.DEFAULT_GAIN == math.sqrt(2.0)
+    assert (nspl_filler.DEFAULT_ALPHA, nspl_filler.DEFAULT_RATIO) == (1.0, 100.0)
+    schema = {a.name: a.default_value for a in torch.ops.nspl_filler.nspl_.default._schema.arguments}
+    assert schema["variance_norm"] == "fan_in"
+    assert (schema["alpha"], schema["ratio"], schema["gain"]) == (1.0, 100.0, math.sqrt(2.0))
+    bare = torch.empty(64, 48)
+    torch.ops.nspl_filler.nspl_(bare, seed=3)
+    spelled = torch.empty(64, 48)
+    torch.ops.nspl_filler.nspl_(spelled, "fan_in", 1.0, 100.0, math.sqrt(2.0), seed=3)
+    assert torch.equal(bare, spelled)
+    assert torch.equal(bare, nspl_filler.fill_(torch.empty(64, 48), seed=3))
+
+
+@pytest.mark.parametrize("spelling, norm", [("fan_in", "fan_in"), ("FAN_OUT", "fan_out"), ("Average", "average"),
+                                            ("fan_avg", "average"), ("FAN_AVG", "average")])
+def test_every_mode_spelling_means_the_same_in_python_and_the_op(spelling, norm):
+    assert nspl_filler._C.MODE_ALIASES == {"fan_in": "fan_in", "fan_out": "fan_out", "average": "average",
+                                           "fan_avg": "average"}
+    python = nspl_filler.fill_(torch.empty(30, 70), mode=spelling, seed=9)
+    op = torch.empty(30, 70)
+    torch.ops.nspl_filler.nspl_(op, spelling, seed=9)
+    canonical = nspl_filler.fill_(torch.empty(30, 70), mode=norm, seed=9)
+    assert torch.equal(python, op) and torch.equal(python, canonical)
+
+
+@pytest.mark.parametrize("bad", ["fan-in", "fanin", "avg", "", "fan_in ", "ＦＡＮ_ＩＮ"])
+def test_an_unknown_mode_gets_the_same_error_from_python_and_the_op(bad):
+    with pytest.raises(ValueError) as python:
+        nspl_filler.fill_(torch.empty(4, 4), mode=bad, seed=1)
+    with pytest.raises(ValueError) as op:
+        torch.ops.nspl_filler.nspl_(torch.empty(4, 4), bad, seed=1)
+    assert str(python.value) == str(op.value)
+    assert repr(bad) in str(python.value) or bad in str(python.value)
+
+
+def test_blocks_per_fill_follow_the_cores_rule_for_every_dtype():
+    """A fill consumes ceil(numel / 4) Philox blocks, float64 ceil(numel / 2) (docs/spec.md §4):
+    Python's count, the core's, and the offset at which a following fill continues the stream."""
+    from nspl_filler.stream import blocks
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        per = 2 if dtype == torch.float64 else 4
+        assert nspl_filler._C.elements_per_block(dtype) == per
+        for numel in (0, 1, per - 1, per, per + 1, 1001):
+            assert blocks(torch.empty(numel, dtype=dtype)) == -(-numel // per)
+        g = nspl_filler.Generator(seed=11)
+        first = nspl_filler.fill_(torch.empty(7, 3, dtype=dtype), generator=g)
+        second = nspl_filler.fill_(torch.empty(5, 4, dtype=dtype), generator=g)
+        assert torch.equal(first, nspl_filler.fill_(torch.empty(7, 3, dtype=dtype), seed=11))
+        continued = torch.empty(5, 4, dtype=dtype)
+        torch.ops.nspl_filler.nspl_(continued, seed=11, offset=-(-21 // per))
+        assert torch.equal(second, continued)

@@ -12,7 +12,20 @@ namespace nspl {
 // Caffe's FillerParameter.VarianceNorm: n = fan_in, fan_out, or their mean.
 enum class VarianceNorm : int32_t { FanIn = 0, FanOut = 1, Average = 2 };
 
-// "fan_in", "fan_out", "average" (alias "fan_avg"), any case; ValueError for anything else.
+// The names variance_norm takes, in any case: each norm's own name, then the alias "fan_avg"
+// (torch.nn.init's word for the mean). Python reads this table (nspl_filler._C.MODE_ALIASES).
+struct VarianceNormName {
+  const char* name;
+  VarianceNorm norm;
+};
+inline constexpr VarianceNormName kVarianceNormNames[] = {
+    {"fan_in", VarianceNorm::FanIn},
+    {"fan_out", VarianceNorm::FanOut},
+    {"average", VarianceNorm::Average},
+    {"fan_avg", VarianceNorm::Average},
+};
+
+// A name of kVarianceNormNames, any case; ValueError for anything else.
 VarianceNorm parse_variance_norm(c10::string_view mode);
 // "fan_in", "fan_out" or "average".
 const char* variance_norm_name(VarianceNorm norm);
