@@ -9,6 +9,7 @@
 #include <array>
 
 #include "checks.h"
+#include "op_table.h"
 #include "cpu/cpu_capability.h"
 #include "cpu/fill_cpu_simd.h"
 #include "fill.h"
@@ -114,6 +115,20 @@ at::Tensor power_law_of_bits(const at::Tensor& bits, double alpha, double low, d
   return out;
 }
 
+// Binds op Op's check function as _C.check_<name less its trailing '_'>(self, params..., seed, offset,
+// has_generator, global_shape, global_start): the op's arguments in schema order, with
+// whether a torch generator was given in place of the generator.
+template <typename Op, typename... Params>
+void bind_check(py::module_& m, std::tuple<Params...>*) {
+  std::string name = std::string("check_") + Op::name;
+  name.pop_back();  // every op name ends in '_'
+  m.def(name.c_str(),
+        [](const at::Tensor& self, Params... params, std::optional<int64_t> seed, int64_t offset, bool has_generator,
+           OptionalShape global_shape, OptionalShape global_start) {
+          Op::check(self, params..., {seed, offset, has_generator}, shape_ref(global_shape), shape_ref(global_start));
+        });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -207,44 +222,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       py::arg("mode") = "fan_in", py::arg("caffe_1d") = false);
   // The check function of each op (checks.h), for the fake kernels and for bulk calls that
   // check everything before their first write. `has_generator`: a torch generator was given.
-  m.def(
-      "check_nspl",
-      [](const at::Tensor& self, const std::string& variance_norm, double alpha, double ratio, double gain,
-         std::optional<double> fan_in, std::optional<double> fan_out, std::optional<int64_t> seed,
-         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
-        nspl::check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, {seed, offset, has_generator},
-                         shape_ref(global_shape), shape_ref(global_start));
-      },
-      py::arg("self"), py::arg("variance_norm"), py::arg("alpha"), py::arg("ratio"), py::arg("gain"),
-      py::arg("fan_in"), py::arg("fan_out"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
-      py::arg("global_shape"), py::arg("global_start"));
-  m.def(
-      "check_symmetric_power_law",
-      [](const at::Tensor& self, double alpha, double low, double high, std::optional<int64_t> seed,
-         int64_t offset, bool has_generator, OptionalShape global_shape, OptionalShape global_start) {
-        nspl::check_symmetric_power_law(self, alpha, low, high, {seed, offset, has_generator},
-                                        shape_ref(global_shape), shape_ref(global_start));
-      },
-      py::arg("self"), py::arg("alpha"), py::arg("low"), py::arg("high"), py::arg("seed"), py::arg("offset"),
-      py::arg("has_generator"), py::arg("global_shape"), py::arg("global_start"));
-  m.def(
-      "check_symmetric_uniform",
-      [](const at::Tensor& self, double bound, std::optional<int64_t> seed, int64_t offset, bool has_generator,
-         OptionalShape global_shape, OptionalShape global_start) {
-        nspl::check_symmetric_uniform(self, bound, {seed, offset, has_generator}, shape_ref(global_shape),
-                                      shape_ref(global_start));
-      },
-      py::arg("self"), py::arg("bound"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
-      py::arg("global_shape"), py::arg("global_start"));
-  m.def(
-      "check_normal",
-      [](const at::Tensor& self, double std, std::optional<int64_t> seed, int64_t offset, bool has_generator,
-         OptionalShape global_shape, OptionalShape global_start) {
-        nspl::check_normal(self, std, {seed, offset, has_generator}, shape_ref(global_shape),
-                           shape_ref(global_start));
-      },
-      py::arg("self"), py::arg("std"), py::arg("seed"), py::arg("offset"), py::arg("has_generator"),
-      py::arg("global_shape"), py::arg("global_start"));
+  nspl::for_each_op([&](auto op) { bind_check<decltype(op)>(m, static_cast<typename decltype(op)::Params*>(nullptr)); });
+  py::list op_names;  // the op table's names, for the fake kernels
+  nspl::for_each_op([&](auto op) { op_names.append(decltype(op)::name); });
+  m.attr("OPS") = py::tuple(op_names);
   m.def(
       "check_nspl_many",
       [](const std::vector<at::Tensor>& tensors, const std::string& variance_norm, double alpha, double ratio,

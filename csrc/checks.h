@@ -1,5 +1,5 @@
 // What each op refuses: one check function per op, holding every rule of the contract that
-// can turn a fill away (docs/spec.md §5). The op bodies (register_backend.h, every backend) call it before
+// can turn a fill away (docs/spec.md §5). The op bodies (op_table.h, every backend) call it before
 // they write; the fake kernels (nspl_filler/_extension.py, through bindings.cpp) call the
 // same function, so a meta tensor or a traced program is refused exactly where eager is.
 //

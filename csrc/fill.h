@@ -1,7 +1,7 @@
 // Host-side pieces shared by every backend: what to sample (SampleSpec), where each
 // element sits in the random stream (ShardView; blocks_for is in nspl_filler/stream.h, the
 // fans in nspl_filler/fans.h), argument checking and the op bodies. A backend provides one
-// function, FillFn, and registers the op bodies instantiated with it (see register_backend.h).
+// function, FillFn, and registers the op bodies instantiated with it (see op_table.h).
 #pragma once
 
 #include <ATen/core/Generator.h>

@@ -14,7 +14,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "checks.h"
+#include "op_table.h"
 
 namespace nspl {
 namespace {
@@ -105,20 +105,19 @@ void autograd_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet keys, to
   }
 }
 
-// Every op of schemas.cpp; tests/test_inplace.py checks that each has both kernels.
-constexpr const char* kOps[] = {"nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_", "nspl_many_"};
+// Registers `kernel` for every op of schemas.cpp: the op table's and the bulk op;
+// tests/test_inplace.py checks that each has both kernels.
+template <c10::BoxedKernel::BoxedKernelFunction_withDispatchKeys* kernel>
+void register_for_every_op(torch::Library& m) {
+  for_each_op([&](auto op) { m.impl(decltype(op)::name, torch::CppFunction::makeFromBoxedFunction<kernel>()); });
+  m.impl(kBulkOp, torch::CppFunction::makeFromBoxedFunction<kernel>());
+}
 
 }  // namespace
 }  // namespace nspl
 
 TORCH_LIBRARY_IMPL(nspl_filler, ADInplaceOrView, m) {
-  for (const char* name : ::nspl::kOps) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&::nspl::inplace_or_view_kernel>());
-  }
+  ::nspl::register_for_every_op<&::nspl::inplace_or_view_kernel>(m);
 }
 
-TORCH_LIBRARY_IMPL(nspl_filler, Autograd, m) {
-  for (const char* name : ::nspl::kOps) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&::nspl::autograd_kernel>());
-  }
-}
+TORCH_LIBRARY_IMPL(nspl_filler, Autograd, m) { ::nspl::register_for_every_op<&::nspl::autograd_kernel>(m); }

@@ -2,6 +2,8 @@
 an explicit ImportError. Importing it registers the torch.ops.nspl_filler operators."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 _REBUILD = "rebuild it with: pip install --no-build-isolation -e ."
@@ -39,30 +41,30 @@ STREAM_VERSION: int = _C.STREAM_VERSION
 # output to describe. It calls the op's check function in the compiled core, the one its
 # eager kernels call (csrc/checks.h), so meta tensors and traced programs reject what eager
 # would: every check when sizes are concrete, those that do not need sizes when they are symbols.
-@torch.library.register_fake("nspl_filler::nspl_")
-def _nspl_fake(self, variance_norm="fan_in", alpha=_C.DEFAULT_ALPHA, ratio=_C.DEFAULT_RATIO,
-               gain=_C.DEFAULT_GAIN, fan_in=None, fan_out=None, seed=None, offset=0, generator=None,
-               global_shape=None, global_start=None):
-    _C.check_nspl(self, variance_norm, alpha, ratio, gain, fan_in, fan_out, seed, offset, generator is not None,
-                  global_shape, global_start)
+# The single-tensor ops come from the core's op table (_C.OPS, csrc/op_table.h): each fake
+# binds its arguments by the op's schema and hands them to the op's check, _C.check_<name less '_'>.
+def _register_fake(name: str) -> None:
+    schema = getattr(ops, name).default._schema
+    signature = inspect.Signature([
+        inspect.Parameter(argument.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default=argument.default_value if argument.has_default_value() else inspect.Parameter.empty)
+        for argument in schema.arguments
+    ])
+    check = getattr(_C, "check_" + name[:-1])
+
+    def fake(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        arguments["generator"] = arguments["generator"] is not None  # the check takes has_generator
+        check(*arguments.values())
+
+    fake.__name__ = fake.__qualname__ = f"_{name[:-1]}_fake"
+    torch.library.register_fake(f"nspl_filler::{name}")(fake)
 
 
-@torch.library.register_fake("nspl_filler::symmetric_power_law_")
-def _symmetric_power_law_fake(self, alpha, low, high, seed=None, offset=0, generator=None,
-                              global_shape=None, global_start=None):
-    _C.check_symmetric_power_law(self, alpha, low, high, seed, offset, generator is not None, global_shape,
-                                 global_start)
-
-
-@torch.library.register_fake("nspl_filler::symmetric_uniform_")
-def _symmetric_uniform_fake(self, bound, seed=None, offset=0, generator=None, global_shape=None,
-                            global_start=None):
-    _C.check_symmetric_uniform(self, bound, seed, offset, generator is not None, global_shape, global_start)
-
-
-@torch.library.register_fake("nspl_filler::normal_")
-def _normal_fake(self, std, seed=None, offset=0, generator=None, global_shape=None, global_start=None):
-    _C.check_normal(self, std, seed, offset, generator is not None, global_shape, global_start)
+for _name in _C.OPS:
+    _register_fake(_name)
 
 
 @torch.library.register_fake("nspl_filler::nspl_many_")

@@ -137,3 +137,49 @@ def test_filler_error_leaves_blob_and_stream_unchanged():
     with pytest.raises(TypeError):
         f.fill(t)
     assert f.offset == 0 and t.eq(0).all()
+
+
+def test_the_op_table_makes_every_layer_of_every_op():
+    """csrc/op_table.h lists the single-tensor ops; from it come the schemas, each backend's
+    kernel, the in-place and autograd kernels, the check bindings and the fake kernels. Each
+    op of the library, found in the dispatcher rather than in the table, has every layer."""
+    from torch._library.simple_registry import singleton
+
+    registered = {name.split("::")[1].split(".")[0] for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("nspl_filler::")}
+    assert registered == set(nspl_filler._C.OPS) | {"nspl_many_"}
+    assert set(nspl_filler._C.OPS) == {"nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_"}
+    for name in registered:
+        qualified = f"nspl_filler::{name}"
+        for key in ("CPU", "ADInplaceOrView", "Autograd"):
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, key), (name, key)
+        assert singleton.find(qualified).fake_impl.kernel is not None, name
+        schema = getattr(torch.ops.nspl_filler, name).default._schema
+        assert schema.returns == [] and schema.arguments[0].alias_info.is_write, name
+    for name in nspl_filler._C.OPS:
+        names = [a.name for a in getattr(torch.ops.nspl_filler, name).default._schema.arguments]
+        assert names[0] == "self"
+        assert names[-5:] == ["seed", "offset", "generator", "global_shape", "global_start"]
+        assert callable(getattr(nspl_filler._C, "check_" + name[:-1]))
+
+
+@pytest.mark.parametrize("name, args, kwargs", [
+    ("nspl_", (), {"seed": 3}),
+    ("nspl_", ("FAN_AVG", 2.0, 10.0), {"gain": 0.5, "seed": 3, "offset": 7}),
+    ("symmetric_power_law_", (1.5, 0.01, 1.0), {"seed": 3}),
+    ("symmetric_uniform_", (0.25,), {"seed": 3, "global_shape": [8, 6], "global_start": [2, 0]}),
+    ("normal_", (), {"std": 0.1, "seed": 3}),
+])
+def test_a_fake_kernel_takes_its_arguments_as_the_op_does(name, args, kwargs):
+    """The fake kernels bind arguments by the op's schema: positional, keyword and defaulted
+    arguments check on meta tensors as the eager op does, and a bad one is refused alike."""
+    op = getattr(torch.ops.nspl_filler, name)
+    op(torch.empty(4, 6, device="meta"), *args, **kwargs)  # accepted as eager accepts it
+    eager = torch.empty(4, 6)
+    op(eager, *args, **kwargs)
+    assert eager.abs().max() > 0
+    with pytest.raises(ValueError) as on_meta:
+        op(torch.empty(4, 6, device="meta"), *args, **{**kwargs, "offset": -1})
+    with pytest.raises(ValueError) as on_cpu:
+        op(torch.empty(4, 6), *args, **{**kwargs, "offset": -1})
+    assert str(on_meta.value) == str(on_cpu.value)

@@ -12,7 +12,7 @@
 #include <type_traits>
 
 #include "../fill.h"
-#include "../register_backend.h"
+#include "../op_table.h"
 #include "cpu_capability.h"
 #include "fill_cpu_simd.h"
 #include "fill_run.h"
@@ -126,6 +126,6 @@ void fill_cpu(const at::Tensor& self, const SampleSpec& spec, std::optional<int6
 }  // namespace nspl
 
 TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) {
-  NSPL_REGISTER_BACKEND(m, ::nspl::fill_cpu);
+  ::nspl::register_backend<::nspl::fill_cpu>(m);
   m.impl("nspl_many_", &::nspl::nspl_many_cpu<::nspl::fill_cpu, ::nspl::cpu_stream>);
 }

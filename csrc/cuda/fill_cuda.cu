@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../fill.h"
-#include "../register_backend.h"
+#include "../op_table.h"
 #include "launch.cuh"
 
 namespace nspl {
@@ -46,4 +46,4 @@ Launch plan_fill(const at::Tensor& self, const SampleSpec& spec, const ShardView
 
 }  // namespace nspl
 
-TORCH_LIBRARY_IMPL(nspl_filler, CUDA, m) { NSPL_REGISTER_BACKEND(m, ::nspl::fill_cuda); }
+TORCH_LIBRARY_IMPL(nspl_filler, CUDA, m) { ::nspl::register_backend<::nspl::fill_cuda>(m); }
