@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
-from .module import _initialise, _plan, init_module_
+from .module import init_module_, write_plan
+from .plan import plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
@@ -266,7 +267,7 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
     plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
-        entries = _plan(module, **plan_args)
+        entries = plan(module, **plan_args)
     valueless = [
         e for e in entries
         if e.tensor.device.type == "meta"
@@ -308,7 +309,7 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
                 f"nspl_filler: values='reset_parameters', but the modules that own {lacking} have no "
                 "reset_parameters(); pass values=f(module) that writes them, or give them rules that write them"
             )
-    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
+    write_plan(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
                 named_in=module if by_name else None)
     return needed
 
