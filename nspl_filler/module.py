@@ -18,62 +18,79 @@ from ._extension import _C, ops
 from .bulk import _check_writable, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm
-from .plan import DEPARTURE, Entry, ParamInit, format_report, init_plan, plan
+from .plan import DEPARTURE, Entry, ParamInit, Plan, format_report, init_plan, plan
 from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES, Rules
-from .sharded import local_shard
+from .sharded import any_dtensor, local_shard
 from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
 
-def _place_in_stream(entries: list[Entry], streams: Streams) -> None:
-    """The stream of every entry that draws (random rules, and callables, which get a
-    generator of their own from their place), as stream.py chose it (key None: the op draws
-    the position from the torch generator, once per call)."""
-    for k, e in enumerate(entries):
-        e.key = None if streams.keys is None else streams.keys[k]
-        e.offset = streams.offsets[k]
+_CONSTANT_RULES = frozenset(("zeros", "ones", "constant"))
+_CONSTANT_VALUES = {"zeros": 0.0, "ones": 1.0}
+_RANDOM = frozenset(RANDOM_RULES)
+_DRAWING = _RANDOM | {"custom"}
+_THROUGH = frozenset(WRITING_RULES + ("custom",))
 
 
-def _callable_generator(entry: Entry, torch_generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
+def _callable_generator(tensor: Tensor, key: Optional[int], offset: int, torch_generator: Optional[torch.Generator]
+                        ) -> Optional[torch.Generator]:
     """The generator a callable rule gets for its parameter: with a key, a torch.Generator
     seeded from the parameter's place in the stream (Philox of its first block, in a
     counter domain of its own), so every parameter gets other values and the same ones on
     every call; without one, the torch generator of the call (None: torch's default)."""
-    if entry.key is None:
+    if key is None:
         return torch_generator
-    words = _C.philox4x32_10([entry.offset & 0xFFFFFFFF, entry.offset >> 32, 1, 0],
-                             [entry.key & 0xFFFFFFFF, entry.key >> 32])
-    device = entry.tensor.device if entry.tensor.device.type in ("cpu", "cuda") else torch.device("cpu")
+    words = _C.philox4x32_10([offset & 0xFFFFFFFF, offset >> 32, 1, 0], [key & 0xFFFFFFFF, key >> 32])
+    device = tensor.device if tensor.device.type in ("cpu", "cuda") else torch.device("cpu")
     return torch.Generator(device=device).manual_seed(words[0] | (words[1] << 32))
 
 
-def _random_calls(entries: list[Entry], generator: Optional[torch.Generator]) -> list[_OpCall]:
-    """The op calls of the random rules: NSPL parameters in one bulk call per
-    (alpha, ratio, mode) and device, the others (normal, uniform, NSPL with explicit fans)
-    one op call each."""
-    groups: dict[tuple, list[Entry]] = {}
+class _Labels:
+    """The names of a bulk call's parameters for its error messages, formatted only when one is."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, k: int) -> str:
+        return f"parameter {self.names[k]!r}"
+
+
+def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[_OpCall]:
+    """The op calls of the random rules among the parameters `drawing` (indices into the
+    plan; parameter drawing[j] reads the stream of streams' tensor j): NSPL parameters in one
+    bulk call per (alpha, ratio, mode) and device, the others (normal, uniform, NSPL with
+    explicit fans) one op call each."""
+    groups: dict[tuple, list[int]] = {}
     calls: list[_OpCall] = []
-    for e in entries:
-        if e.std is None:  # scale "keep" on the meta device: no values, and a fill would write none
-            continue
-        if e.action.rule == "nspl" and e.fans is None:
-            groups.setdefault((e.draw.mode, e.draw.alpha, e.draw.ratio), []).append(e)
-        elif e.action.rule in RANDOM_RULES:
-            calls.append(_one_call(e, generator))
+    decisions = the_plan.decisions
+    for j, k in enumerate(drawing):
+        _, action, scaled = decisions[k]
+        if action.rule not in _RANDOM or scaled.std is None:
+            continue  # a callable, or scale "keep" on the meta device: no values, and a fill would write none
+        if action.rule == "nspl" and scaled.fans is None:
+            draw = scaled.draw
+            groups.setdefault((draw.mode, draw.alpha, draw.ratio), []).append(j)
+        else:
+            key = None if streams.keys is None else streams.keys[j]
+            calls.append(_one_call(the_plan.entry(k), key, streams.offsets[j], streams.generator))
     bulk: list[_OpCall] = []
     for (mode, alpha, ratio), group in groups.items():
-        tensors = [e.tensor for e in group]
+        indices = [drawing[j] for j in group]
         bulk += _nspl_many_calls(
-            tensors, mode, alpha, ratio, [e.gain for e in group],
-            Streams.placed([e.key for e in group], [e.offset for e in group], generator, tensors),
-            labels=[f"parameter {e.name!r}" for e in group],
+            [the_plan.tensors[k] for k in indices], mode, alpha, ratio, [decisions[k][2].gain for k in indices],
+            streams.part(group), labels=_Labels([the_plan.names[k] for k in indices]),
         )
     return bulk + calls
 
 
-def _one_call(entry: Entry, generator: Optional[torch.Generator]) -> _OpCall:
+def _one_call(entry: Entry, key: Optional[int], offset: int, generator: Optional[torch.Generator]) -> _OpCall:
     """The op call of one 'normal', 'uniform' or explicit-fan 'nspl' parameter."""
     target, global_shape, global_start = local_shard(entry.tensor)
-    seed = None if entry.key is None else as_signed64(entry.key)
-    offset = 0 if entry.key is None else entry.offset
+    seed = None if key is None else as_signed64(key)
+    offset = 0 if key is None else offset
     stream = dict(seed=seed, offset=offset, generator=generator, global_shape=global_shape,
                   global_start=global_start)
     if entry.action.rule == "nspl":
@@ -98,89 +115,92 @@ def _one_call(entry: Entry, generator: Optional[torch.Generator]) -> _OpCall:
     return _OpCall(check_call, run)
 
 
-def _zero_padding_rows(entries: list[Entry]) -> None:
+def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
     """nn.Embedding / nn.EmbeddingBag keep the row padding_idx at zero (their reset_parameters
     does the same); for a sharded weight, on the rank whose shard holds that row."""
-    for e in entries:
-        if (not isinstance(e.owner, (nn.Embedding, nn.EmbeddingBag)) or e.owner.padding_idx is None
-                or e.tensor is not e.owner.weight or e.action.rule not in RANDOM_RULES):
+    for k in drawing:
+        owner, tensor = the_plan.owners[k], the_plan.tensors[k]
+        if (not isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) or owner.padding_idx is None
+                or tensor is not owner.weight or the_plan.decisions[k][1].rule not in _RANDOM):
             continue
-        target, _, global_start = local_shard(e.tensor)
-        row = e.owner.padding_idx - (global_start[0] if global_start else 0)
+        target, _, global_start = local_shard(tensor)
+        row = owner.padding_idx - (global_start[0] if global_start else 0)
         if 0 <= row < target.shape[0]:
             target[row].zero_()
 
 
-def _constants(entries: list[Entry]) -> dict[float, list[Tensor]]:
+def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
+    """The local tensors of the constant rules, by value; ValueError for a constant that is
+    not a value of its parameter's dtype (docs/spec.md §5: no silent infinities)."""
     by_value: dict[float, list[Tensor]] = {}
-    for e in entries:
-        if e.action.rule in ("zeros", "ones", "constant"):
-            value = {"zeros": 0.0, "ones": 1.0}.get(e.action.rule, e.action.value)
-            by_value.setdefault(value, []).append(local_shard(e.tensor)[0])
+    tensors = the_plan.tensors
+    for k, (_, action, _) in enumerate(the_plan.decisions):
+        rule = action.rule
+        if rule in _CONSTANT_RULES:
+            if rule == "constant":
+                value = action.value
+                if tensors[k].dtype.is_floating_point and abs(value) > torch.finfo(tensors[k].dtype).max:
+                    raise ValueError(
+                        f"nspl_filler: parameter {the_plan.names[k]!r} (rule {action.label()!r}): the constant "
+                        f"{value:g} overflows {tensors[k].dtype} (max {torch.finfo(tensors[k].dtype).max:g})"
+                    )
+            else:
+                value = _CONSTANT_VALUES[rule]
+            by_value.setdefault(value, []).append(tensors[k])
+    if any_dtensor(tensors):
+        by_value = {value: [local_shard(t)[0] for t in targets] for value, targets in by_value.items()}
     return by_value
 
 
-def _check_constants_fit(entries: list[Entry]) -> None:
-    """A constant rule's value must be a value of its parameter's dtype (docs/spec.md §5: no silent
-    infinities): ValueError naming the parameter otherwise."""
-    for e in entries:
-        if e.action.rule == "constant" and e.tensor.dtype.is_floating_point:
-            largest = torch.finfo(e.tensor.dtype).max
-            if abs(e.action.value) > largest:
-                raise ValueError(
-                    f"nspl_filler: parameter {e.name!r} (rule {e.action.label()!r}): the constant "
-                    f"{e.action.value:g} overflows {e.tensor.dtype} (max {largest:g})"
-                )
-
-
-def write_plan(entries: list[Entry], modules: list[nn.Module], seed: Optional[int], generator: GeneratorLike,
-                check_only: bool = False, named_in: Optional[nn.Module] = None) -> None:
+def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, check_only: bool = False,
+               named_in: Optional[nn.Module] = None) -> None:
     """Writes the plan: the stream, then every op call and constant checked, then written.
     `check_only`: make every check, write nothing (and advance no Generator). `named_in`: the
     model whose parameter names give the streams (stream="name"), None for one stream."""
-    drawing = [e for e in entries if e.action.rule in RANDOM_RULES or e.action.rule == "custom"]
-    random = [e for e in drawing if e.action.rule in RANDOM_RULES]
+    decisions, all_tensors = the_plan.decisions, the_plan.tensors
+    drawing = [k for k, (_, action, _) in enumerate(decisions) if action.rule in _DRAWING]
+    tensors = [all_tensors[k] for k in drawing]
     names = (None if named_in is None else
-             check_names([e.name for e in drawing], len(drawing), "the parameters' names", named_in))
+             check_names([the_plan.names[k] for k in drawing], len(drawing), "the parameters' names", named_in))
     with torch.no_grad():
-        by_value = _constants(entries)
+        by_value = _constants(the_plan)
         # The constants are written after the random rules: check now what could refuse them.
         for targets in by_value.values():
             for target in targets:
                 _check_writable(target)
-        _check_constants_fit(entries)
         if check_only:
-            _place_in_stream(drawing, preview_streams([e.tensor for e in drawing], seed=seed, generator=generator,
-                                                      names=names, argument="stream='name'"))
-            for call in _random_calls(random, None):
+            streams = preview_streams(tensors, seed=seed, generator=generator, names=names, argument="stream='name'")
+            for call in _random_calls(the_plan, drawing, streams):
                 call.check()
             return
-        torch_generator: list[Optional[torch.Generator]] = [None]
+        chosen: list[Streams] = []
 
         def fill(streams: Streams) -> None:
-            _place_in_stream(drawing, streams)
-            torch_generator[0] = streams.generator
-            _run_all(_random_calls(random, streams.generator))
+            chosen.append(streams)
+            _run_all(_random_calls(the_plan, drawing, streams))
 
         if drawing:
-            with_streams([e.tensor for e in drawing], fill, seed=seed, generator=generator, names=names,
-                         argument="stream='name'")
+            with_streams(tensors, fill, seed=seed, generator=generator, names=names, argument="stream='name'")
         for value, targets in by_value.items():
             # zero_ first: add_ alone would keep the garbage that to_empty leaves (NaN + c).
             torch._foreach_zero_(targets)
             if value != 0.0:
                 torch._foreach_add_(targets, value)
-        for e in drawing:
-            if e.action.rule == "custom":
-                if e.action.takes_generator:
-                    e.action.function(e.tensor, generator=_callable_generator(e, torch_generator[0]))
+        for j, k in enumerate(drawing):
+            action = decisions[k][1]
+            if action.rule == "custom":
+                if action.takes_generator:
+                    streams = chosen[0]
+                    key = None if streams.keys is None else streams.keys[j]
+                    action.function(all_tensors[k], generator=_callable_generator(
+                        all_tensors[k], key, streams.offsets[j], streams.generator))
                 else:
-                    e.action.function(e.tensor)
-        _zero_padding_rows(entries)
-        for e in entries:
-            if e.through is not None and e.action.rule in WRITING_RULES + ("custom",):
-                e.through.right_inverse(e.tensor)  # sets the originals so that the weight is e.tensor
-        for m in modules:
+                    action.function(all_tensors[k])
+        _zero_padding_rows(the_plan, drawing)
+        for k, through in the_plan.through.items():
+            if decisions[k][1].rule in _THROUGH:
+                through.right_inverse(all_tensors[k])  # sets the originals so that the weight is the tensor
+        for m in the_plan.modules:
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
                 m.reset_running_stats()
 
@@ -285,10 +305,9 @@ def init_module_(
     """
     by_name = check_stream_kind(stream)
     check_stream(seed, generator, "stream='name'" if by_name else None)
-    modules: list[nn.Module] = []
-    entries = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict, modules)
-    records = [e.record(own_std=True) for e in entries] if verbose else None
-    write_plan(entries, modules, seed, generator, named_in=module if by_name else None)
+    the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+    records = the_plan.records(own_std=True) if verbose else None
+    write_plan(the_plan, seed, generator, named_in=module if by_name else None)
     if verbose:
         print(format_report(records))
     return module

@@ -221,6 +221,7 @@ _WRITING = frozenset(WRITING_RULES)
 # Parameters of these types take the planner's short path (a DTensor, FSDP's flat parameter (an
 # nn.Parameter named _flat_param) or a lazy module's uninitialised one are checked in Planner.entry).
 _PLAIN = frozenset((nn.Parameter, Tensor))
+KEEP = DEFAULT_ACTIONS["keep"]
 
 
 class Entry:
@@ -275,9 +276,73 @@ class Entry:
         return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases, own)
 
 
+class Plan:
+    """The plan of one call, one column per field: parameter k is names[k] (its first name),
+    tensors[k], owners[k], with (role, action, scaled) = decisions[k], a tuple that
+    parameters deciding alike share; `aliases` and `through` (see Entry) hold the few
+    parameters that have them, by index; `modules` every submodule once (module.py resets
+    their running statistics). Columns keep a parameter to a few list slots: a model of 10^5
+    parameters plans in one pass without an object per parameter."""
+
+    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "modules")
+
+    def __init__(self, modules: Optional[list] = None) -> None:
+        self.names: list[str] = []
+        self.tensors: list[Tensor] = []
+        self.owners: list[nn.Module] = []
+        self.decisions: list[tuple[str, Action, Scaled]] = []
+        self.aliases: dict[int, tuple[str, ...]] = {}
+        self.through: dict[int, nn.Module] = {}
+        self.modules: list[nn.Module] = [] if modules is None else modules
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, entry: Entry) -> None:
+        k = len(self.names)
+        self.names.append(entry.name)
+        self.tensors.append(entry.tensor)
+        self.owners.append(entry.owner)
+        self.decisions.append((entry.role, entry.action, entry.scaled))
+        if entry.aliases:
+            self.aliases[k] = entry.aliases
+        if entry.through is not None:
+            self.through[k] = entry.through
+
+    def entry(self, k: int) -> Entry:
+        role, action, scaled = self.decisions[k]
+        return Entry(self.names[k], self.aliases.get(k, ()), self.tensors[k], self.owners[k], role, action, scaled,
+                     self.through.get(k))
+
+    def entries(self) -> list[Entry]:
+        return [self.entry(k) for k in range(len(self.names))]
+
+    def records(self, own_std: bool = False) -> list[ParamInit]:
+        return [e.record(own_std) for e in self.entries()]
+
+
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
-# owner's name in its parent or None at the root).
-_Row = tuple[str, str, nn.Module, Tensor, Optional[str]]
+# owner's name in its parent or None at the root, the owner's key: what of the owner decides
+# its parameters' roles and fans, None for an owner with forward pre-hooks).
+_Row = tuple[str, str, nn.Module, Tensor, Optional[str], Optional[tuple]]
+
+
+def _instance_attribute(owner: nn.Module, name: str, default: object) -> object:
+    """getattr(owner, name, default) without nn.Module.__getattr__'s exception for the many
+    modules that lack `name`."""
+    found = owner.__dict__.get(name, _MISSING)
+    if found is not _MISSING:
+        return found
+    return getattr(owner, name, default) if hasattr(type(owner), name) else default
+
+
+_MISSING = object()
+
+
+def _groups(owner: nn.Module) -> int:
+    """The owner's ``groups`` as Layout.groups_of reads it (1 unless a positive int)."""
+    groups = _instance_attribute(owner, "groups", 1)
+    return groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1
 
 
 def _walk(module: nn.Module, modules: Optional[list] = None
@@ -305,12 +370,16 @@ def _walk(module: nn.Module, modules: Optional[list] = None
         params = owner._parameters
         if params:
             parametrized = parametrized or isinstance(owner, ParametrizationList)
+            # An old-style weight norm is a hook of the instance: such owners are planned one by one.
+            key = None if owner._forward_pre_hooks else (
+                type(owner), attribute if attribute in _ATTRIBUTES else None,
+                _instance_attribute(owner, "is_transposed", None) is True, _groups(owner))
             for local_name, param in params.items():
                 if param is None:
                     continue
                 index = first.setdefault(id(param), len(rows))
                 if index == len(rows):
-                    rows.append((dot + local_name, local_name, owner, param, attribute))
+                    rows.append((dot + local_name, local_name, owner, param, attribute, key))
                 else:
                     tied.setdefault(index, []).append((dot + local_name, local_name, owner))
         children = owner._modules
@@ -323,12 +392,19 @@ def _with_aliases(rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Modu
                   ) -> Iterator[tuple[list[tuple[str, str, nn.Module]], Tensor]]:
     """([(qualified name, own name, owning module), ...], parameter) per parameter, its first
     name first."""
-    for k, (name, local_name, owner, param, _) in enumerate(rows):
+    for k, (name, local_name, owner, param, _, _) in enumerate(rows):
         yield [(name, local_name, owner)] + tied.get(k, []), param
 
 
+class _Template:
+    """What the parameters of one (owner key, own name, shape) share: role, layout, groups,
+    shape and the default rule of the role."""
+
+    __slots__ = ("role", "layout", "groups", "shape", "action")
+
+
 class Planner:
-    """Turns (call arguments, rules) into one Entry per parameter."""
+    """Turns (call arguments, rules) into a Plan."""
 
     def __init__(self, mode, alpha, ratio, gain, nonlinearity, param, scale, rules) -> None:
         self.defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
@@ -340,6 +416,8 @@ class Planner:
         self.fans_of: dict[tuple, tuple[float, float]] = {}
         self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
         self.scaled_of: dict[tuple, Scaled] = {}
+        self.templates: dict[tuple, _Template] = {}
+        self.decided: dict[tuple, tuple[str, Action, Scaled]] = {}
         self.by_role = {role: default_action(role) for role in ("layer", "embedding", "norm", "other")}
 
     def draw_of(self, action: Action) -> _Draw:
@@ -392,41 +470,63 @@ class Planner:
             found = self.roles[key] = _role(owner, local_name, dim, attribute)
         return found
 
-    def entries(self, rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]]) -> list[Entry]:
-        """The entries of the rows of _walk (no parametrizations among them). A plain
-        parameter, named once, of a module without hooks takes the short path: its role from
-        the table by (module type, own name, dims), its rule from the compiled rules, its
-        scale from the table by (rule, shape, layout); any other goes through entry()."""
-        entries: list[Entry] = []
-        append = entries.append
+    def plan(self, rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]], into: Plan) -> Plan:
+        """The plan of the rows of _walk (no parametrizations among them). A plain parameter,
+        named once, of a module without hooks takes the short path: what its (owner key, own
+        name, shape) decides, worked out once (_Template), and its rule from the compiled
+        rules; any other goes through entry()."""
+        names, tensors, owners, decisions = into.names, into.tensors, into.owners, into.decisions
         rules = self.rules if self.rules.keys else None
-        by_role, roles = self.by_role, self.roles
-        for k, (name, local_name, owner, tensor, attribute) in enumerate(rows):
-            if (type(tensor) not in _PLAIN or owner._forward_pre_hooks or (tied and k in tied)
+        templates, decided = self.templates, self.decided
+        for k, (name, local_name, owner, tensor, attribute, owner_key) in enumerate(rows):
+            if (owner_key is None or type(tensor) not in _PLAIN or (tied and k in tied)
                     or local_name == "_flat_param"):
-                append(self.entry([(name, local_name, owner)] + tied.get(k, []), tensor, attribute=attribute))
+                into.add(self.entry([(name, local_name, owner)] + tied.get(k, []), tensor, attribute=attribute))
                 continue
-            dim = tensor.dim()
-            key = (type(owner), local_name, dim, attribute if attribute in _ATTRIBUTES else None,
-                   dim == 3 and getattr(owner, "is_transposed", None) is True)
-            role_layout = roles.get(key)
-            if role_layout is None:
-                role_layout = roles[key] = _role(owner, local_name, dim, attribute)
-            role, layout = role_layout
+            shape = tensor.shape
+            template = templates.get((owner_key, local_name, shape))
+            if template is None:
+                template = templates[(owner_key, local_name, shape)] = self._template(
+                    owner, local_name, shape, attribute)
             action = None if rules is None else rules.use(rules.first(name, local_name, tensor, owner))
             if action is None:
-                action = by_role[role]
-                if action.rule != "keep" and not tensor.requires_grad:
+                action = template.action
+                if action is not KEEP and not tensor.requires_grad:
                     action = FROZEN
-            rule = action.rule
-            if rule in _WRITING and tensor.numel() == 0:
-                action, rule = DEFAULT_ACTIONS["empty"], "empty"
-            if rule in _RANDOM:
-                action, scaled = self.scaled(name, action, tensor, layout, owner)
-            else:
-                scaled = _CONSTANT if rule in _CONSTANT_RULES else _UNSCALED
-            append(Entry(name, (), tensor, owner, role, action, scaled))
-        return entries
+            decision = decided.get((id(action), template))
+            if decision is None:
+                decision = self._decide(name, template, action, tensor)
+            names.append(name)
+            tensors.append(tensor)
+            owners.append(owner)
+            decisions.append(decision)
+        return into
+
+    def _template(self, owner: nn.Module, local_name: str, shape: torch.Size, attribute: Optional[str]
+                  ) -> _Template:
+        template = _Template()
+        template.role, template.layout = self.role_of(owner, local_name, len(shape), attribute)
+        template.groups = 1 if template.layout is None else template.layout.groups_of(owner)
+        template.shape = tuple(shape)
+        template.action = self.by_role[template.role]
+        return template
+
+    def _decide(self, name: str, template: _Template, action: Action, tensor: Tensor) -> tuple[str, Action, Scaled]:
+        """The (role, action, scaled) of parameter `name` of `template` under rule `action`;
+        kept for the template's other parameters unless it depends on the tensor's values
+        (scale "keep")."""
+        rule = action.rule
+        if rule in _WRITING and math.prod(template.shape) == 0:
+            decision = (template.role, DEFAULT_ACTIONS["empty"], _UNSCALED)
+        elif rule not in _RANDOM:
+            decision = (template.role, action, _CONSTANT if rule in _CONSTANT_RULES else _UNSCALED)
+        else:
+            decision = (template.role, *self.scaled(name, action, template.shape, tensor, template.layout,
+                                                    template.groups))
+            if self.draw_of(action).scale == "keep":
+                return decision
+        self.decided[(id(action), template)] = decision
+        return decision
 
     def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor, through: Optional[nn.Module] = None,
               frozen: Optional[bool] = None, attribute: Union[str, None, bool] = False) -> Entry:
@@ -477,23 +577,23 @@ class Planner:
             with torch.no_grad():
                 tensor.copy_(evaluated(through))  # scale "keep" measures the weight the model uses
         if action.rule in _RANDOM:
-            action, scaled = self.scaled(name, action, tensor, layout, owner)
+            groups = 1 if layout is None else layout.groups_of(owner)
+            action, scaled = self.scaled(name, action, tuple(tensor.shape), tensor, layout, groups)
         else:
             scaled = _CONSTANT if action.rule in _CONSTANT_RULES else _UNSCALED
         return Entry(name, tuple(n for n, _, _ in aliases[1:]), tensor, owner, role, action, scaled, through)
 
-    def scaled(self, name: str, action: Action, tensor: Tensor, layout: Optional[Layout], owner: nn.Module
-               ) -> tuple[Action, Scaled]:
+    def scaled(self, name: str, action: Action, shape: tuple[int, ...], tensor: Tensor, layout: Optional[Layout],
+               groups: int) -> tuple[Action, Scaled]:
         """The rule (FLAT for scale "keep" on a tensor of std 0) and the numbers of parameter
-        `name` under random rule `action`; ValueError naming the parameter."""
+        `name` (of `shape`) under random rule `action`; ValueError naming the parameter."""
         draw = self.draw_of(action)
-        groups = 1 if layout is None else layout.groups_of(owner)
-        key = (id(action), tensor.shape, layout, groups)
+        key = (id(action), shape, layout, groups)
         found = self.scaled_of.get(key) if draw.scale == "fan" else None
         if found is not None:
             return action, found
         try:
-            action, found = self._scaled(action, draw, tuple(tensor.shape), layout, groups, tensor)
+            action, found = self._scaled(action, draw, shape, layout, groups, tensor)
         except ValueError as error:
             reason = str(error).removeprefix("nspl_filler: ")
             raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {reason}") from None
@@ -559,26 +659,30 @@ class Planner:
 
 
 def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
-         param=None, scale="fan", rules=None, strict: bool = False, modules: Optional[list] = None) -> list[Entry]:
-    """One Entry per parameter of `module`, in named_parameters() order (a tied parameter once,
-    under its first name), with the warnings and errors of init_module_'s rules; appends every
-    submodule to `modules`."""
+         param=None, scale="fan", rules=None, strict: bool = False) -> Plan:
+    """The Plan of `module`: a parameter per row, in named_parameters() order (a tied
+    parameter once, under its first name), with the warnings and errors of init_module_'s
+    rules, and every submodule once."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
     if not isinstance(strict, bool):
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
-    rows, tied, parametrized = _walk(module, modules)
+    result = Plan()
+    rows, tied, parametrized = _walk(module, result.modules)
     if parametrized:
-        entries = [planner.entry(*row) for row in _through_parametrizations(module, _with_aliases(rows, tied))]
+        for row in _through_parametrizations(module, _with_aliases(rows, tied)):
+            result.add(planner.entry(*row))
     else:
-        entries = planner.entries(rows, tied)
-    if any(e.action is FROZEN for e in entries) and not any(e.action.rule in _WRITING for e in entries):
+        planner.plan(rows, tied, result)
+    actions = {id(action): action for _, action, _ in result.decisions}
+    if id(FROZEN) in actions and not any(action.rule in _WRITING for action in actions.values()):
         warnings.warn(
             f"nspl_filler: every parameter of the {type(module).__name__} that init_module_ would fill is frozen "
             "(requires_grad False), and frozen parameters are kept: nothing is written. Unfreeze them first "
             "(module.requires_grad_(True)), or give them rules", UserWarning, stacklevel=3)
-    uninvertible = [f"{e.name} ({_parametrizations(e.through)})" for e in entries if e.action is NO_INVERSE]
+    uninvertible = [f"{result.names[k]} ({_parametrizations(through)})" for k, through in result.through.items()
+                    if result.decisions[k][1] is NO_INVERSE]
     if uninvertible:
         warnings.warn(
             f"nspl_filler: {uninvertible} are weights of parametrizations without right_inverse, so they cannot "
@@ -593,7 +697,7 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
         if strict:
             raise ValueError(message)
         warnings.warn(message, UserWarning, stacklevel=3)
-    return entries
+    return result
 
 
 def init_plan(
@@ -618,8 +722,7 @@ def init_plan(
     1/sqrt(d_kv) into its queries' init, GPT-2 scales its residual projections, zero-initialised
     layers), and scale="keep" or a rule keeps it. Kept parameters and meta tensors are not
     measured."""
-    entries = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
-    records = [e.record(own_std=True) for e in entries]
+    records = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict).records(own_std=True)
     departures = [r for r in records if _departs(r)]
     if departures:
         shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])
