@@ -71,13 +71,15 @@ def _named(error: Exception, where: str) -> Exception:
 
 
 def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
-                     streams: Streams, labels: Optional[Sequence[str]] = None) -> list[_OpCall]:
+                     streams: Streams, labels: Optional[Sequence[str]] = None, plain: bool = False
+                     ) -> list[_OpCall]:
     """The calls of the bulk op for `tensors`: tensor k with gains[k] on its stream in
     `streams`, DTensors through their local shards, one call per device. `labels` name the
-    tensors in error messages."""
+    tensors in error messages; `plain`: the caller knows that none is a DTensor."""
     # Without DTensors every tensor is its own target (a model of 10^5 small tensors need not
     # ask each whether it is one).
-    shards = [local_shard(t) for t in tensors] if any_dtensor(tensors) else [(t, None, None) for t in tensors]
+    sharded = not plain and any_dtensor(tensors)
+    shards = [local_shard(t) for t in tensors] if sharded else [(t, None, None) for t in tensors]
     by_device: dict[torch.device, list[int]] = {}
     for k, (target, _, _) in enumerate(shards):
         by_device.setdefault(target.device, []).append(k)

@@ -81,7 +81,7 @@ def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[
         indices = [drawing[j] for j in group]
         bulk += _nspl_many_calls(
             [the_plan.tensors[k] for k in indices], mode, alpha, ratio, [decisions[k][2].gain for k in indices],
-            streams.part(group), labels=_Labels([the_plan.names[k] for k in indices]),
+            streams.part(group), labels=_Labels([the_plan.names[k] for k in indices]), plain=the_plan.plain,
         )
     return bulk + calls
 
@@ -147,7 +147,7 @@ def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
             else:
                 value = _CONSTANT_VALUES[rule]
             by_value.setdefault(value, []).append(tensors[k])
-    if any_dtensor(tensors):
+    if not the_plan.plain and any_dtensor(tensors):
         by_value = {value: [local_shard(t)[0] for t in targets] for value, targets in by_value.items()}
     return by_value
 
@@ -200,8 +200,8 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
         for k, through in the_plan.through.items():
             if decisions[k][1].rule in _THROUGH:
                 through.right_inverse(all_tensors[k])  # sets the originals so that the weight is the tensor
-        for m in the_plan.modules:
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+        for m in the_plan.statistics.values():
+            if m.track_running_stats:
                 m.reset_running_stats()
 
 

@@ -280,20 +280,22 @@ class Plan:
     """The plan of one call, one column per field: parameter k is names[k] (its first name),
     tensors[k], owners[k], with (role, action, scaled) = decisions[k], a tuple that
     parameters deciding alike share; `aliases` and `through` (see Entry) hold the few
-    parameters that have them, by index; `modules` every submodule once (module.py resets
-    their running statistics). Columns keep a parameter to a few list slots: a model of 10^5
+    parameters that have them, by index; `statistics` the modules (by id) whose running
+    statistics module.py resets. Columns keep a parameter to a few list slots: a model of 10^5
     parameters plans in one pass without an object per parameter."""
 
-    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "modules")
+    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain")
 
-    def __init__(self, modules: Optional[list] = None) -> None:
+    def __init__(self) -> None:
         self.names: list[str] = []
         self.tensors: list[Tensor] = []
         self.owners: list[nn.Module] = []
         self.decisions: list[tuple[str, Action, Scaled]] = []
         self.aliases: dict[int, tuple[str, ...]] = {}
         self.through: dict[int, nn.Module] = {}
-        self.modules: list[nn.Module] = [] if modules is None else modules
+        self.statistics: dict[int, nn.Module] = {}
+        # Whether every tensor is a plain Parameter or Tensor (no DTensor: no shard to look up).
+        self.plain = True
 
     def __len__(self) -> int:
         return len(self.names)
@@ -302,6 +304,7 @@ class Plan:
         k = len(self.names)
         self.names.append(entry.name)
         self.tensors.append(entry.tensor)
+        self.plain = self.plain and type(entry.tensor) in _PLAIN
         self.owners.append(entry.owner)
         self.decisions.append((entry.role, entry.action, entry.scaled))
         if entry.aliases:
@@ -327,53 +330,62 @@ class Plan:
 _Row = tuple[str, str, nn.Module, Tensor, Optional[str], Optional[tuple]]
 
 
-def _instance_attribute(owner: nn.Module, name: str, default: object) -> object:
-    """getattr(owner, name, default) without nn.Module.__getattr__'s exception for the many
-    modules that lack `name`."""
-    found = owner.__dict__.get(name, _MISSING)
-    if found is not _MISSING:
-        return found
-    return getattr(owner, name, default) if hasattr(type(owner), name) else default
+class _TypeInfo:
+    """What the walk asks of a module type, once per type: whether its instances are
+    ParametrizationLists, have running statistics to reset, or read ``groups`` /
+    ``is_transposed`` from the class instead of the instance (then getattr is asked)."""
+
+    __slots__ = ("parametrization", "statistics", "class_groups", "class_transposed")
+
+    def __init__(self, kind: type) -> None:
+        from torch.nn.utils.parametrize import ParametrizationList
+
+        self.parametrization = issubclass(kind, ParametrizationList)
+        self.statistics = issubclass(kind, nn.modules.batchnorm._NormBase)
+        self.class_groups = hasattr(kind, "groups")
+        self.class_transposed = hasattr(kind, "is_transposed")
 
 
-_MISSING = object()
+def _owner_key(owner: nn.Module, info: _TypeInfo, attribute: Optional[str]) -> tuple:
+    """What of `owner` decides the roles and fans of its parameters besides their own names
+    and shapes: its type, its name in its parent where _role looks at it, whether it is a
+    transposed convolution, its groups (as Layout.groups_of reads them)."""
+    own = owner.__dict__
+    transposed = getattr(owner, "is_transposed", None) if info.class_transposed else own.get("is_transposed")
+    groups = getattr(owner, "groups", 1) if info.class_groups else own.get("groups", 1)
+    if not (isinstance(groups, int) and not isinstance(groups, bool) and groups > 0):
+        groups = 1
+    return type(owner), attribute if attribute in _ATTRIBUTES else None, transposed is True, groups
 
 
-def _groups(owner: nn.Module) -> int:
-    """The owner's ``groups`` as Layout.groups_of reads it (1 unless a positive int)."""
-    groups = _instance_attribute(owner, "groups", 1)
-    return groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 1
-
-
-def _walk(module: nn.Module, modules: Optional[list] = None
+def _walk(module: nn.Module, statistics: Optional[dict[int, nn.Module]] = None
           ) -> tuple[list[_Row], dict[int, list[tuple[str, str, nn.Module]]], bool]:
     """One pass over the module tree, in module.named_modules(remove_duplicate=False) order:
     (rows, tied, parametrized). A row per parameter, under its first name (as
     module.named_parameters() gives it); `tied` maps a row's index to the other (qualified
     name, own name, owner) of a parameter that several modules hold (tied weights, shared
-    modules); `parametrized`: whether any module is a ParametrizationList. Appends every
-    submodule, once, to `modules`."""
-    from torch.nn.utils.parametrize import ParametrizationList
-
+    modules); `parametrized`: whether any module is a ParametrizationList. Adds to
+    `statistics` (by id) every module whose running statistics init_module_ resets
+    (BatchNorm, InstanceNorm)."""
     rows: list[_Row] = []
     tied: dict[int, list[tuple[str, str, nn.Module]]] = {}
     first: dict[int, int] = {}
-    seen_modules: set[int] = set()
+    infos: dict[type, _TypeInfo] = {}
     parametrized = False
     stack: list[tuple[str, Optional[str], nn.Module]] = [("", None, module)]
     while stack:
         prefix, attribute, owner = stack.pop()
-        if modules is not None and id(owner) not in seen_modules:
-            seen_modules.add(id(owner))
-            modules.append(owner)
+        info = infos.get(type(owner))
+        if info is None:
+            info = infos[type(owner)] = _TypeInfo(type(owner))
+        if info.statistics and statistics is not None:
+            statistics.setdefault(id(owner), owner)
         dot = prefix + "." if prefix else ""
         params = owner._parameters
         if params:
-            parametrized = parametrized or isinstance(owner, ParametrizationList)
+            parametrized = parametrized or info.parametrization
             # An old-style weight norm is a hook of the instance: such owners are planned one by one.
-            key = None if owner._forward_pre_hooks else (
-                type(owner), attribute if attribute in _ATTRIBUTES else None,
-                _instance_attribute(owner, "is_transposed", None) is True, _groups(owner))
+            key = None if owner._forward_pre_hooks else _owner_key(owner, info, attribute)
             for local_name, param in params.items():
                 if param is None:
                     continue
@@ -398,9 +410,9 @@ def _with_aliases(rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Modu
 
 class _Template:
     """What the parameters of one (owner key, own name, shape) share: role, layout, groups,
-    shape and the default rule of the role."""
+    shape, the default rule of the role, and the decisions of the rules met so far (by id)."""
 
-    __slots__ = ("role", "layout", "groups", "shape", "action")
+    __slots__ = ("role", "layout", "groups", "shape", "action", "decided")
 
 
 class Planner:
@@ -417,7 +429,6 @@ class Planner:
         self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
         self.scaled_of: dict[tuple, Scaled] = {}
         self.templates: dict[tuple, _Template] = {}
-        self.decided: dict[tuple, tuple[str, Action, Scaled]] = {}
         self.by_role = {role: default_action(role) for role in ("layer", "embedding", "norm", "other")}
 
     def draw_of(self, action: Action) -> _Draw:
@@ -477,7 +488,7 @@ class Planner:
         rules; any other goes through entry()."""
         names, tensors, owners, decisions = into.names, into.tensors, into.owners, into.decisions
         rules = self.rules if self.rules.keys else None
-        templates, decided = self.templates, self.decided
+        templates = self.templates
         for k, (name, local_name, owner, tensor, attribute, owner_key) in enumerate(rows):
             if (owner_key is None or type(tensor) not in _PLAIN or (tied and k in tied)
                     or local_name == "_flat_param"):
@@ -488,12 +499,12 @@ class Planner:
             if template is None:
                 template = templates[(owner_key, local_name, shape)] = self._template(
                     owner, local_name, shape, attribute)
-            action = None if rules is None else rules.use(rules.first(name, local_name, tensor, owner))
+            action = None if rules is None else rules.match(name, local_name, tensor, owner)
             if action is None:
                 action = template.action
                 if action is not KEEP and not tensor.requires_grad:
                     action = FROZEN
-            decision = decided.get((id(action), template))
+            decision = template.decided.get(id(action))
             if decision is None:
                 decision = self._decide(name, template, action, tensor)
             names.append(name)
@@ -509,6 +520,7 @@ class Planner:
         template.groups = 1 if template.layout is None else template.layout.groups_of(owner)
         template.shape = tuple(shape)
         template.action = self.by_role[template.role]
+        template.decided = {}
         return template
 
     def _decide(self, name: str, template: _Template, action: Action, tensor: Tensor) -> tuple[str, Action, Scaled]:
@@ -525,7 +537,7 @@ class Planner:
                                                     template.groups))
             if self.draw_of(action).scale == "keep":
                 return decision
-        self.decided[(id(action), template)] = decision
+        template.decided[id(action)] = decision
         return decision
 
     def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor, through: Optional[nn.Module] = None,
@@ -662,14 +674,14 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
          param=None, scale="fan", rules=None, strict: bool = False) -> Plan:
     """The Plan of `module`: a parameter per row, in named_parameters() order (a tied
     parameter once, under its first name), with the warnings and errors of init_module_'s
-    rules, and every submodule once."""
+    rules."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
     if not isinstance(strict, bool):
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
     result = Plan()
-    rows, tied, parametrized = _walk(module, result.modules)
+    rows, tied, parametrized = _walk(module, result.statistics)
     if parametrized:
         for row in _through_parametrizations(module, _with_aliases(rows, tied)):
             result.add(planner.entry(*row))

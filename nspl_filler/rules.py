@@ -248,6 +248,10 @@ class CompiledRules:
                 break
         return best
 
+    def match(self, name: str, local_name: str, param: Tensor, owner: nn.Module) -> Optional[Action]:
+        """The action of the first rule that the parameter matches, marked used; None if none."""
+        return self.use(self.first(name, local_name, param, owner))
+
     def use(self, index: int) -> Optional[Action]:
         """The action of rule `index`, marked used; None for len(rules) (no rule)."""
         if index == len(self.keys):
