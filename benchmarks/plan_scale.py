@@ -6,7 +6,8 @@ router per layer). init_module_ with a rule that zeroes the biases runs against 
 of torch.nn.init.kaiming_uniform_ (weights) and zeros_ (biases), which writes the same
 parameters. Each time is the best of --repeats runs, with the garbage collector on (as a user
 runs) and off (gc.disable(), to show what collections cost); per parameter and as the ratio
-loop / init_module_ (above 1: init_module_ is faster).
+loop / init_module_ (above 1: init_module_ is faster), in wall-clock time and in the
+process's CPU time (which a shared machine's other work does not inflate).
 
 Planning alone: init_plan (the report, defaults), and the planner under init_module_'s
 defaults, a table of glob rules and stream="name", on the meta device (no values are
@@ -31,7 +32,8 @@ import torch
 from torch import nn
 
 import nspl_filler
-from common import machine
+from common import load_average, machine
+from nspl_filler import plan as planning
 
 ZERO_BIAS = {"*.bias": "zeros"}
 GLOBS = {"*.router.weight": "zeros", "*.gate_proj.weight": {"init": "normal"}, "[0-9]*.weight": "nspl",
@@ -73,59 +75,72 @@ def torch_loop(model: nn.Module) -> None:
             nn.init.kaiming_uniform_(p, nonlinearity="relu")
 
 
-def best(function, repeats: int, collect: bool) -> float:
-    times = []
+def best(function, repeats: int, collect: bool) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of the process), each the best of `repeats` runs after
+    one warm-up. On a shared machine the wall clock also counts time spent waiting for a
+    core; the process's CPU time does not (it counts every thread's, so a fill spread over
+    two threads counts twice)."""
+    function()
+    walls, cpus = [], []
     for _ in range(repeats):
         gc.collect()
         if not collect:
             gc.disable()
         try:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             function()
-            times.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
         finally:
             gc.enable()
-    return min(times)
+    return min(walls), min(cpus)
 
 
 def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -> dict:
     count = sum(1 for _ in model.parameters())
     row = {"model": label, "parameters": count}
-    for collect in (True, False):
-        tag = "" if collect else "_nogc"
-        ours = best(lambda: nspl_filler.init_module_(model, seed=0, rules=ZERO_BIAS), repeats, collect)
-        theirs = best(lambda: torch_loop(model), repeats, collect)
-        row[f"init_module_us{tag}"] = 1e6 * ours / count
-        row[f"torch_loop_us{tag}"] = 1e6 * theirs / count
-        row[f"ratio{tag}"] = theirs / ours
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rules that match nothing in one of the models
+        warnings.simplefilter("ignore")  # ZERO_BIAS matches nothing in the MoE model, which has no biases
+        for collect in (True, False):
+            tag = "" if collect else "_nogc"
+            ours, ours_cpu = best(lambda: nspl_filler.init_module_(model, seed=0, rules=ZERO_BIAS), repeats, collect)
+            theirs, theirs_cpu = best(lambda: torch_loop(model), repeats, collect)
+            row[f"init_module_us{tag}"] = 1e6 * ours / count
+            row[f"torch_loop_us{tag}"] = 1e6 * theirs / count
+            row[f"ratio{tag}"] = theirs / ours
+            row[f"init_module_cpu_us{tag}"] = 1e6 * ours_cpu / count
+            row[f"torch_loop_cpu_us{tag}"] = 1e6 * theirs_cpu / count
+            row[f"ratio_cpu{tag}"] = theirs_cpu / ours_cpu
         plans = {
+            "planner": lambda: planning.plan(meta_model),
             "plan_defaults": lambda: nspl_filler.init_module_(meta_model, seed=0),
             "plan_globs": lambda: nspl_filler.init_module_(meta_model, seed=0, rules=GLOBS),
             "plan_name": lambda: nspl_filler.init_module_(meta_model, seed=0, stream="name"),
             "init_plan": lambda: nspl_filler.init_plan(meta_model),
         }
         for key, function in plans.items():
-            row[f"{key}_us"] = 1e6 * best(function, repeats, True) / count
+            wall, cpu = best(function, repeats, True)
+            row[f"{key}_us"] = 1e6 * wall / count
+            row[f"{key}_cpu_us"] = 1e6 * cpu / count
     return row
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | parameters | init_module_ µs/param | torch loop µs/param | ratio | ratio (gc off) "
-             "| plan: defaults | globs | stream=name | init_plan (µs/param) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ratio (CPU time) | planner | on meta: defaults | globs | stream=name | init_plan |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['parameters']:,} | {r['init_module_us']:.2f} | {r['torch_loop_us']:.2f} "
-            f"| {r['ratio']:.2f}x | {r['ratio_nogc']:.2f}x | {r['plan_defaults_us']:.2f} | {r['plan_globs_us']:.2f} "
-            f"| {r['plan_name_us']:.2f} | {r['init_plan_us']:.2f} |")
+            f"| {r['ratio']:.2f}x | {r['ratio_nogc']:.2f}x | {r['ratio_cpu']:.2f}x | {r['planner_us']:.2f} "
+            f"| {r['plan_defaults_us']:.2f} "
+            f"| {r['plan_globs_us']:.2f} | {r['plan_name_us']:.2f} | {r['init_plan_us']:.2f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[100, 1000, 10000, 30000, 50000])
+    parser.add_argument("--layers", type=int, nargs="+", default=[100, 1000, 10000, 30000, 50000])  # 2 params each
     parser.add_argument("--moe", type=int, nargs=3, default=[24, 64, 3], metavar=("LAYERS", "EXPERTS", "PROJ"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -133,6 +148,7 @@ def main() -> None:
     parser.add_argument("--save", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = load_average()
     if args.profile:
         import cProfile
         import pstats
@@ -158,13 +174,17 @@ def main() -> None:
         os.makedirs(args.save, exist_ok=True)
         base = os.path.join(args.save, f"plan_scale_cpu_{date}")
         with open(base + ".json", "w") as f:
-            json.dump({"date": date, "machine": info, "threads": args.threads, "repeats": args.repeats,
-                       "rows": rows}, f, indent=1)
+            json.dump({"date": date, "machine": info, "load_average_before": load_before, "threads": args.threads,
+                       "repeats": args.repeats, "rows": rows}, f, indent=1)
         with open(base + ".md", "w") as f:
             f.write(f"# Planning at scale ({date})\n\nMachine: {info['cpu']}, {info['cpu_count']} cores, "
                     f"{args.threads} torch threads, torch {info['torch']}, Python {info['python']}; load average "
-                    f"{info['load_average']}. Best of {args.repeats}. Ratio: torch loop time / init_module_ time "
-                    "(above 1: init_module_ is faster).\n\n" + text + "\n")
+                    f"{load_before} before, {info['load_average']} after. Best of {args.repeats} after a warm-up. "
+                    "Times per parameter in µs. Ratio: torch loop time / init_module_ time (above 1: init_module_ "
+                    "is faster), wall clock, wall clock with the collector off, and CPU time of the process. "
+                    "planner: nspl_filler.plan.plan alone; on meta: init_module_ of the model built on the meta "
+                    "device (planning, streams and the ops' checks, nothing written); init_plan: the report.\n\n"
+                    + text + "\n")
 
 
 if __name__ == "__main__":
