@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .layouts import weight_layout
 from .module import init_module_, write_plan
-from .plan import plan
+from .plan import collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
@@ -267,7 +267,8 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
     plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
-        the_plan = plan(module, **plan_args)
+        with collector_paused():
+            the_plan = plan(module, **plan_args)
     valueless = [
         the_plan.entry(k) for k, (tensor, (_, action, scaled)) in enumerate(zip(the_plan.tensors, the_plan.decisions))
         if tensor.device.type == "meta"

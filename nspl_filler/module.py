@@ -18,7 +18,7 @@ from ._extension import _C, ops
 from .bulk import _check_writable, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm
-from .plan import DEPARTURE, Entry, ParamInit, Plan, format_report, init_plan, plan
+from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
 from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES, Rules
 from .sharded import any_dtensor, local_shard
 from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
@@ -305,9 +305,11 @@ def init_module_(
     """
     by_name = check_stream_kind(stream)
     check_stream(seed, generator, "stream='name'" if by_name else None)
-    the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+    with collector_paused():
+        the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
     records = the_plan.records(own_std=True) if verbose else None
-    write_plan(the_plan, seed, generator, named_in=module if by_name else None)
+    with collector_paused():
+        write_plan(the_plan, seed, generator, named_in=module if by_name else None)
     if verbose:
         print(format_report(records))
     return module

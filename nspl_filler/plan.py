@@ -9,8 +9,10 @@ role of each (module type, parameter name, dims) and the scale of each (rule, sh
 worked out once, and per parameter one slotted Entry that shares those results."""
 from __future__ import annotations
 
+import gc
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence, Union
 
@@ -670,6 +672,21 @@ class Planner:
         return {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[mode]
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (and back on after, if it was on).
+    Planning allocates a few objects per parameter, none in a cycle; with the collector on,
+    they trigger collections that scan every object of the model, so that a model of 10^5
+    parameters paid for each parameter in proportion to the model's size."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
          param=None, scale="fan", rules=None, strict: bool = False) -> Plan:
     """The Plan of `module`: a parameter per row, in named_parameters() order (a tied
@@ -734,7 +751,9 @@ def init_plan(
     1/sqrt(d_kv) into its queries' init, GPT-2 scales its residual projections, zero-initialised
     layers), and scale="keep" or a rule keeps it. Kept parameters and meta tensors are not
     measured."""
-    records = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict).records(own_std=True)
+    with collector_paused():
+        the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+    records = the_plan.records(own_std=True)
     departures = [r for r in records if _departs(r)]
     if departures:
         shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])

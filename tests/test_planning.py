@@ -194,3 +194,25 @@ def test_a_class_level_groups_attribute_is_read_like_an_instance_one():
     alone = {r.name: r.fan for r in one_by_one(model)}
     assert planned == alone
     assert planned["b.weight"] == planned["c.weight"]
+
+
+def test_the_collector_is_paused_for_planning_and_restored_after():
+    import gc
+
+    seen = []
+    model = nn.Sequential(nn.Linear(2, 2))
+    rules = {lambda name, p, m: seen.append(gc.isenabled()) or False: "zeros", "*": "keep"}
+    assert gc.isenabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init_module_(model, seed=0, rules=rules)
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        init_module_(model, seed=0)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError):
+        init_module_(model, seed=0, rules={"0.bias": "nspl"})  # a 1-D tensor has no fans
+    assert gc.isenabled()
