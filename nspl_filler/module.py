@@ -2,11 +2,11 @@
 and per-module-type rules, a report of what each parameter got, and bulk filling
 (fill_many_'s op) for speed.
 
-The data flows one way: the rules (rules.py) compiled into a plan (plan.py: one Entry per
-parameter, its rule, role, target std and the op arguments that give it), then the stream
-(_place_in_stream: each entry's key and first block, as stream.py chooses them), then the op
-calls, all checked before the first runs (here). Works on nested models, tied and shared
-parameters, meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
+The data flows one way: the rules (rules.py) compiled into a plan (plan.py: a row per
+parameter, its rule, role, target std and the op arguments that give it), then the streams
+of the parameters that draw (stream.py chooses them), then the op calls, all checked before
+the first runs (write_plan, here). Works on nested models, tied and shared parameters,
+meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -302,6 +302,11 @@ def init_module_(
     ratio) and device) is checked, with the checks the ops make, before anything is written;
     an error names the parameter. `verbose=True` prints the report (see init_plan and
     format_report: name, shape, role, rule, fan, std).
+
+    Python's cyclic garbage collector is paused while the model is planned and written
+    (callables and predicates of rules run then too) and restored after: the few objects
+    planning allocates per parameter would otherwise trigger collections that scan the whole
+    model (docs/benchmarks.md).
     """
     by_name = check_stream_kind(stream)
     check_stream(seed, generator, "stream='name'" if by_name else None)

@@ -1,12 +1,12 @@
-"""Planning for init_module_ and init_plan: one Entry per parameter of a model (its names, role,
-rule, target std and the op arguments that give it), from the rule language of rules.py. The
-plan is written by module.py; nothing here writes a parameter (but for the stand-in tensor of
-a parametrization, see _through_parametrizations).
+"""Planning for init_module_ and init_plan: a Plan of a model, a row per parameter (its names,
+role, rule, target std and the op arguments that give it), from the rule language of
+rules.py. The plan is written by module.py; nothing here writes a parameter (but for the
+stand-in tensor of a parametrization, see _through_parametrizations).
 
-The planner costs about a microsecond per parameter and grows linearly with the model (docs/
-benchmarks.md): one pass over the module tree, rules compiled once per call (rules.py), the
-role of each (module type, parameter name, dims) and the scale of each (rule, shape, layout)
-worked out once, and per parameter one slotted Entry that shares those results."""
+Its cost per parameter does not grow with the model (docs/benchmarks.md, planning at scale):
+one pass over the module tree, rules compiled once per call (rules.py), what a parameter's
+(owner type, own name, shape) decides worked out once and shared, a parameter a few list
+slots in the Plan's columns, and the cyclic collector paused meanwhile (collector_paused)."""
 from __future__ import annotations
 
 import gc
