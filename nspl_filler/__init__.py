@@ -19,7 +19,9 @@ from .bulk import fill_many_
 from .caffe import Filler, FillerParameter, get_filler
 from .distributions import SymmetricPowerLaw
 from .cpp import cmake_prefix_path
-from .fit import PowerLawFit, fit, load_weights, plot_fit, plot_fits
+from .fit import PowerLawFit, fit
+from .plots import plot_fit, plot_fits
+from .weights import load_weights
 from .generator import Generator
 from .init import (
     DEFAULT_ALPHA,

@@ -37,7 +37,8 @@ from pathlib import Path
 
 from . import demo
 from .demo import positive_int
-from .fit import DEFAULT_QUANTILES, PowerLawFit, fit, is_fittable, load_weights, plot_fits
+from .fit import DEFAULT_QUANTILES, PowerLawFit, fit, is_fittable, load_weights
+from .plots import plot_fits
 
 _TABLE_COLUMNS = (
     ("layer", "<"),

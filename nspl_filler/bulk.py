@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ._extension import _C, ops
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _check_tensor, _mode_name, _real
-from .sharded import is_dtensor, local_shard
+from .sharded import any_dtensor, is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_names, check_stream, with_streams
 
 GainLike = Union[None, float, Sequence[float]]
@@ -71,11 +71,15 @@ def _named(error: Exception, where: str) -> Exception:
 
 
 def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: float, gains: Sequence[float],
-                     streams: Streams, labels: Optional[Sequence[str]] = None) -> list[_OpCall]:
+                     streams: Streams, labels: Optional[Sequence[str]] = None, plain: bool = False
+                     ) -> list[_OpCall]:
     """The calls of the bulk op for `tensors`: tensor k with gains[k] on its stream in
     `streams`, DTensors through their local shards, one call per device. `labels` name the
-    tensors in error messages."""
-    shards = [local_shard(t) for t in tensors]
+    tensors in error messages; `plain`: the caller knows that none is a DTensor."""
+    # Without DTensors every tensor is its own target (a model of 10^5 small tensors need not
+    # ask each whether it is one).
+    sharded = not plain and any_dtensor(tensors)
+    shards = [local_shard(t) for t in tensors] if sharded else [(t, None, None) for t in tensors]
     by_device: dict[torch.device, list[int]] = {}
     for k, (target, _, _) in enumerate(shards):
         by_device.setdefault(target.device, []).append(k)

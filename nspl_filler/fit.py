@@ -54,17 +54,26 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+from .weights import load_weights
 
-__all__ = ["DEFAULT_QUANTILES", "PowerLawFit", "fit", "is_fittable", "load_weights", "plot_fit", "plot_fits"]
+__all__ = ["DEFAULT_QUANTILES", "PowerLawFit", "fit", "is_fittable", "load_weights"]
+
+# The checkpoint loaders live in weights.py and the plots in plots.py; their public names stay
+# importable from here.
+_MOVED = {"plot_fit": "plots", "plot_fits": "plots"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Candidate cut-offs ``low``: the 5%, 10%, …, 95% quantiles of ``|w|``.
 DEFAULT_QUANTILES: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -301,7 +310,7 @@ def _fit_half_normal(mean_square: float, mean_excess: float, low: float, high: f
 # ---------------------------------------------------------------------------------------
 
 
-def _sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
+def sorted_magnitudes(weights: torch.Tensor) -> torch.Tensor:
     """The nonzero |w| in ascending order, float64; ValueError when there are none."""
     if not isinstance(weights, torch.Tensor):
         raise TypeError(f"nspl_filler: weights must be a torch.Tensor, got {type(weights).__name__}")
@@ -417,7 +426,7 @@ def _fit_tensor(
 ) -> PowerLawFit:
     if low is not None and not (math.isfinite(low) and low > 0):
         raise ValueError(f"nspl_filler: low must be finite and > 0, got {low}")
-    y, exponent = _unit_scale(_sorted_magnitudes(weights))
+    y, exponent = _unit_scale(sorted_magnitudes(weights))
     n = y.numel()
     if low is None:
         starts = _candidate_starts(y, quantiles, min_tail)
@@ -604,316 +613,3 @@ def is_fittable(tensor: object, min_count: int = 256) -> bool:
     if tensor.device.type == "meta" or tensor.element_size() == 1:
         return tensor.numel() >= min_count
     return int(torch.count_nonzero(tensor)) >= min_count
-
-
-#: The files of a Hugging Face model folder, in the order load_weights looks for them.
-HF_WEIGHT_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-)
-
-
-def _is_safetensors(path: Path) -> bool:
-    """A safetensors file by its content: an 8-byte little-endian header length, then a JSON
-    header of that length that starts with '{' (whatever the file's name)."""
-    with path.open("rb") as file:
-        start = file.read(9)
-    if len(start) < 9:
-        return False
-    header = int.from_bytes(start[:8], "little")
-    return start[8:9] == b"{" and 2 <= header <= path.stat().st_size - 8
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-    except ImportError:
-        raise ImportError(f"nspl_filler: {path}: a safetensors file; reading it needs the safetensors package "
-                          "(pip install safetensors)") from None
-    try:
-        return load_file(path, device="cpu")
-    except SafetensorError as error:
-        raise ValueError(f"nspl_filler: {path}: not a safetensors file that safetensors can read ({error})") from error
-
-
-def _load_torch(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        # From an open file: torch.load given a name picks its reader by the suffix.
-        with path.open("rb") as file:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load reports a foreign file by whatever its reader trips on
-        detail = (str(error).splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"nspl_filler: {path}: not a checkpoint that torch.load can read ({type(error).__name__}: {detail})"
-        ) from error
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping):
-        raise ValueError(
-            f"nspl_filler: {path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}"
-        )
-    return {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
-
-
-def _index_shards(path: Path) -> dict[str, list[str]]:
-    """The weight_map of a ``*.index.json``, as shard file → the tensor names it holds there,
-    shards in the order of their first tensor."""
-    import json
-
-    try:
-        weight_map = json.loads(path.read_text())["weight_map"]
-    except RecursionError:
-        raise ValueError(f"nspl_filler: {path}: JSON nested too deeply for a sharded-checkpoint index") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"nspl_filler: {path}: not a sharded-checkpoint index (a JSON object with a weight_map): {error}"
-        ) from None
-    if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
-        raise ValueError(f"nspl_filler: {path}: the weight_map must map tensor names to shard file names")
-    shards: dict[str, list[str]] = {}
-    for name, shard in weight_map.items():
-        shards.setdefault(shard, []).append(name)
-    return shards
-
-
-def _confined_shard(index: Path, shard: str) -> Path:
-    """The file that ``index`` names ``shard``, which must lie in the index's folder once
-    every symlink is resolved (a shard in a Hugging Face hub snapshot may lead to the
-    repository's blobs/ folder, where the hub keeps the files its snapshots link to)."""
-    # Names are relative to the folder the index is found in (in the hub cache the index
-    # itself is a link into blobs/); the bounds are that folder's real path.
-    folder = index.absolute().parent
-    real_folder = folder.resolve()
-    try:
-        resolved = (folder / shard).resolve()
-    except (OSError, ValueError, RuntimeError) as error:  # a NUL in the name, a symlink loop
-        raise ValueError(f"nspl_filler: {index}: the shard {shard!r} is not a usable path ({error})") from None
-    allowed = [real_folder]
-    if real_folder.parent.name == "snapshots":
-        allowed.append(real_folder.parent.parent / "blobs")
-    if not any(resolved.is_relative_to(root) for root in allowed):
-        raise ValueError(
-            f"nspl_filler: {index}: the shard {shard!r} lies outside the index's folder; shards are read only "
-            "from the folder that holds the index"
-        )
-    if resolved == index.resolve():
-        raise ValueError(f"nspl_filler: {index}: names itself as a shard")
-    if resolved.name.endswith(".index.json") or shard.endswith(".index.json"):
-        raise ValueError(f"nspl_filler: {index}: names the index {shard!r} as a shard; a shard holds tensors")
-    if not resolved.is_file():
-        raise FileNotFoundError(f"nspl_filler: {folder / shard}: no such file (a shard that {index.name} names)")
-    return resolved
-
-
-def _load_index(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors that a Hugging Face ``*.index.json`` names in its weight_map, each from the
-    shard the map gives it, shard by shard in the order of their first tensor. Shards lie in
-    the index's folder, are read by content and are never indexes themselves; a tensor that
-    two shards hold, or that its shard lacks, is a ValueError."""
-    shards = {shard: (_confined_shard(path, shard), names) for shard, names in _index_shards(path).items()}
-    tensors: dict[str, torch.Tensor] = {}
-    holder: dict[str, str] = {}
-    for shard, (shard_path, names) in shards.items():
-        content = _load_tensors(shard_path)
-        twice = sorted(name for name in content if name in holder)
-        if twice:
-            raise ValueError(
-                f"nspl_filler: {path}: tensor(s) {_listed(twice)} held by both {holder[twice[0]]!r} and {shard!r}"
-            )
-        holder.update(dict.fromkeys(content, shard))
-        missing = [name for name in names if name not in content]
-        if missing:
-            raise ValueError(f"nspl_filler: {path}: the shard {shard!r} lacks tensor(s) {_listed(missing)} that the "
-                             "weight_map places there")
-        tensors.update((name, content[name]) for name in names)
-    return tensors
-
-
-def _listed(names: list[str], most: int = 5) -> str:
-    """The first `most` names, quoted, and how many more."""
-    shown = ", ".join(repr(name) for name in names[:most])
-    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return _load_safetensors(path) if _is_safetensors(path) else _load_torch(path)
-
-
-def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    return _load_index(path) if path.name.endswith(".index.json") else _load_tensors(path)
-
-
-def load_weights(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, loaded on the CPU.
-
-    ``path`` is a file or a Hugging Face model folder:
-
-    - a safetensors file, recognised by its content whatever its name (read with the
-      ``safetensors`` package);
-    - a sharded checkpoint's ``*.index.json``: each tensor its ``weight_map`` names, from the
-      shard the map gives it (each shard read by content). Shards are read only from the
-      index's folder: a name that leads elsewhere (``../x``, an absolute path, a symlink
-      that resolves outside) is refused, except the hub cache's snapshot links into
-      ``blobs/``. A shard is never itself an index;
-    - anything else is read with ``torch.load(..., weights_only=True)``: a plain state_dict,
-      or a dict that holds one under ``"state_dict"`` or ``"model"``; non-tensor entries are
-      dropped;
-    - a folder: the first of ``model.safetensors``, ``model.safetensors.index.json``,
-      ``pytorch_model.bin``, ``pytorch_model.bin.index.json`` that it holds.
-
-    Raises:
-        FileNotFoundError: no file at ``path``, or a shard that an index names is missing.
-        IsADirectoryError: ``path`` is a folder without any of those files.
-        ImportError: a safetensors file, without the safetensors package.
-        ValueError: a file that neither safetensors nor torch.load can read, or whose content
-            is not a mapping holding tensors; an index that is not a JSON object with a
-            weight_map (or is nested too deeply), that names a shard outside its folder, an
-            index or itself as a shard, whose shards hold a tensor twice, or whose shard
-            lacks a tensor the map places there.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"nspl_filler: {path}: no such file")
-    if path.is_dir():
-        found = next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
-        if found is None:
-            raise IsADirectoryError(
-                f"nspl_filler: {path}: is a directory without a checkpoint file ({', '.join(HF_WEIGHT_FILES)})"
-            )
-        path = found
-    tensors = _load_file(path)
-    if not tensors:
-        raise ValueError(f"nspl_filler: {path}: the checkpoint holds no tensors")
-    return tensors
-
-
-# ---------------------------------------------------------------------------------------
-# Plots (matplotlib is an optional dependency: pip install "nspl_filler[plot]")
-# ---------------------------------------------------------------------------------------
-
-
-def _figure_class() -> type[Figure]:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError(
-            "nspl_filler: plotting needs matplotlib, an optional dependency: "
-            'pip install "nspl_filler[plot]" (or pip install matplotlib)'
-        ) from exc
-    return Figure
-
-
-def plot_fit(
-    weights: torch.Tensor,
-    result: PowerLawFit | Sequence[PowerLawFit] | None = None,
-    *,
-    ax: Axes | None = None,
-    bins: int = 60,
-    title: str | None = None,
-) -> Axes:
-    """Log-log plot of the empirical density of ``|w|`` against fitted power laws.
-
-    The empirical density over log-spaced bins is ``count / (n·width)`` (per unit of
-    ``|w|``, all nonzero magnitudes). Each fit is drawn as ``(n_tail/n)·p(y)`` on
-    ``[low, high]`` so that it overlays the same normalisation; the dashed line is the
-    log-log least-squares line (slope ``loglog_slope``) of the first fit, on the same scale.
-
-    Args:
-        weights: the tensor that was fitted.
-        result: its :class:`PowerLawFit`, or several (e.g. for different cut-off rules);
-            computed with the defaults when omitted.
-        ax: matplotlib Axes to draw into; a new figure is made when omitted.
-        bins: number of log-spaced bins between the smallest and largest ``|w|``.
-        title: axes title.
-
-    Returns:
-        The Axes drawn into.
-
-    Raises:
-        ImportError: matplotlib is not installed.
-    """
-    figure_class = _figure_class()
-    if result is None:
-        results = [fit(weights)]
-    elif isinstance(result, PowerLawFit):
-        results = [result]
-    else:
-        results = list(result)
-    if ax is None:
-        ax = figure_class(figsize=(5.0, 4.0), layout="constrained").add_subplot()
-    y = _sorted_magnitudes(weights)
-    n = y.numel()
-    edges = torch.logspace(math.log10(float(y[0])), math.log10(float(y[-1])), bins + 1, dtype=torch.float64)
-    edges[0], edges[-1] = y[0], y[-1]
-    cuts = torch.searchsorted(y, edges, side="left")
-    cuts[-1] = n
-    density = torch.diff(cuts).to(torch.float64) / (n * torch.diff(edges))
-    centres = torch.sqrt(edges[:-1] * edges[1:])
-    occupied = density > 0
-    ax.loglog(centres[occupied].numpy(), density[occupied].numpy(), "o", ms=3.0, color="0.35", label="empirical |w|")
-
-    colours = ("C3", "C2", "C1", "C4", "C5")
-    for k, item in enumerate(results):
-        colour = colours[k % len(colours)]
-        grid = torch.logspace(math.log10(item.low), math.log10(item.high), 200, dtype=torch.float64)
-        grid[0], grid[-1] = item.low, item.high
-        scale = item.n_tail / item.n
-        label = f"MLE α={item.alpha:.2f}±{item.alpha_se:.2g}, r={item.ratio:.3g} (q≥{item.low_quantile:.2f})"
-        ax.loglog(grid.numpy(), (scale * item.pdf(grid)).numpy(), "-", color=colour, lw=2.0, label=label)
-        ax.axvline(item.low, color=colour, ls=":", lw=1.0)
-        if k == 0:
-            line = scale * 10.0 ** (item.loglog_intercept + item.loglog_slope * torch.log10(grid))
-            label = f"log-log LS slope {item.loglog_slope:.2f}"
-            ax.loglog(grid.numpy(), line.numpy(), "--", color="C0", lw=1.2, label=label)
-    ax.set_xlabel("|w|")
-    ax.set_ylabel("density")
-    first = results[0]
-    ax.set_title(title if title is not None else f"KS={first.ks:.3f}, tail {first.n_tail}/{first.n}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-    return ax
-
-
-def plot_fits(
-    weights: Mapping[str, torch.Tensor],
-    fits: Mapping[str, PowerLawFit | Sequence[PowerLawFit]],
-    path: str | PathLike[str] | None = None,
-    *,
-    ncols: int = 3,
-    bins: int = 60,
-) -> Figure:
-    """A grid of :func:`plot_fit` panels, one per entry of ``fits``, optionally saved.
-
-    Args:
-        weights: name → tensor, holding every name in ``fits``.
-        fits: name → :class:`PowerLawFit` (or several, drawn together) of the panels to
-            draw, in order.
-        path: where to save the figure (format from the suffix); not saved when omitted.
-        ncols: panels per row.
-        bins: log-spaced bins per panel.
-
-    Returns:
-        The matplotlib Figure.
-
-    Raises:
-        ImportError: matplotlib is not installed.
-    """
-    figure_class = _figure_class()
-    if not fits:
-        raise ValueError("nspl_filler: nothing to plot: fits is empty")
-    ncols = max(1, min(ncols, len(fits)))
-    nrows = -(-len(fits) // ncols)
-    figure = figure_class(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
-    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (name, results) in zip(axes, fits.items()):
-        first = results if isinstance(results, PowerLawFit) else results[0]
-        shape = "×".join(str(d) for d in first.shape)
-        title = f"{name} ({shape})\nKS={first.ks:.3f}, tail {first.n_tail} of {first.n}"
-        plot_fit(weights[name], results, ax=ax, bins=bins, title=title)
-    for ax in axes[len(fits) :]:
-        ax.set_visible(False)
-    if path is not None:
-        figure.savefig(path, dpi=110)
-    return figure

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
-from .module import _initialise, _plan, init_module_
+from .module import init_module_, write_plan
+from .plan import collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
@@ -266,11 +267,12 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
     plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
-        entries = _plan(module, **plan_args)
+        with collector_paused():
+            the_plan = plan(module, **plan_args)
     valueless = [
-        e for e in entries
-        if e.tensor.device.type == "meta"
-        and ((e.action.rule == "keep" and e.tensor.numel() > 0) or (e.draw is not None and e.std is None))
+        the_plan.entry(k) for k, (tensor, (_, action, scaled)) in enumerate(zip(the_plan.tensors, the_plan.decisions))
+        if tensor.device.type == "meta"
+        and ((action.rule == "keep" and tensor.numel() > 0) or (scaled.draw is not None and scaled.std is None))
     ]
     if valueless and values is None:
         raise ValueError(
@@ -308,8 +310,8 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
                 f"nspl_filler: values='reset_parameters', but the modules that own {lacking} have no "
                 "reset_parameters(); pass values=f(module) that writes them, or give them rules that write them"
             )
-    _initialise(entries, [], init_args.get("seed"), init_args.get("generator"), check_only=True,
-                named_in=module if by_name else None)
+    write_plan(the_plan, init_args.get("seed"), init_args.get("generator"), check_only=True,
+               named_in=module if by_name else None)
     return needed
 
 

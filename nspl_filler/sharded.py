@@ -27,6 +27,15 @@ def is_dtensor(tensor: object) -> bool:
     return module is not None and isinstance(tensor, module.DTensor)
 
 
+def any_dtensor(tensors: Iterable[object]) -> bool:
+    """Whether any of `tensors` is a DTensor (see is_dtensor)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    if module is None:
+        return False
+    kind = module.DTensor
+    return any(isinstance(t, kind) for t in tensors)
+
+
 def local_shard(tensor: Tensor) -> ShardInfo:
     """(local tensor, global_shape, global_start) to fill `tensor` with.
 

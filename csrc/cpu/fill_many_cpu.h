@@ -62,6 +62,13 @@ void nspl_many_cpu(at::TensorList tensors, c10::string_view mode, double alpha, 
     }
   }
   if (dealt.empty()) return;
+  // Together below the size at which one tensor is split, the small tensors run on this
+  // thread: the parallel region would cost more than it saves, and on a machine whose cores
+  // are busy its barrier can wait for a whole scheduler time slice.
+  if (dealt_elements < kSplitElements) {
+    for (const ManyFillItem* item : dealt) fill_item(*item);
+    return;
+  }
   const int64_t per_task = std::max<int64_t>(
       1, static_cast<int64_t>(dealt.size()) * kElementsPerTask / dealt_elements);
   at::parallel_for(0, static_cast<int64_t>(dealt.size()), per_task, [&](int64_t begin, int64_t end) {

@@ -1,0 +1,797 @@
+"""Planning for init_module_ and init_plan: a Plan of a model, a row per parameter (its names,
+role, rule, target std and the op arguments that give it), from the rule language of
+rules.py. The plan is written by module.py; nothing here writes a parameter (but for the
+stand-in tensor of a parametrization, see _through_parametrizations).
+
+Its cost per parameter does not grow with the model (docs/benchmarks.md, planning at scale):
+one pass over the module tree, rules compiled once per call (rules.py), what a parameter's
+(owner type, own name, shape) decides worked out once and shared, a parameter a few list
+slots in the Plan's columns, and the cyclic collector paused meanwhile (collector_paused)."""
+from __future__ import annotations
+
+import gc
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _mode_name, _real, compute_fans
+from .layouts import Layout, is_norm, weight_layout
+from .rules import (
+    DEFAULT_ACTIONS, FLAT, FROZEN, LABELS, NO_INVERSE, RANDOM_RULES, SCALES, WRITING_RULES,
+    Action, CompiledRules, Rules, attribute_of, default_action, parse_rules,
+)
+from .sharded import is_dtensor
+
+@dataclass(frozen=True)
+class ParamInit:
+    """One row of the report: parameter `name`, of (global) `shape`, got `rule`.
+
+    For the random rules `fan` is the n of the target variance gain² / n (fan_in, fan_out or
+    their mean, by mode, from the layer's layout) and `std` = gain / sqrt(n), or the std an
+    explicit std / bound gives (bound / sqrt(3) for uniform), or with scale "keep" the std
+    the tensor had. Constants have fan None and std 0; "keep" and callables have both None.
+    `role` is "layer", "embedding", "norm" or "other" (see init_module_); `aliases` are the
+    other names of a tied or shared parameter (or, for the weight of a parametrization, the
+    names of its originals). `own_std` (init_plan, and the report of ``verbose=True``): the
+    std the parameter has now, as its model initialised it, where a random rule draws it
+    (None on meta and for the other rules), to compare with `std`.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    rule: str
+    fan: Optional[float]
+    std: Optional[float]
+    role: str = "other"
+    aliases: tuple[str, ...] = ()
+    own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """The settings of a random rule, resolved once per rule: the call's defaults with the
+    rule's options on top."""
+    mode: str
+    alpha: float
+    ratio: float
+    gain: float
+    scale: str
+    std: Optional[float]            # normal: explicit std
+    bound: Optional[float]          # uniform: explicit bound
+    fan_in: Optional[float]         # explicit fans
+    fan_out: Optional[float]
+
+
+#: nn.Embedding(buckets, heads) whose values are added to attention scores.
+BIAS_TABLES = ("relative_attention_bias",)
+# The names in the parent that decide a role (see layouts.is_experts, is_router).
+_ATTRIBUTES = frozenset(BIAS_TABLES + ("experts", "router"))
+
+
+def _role(owner: nn.Module, local_name: str, dim: Optional[int] = None, attribute: Optional[str] = None
+          ) -> tuple[str, Optional[Layout]]:
+    if attribute in BIAS_TABLES:
+        return "other", None
+    if owner._forward_pre_hooks:  # old-style weight norm: the magnitude is a norm's gain
+        if _weight_norm_magnitude(owner, local_name):
+            return "norm", None
+        layout = _weight_norm_direction(owner, local_name)
+        if layout is not None:
+            return layout.role, layout
+    layout = weight_layout(owner, local_name, dim, attribute)
+    if layout is not None:
+        return layout.role, layout
+    return ("norm" if is_norm(owner) else "other"), None
+
+
+def _weight_norm_hooks(owner: nn.Module) -> list:
+    """The old-style weight norms (torch.nn.utils.weight_norm) of `owner`: each keeps the
+    weight `name` as a magnitude `name_g` and a direction `name_v`."""
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return [h for h in owner._forward_pre_hooks.values() if isinstance(h, WeightNorm)]
+
+
+def _weight_norm_magnitude(owner: nn.Module, local_name: str) -> bool:
+    return local_name.endswith("_g") and any(h.name + "_g" == local_name for h in _weight_norm_hooks(owner))
+
+
+def _weight_norm_direction(owner: nn.Module, local_name: str) -> Optional[Layout]:
+    """The layout of the weight whose direction `local_name` (``name_v``) is, if it is one."""
+    if local_name.endswith("_v"):
+        for h in _weight_norm_hooks(owner):
+            if h.name + "_v" == local_name:
+                return weight_layout(owner, h.name)
+    return None
+
+
+def _measured_std(tensor: Tensor) -> Optional[float]:
+    """The std (population, over the whole, global tensor) of `tensor` now; None on meta."""
+    if tensor.device.type == "meta":
+        return None
+    with torch.no_grad():
+        if is_dtensor(tensor):
+            # Sums over the DTensor reduce across its mesh: the std of the global tensor.
+            values = tensor.detach().to(torch.float64)
+            n = tensor.numel()
+            mean = float(values.sum().full_tensor()) / n
+            return math.sqrt(max(float(values.square().sum().full_tensor()) / n - mean * mean, 0.0))
+        values = tensor.detach().reshape(-1)
+        if values.numel() == 0:
+            return 0.0
+        if values.is_complex() or not values.is_floating_point():
+            return float(torch.std(values.to(torch.complex128 if values.is_complex() else torch.float64),
+                                   correction=0))
+        # A constant keeps its values whatever float32 makes of its std (0.3 is not a float32,
+        # and its std in float32 is 3e-8, not 0); tell it exactly. Otherwise two passes in
+        # float64 over chunks: no overflow near the float32 range (1e37² is 1e74), no float64
+        # copy of a whole large tensor.
+        if bool((values == values[0]).all()):
+            return 0.0 if math.isfinite(float(values[0])) else math.nan
+        chunks = values.split(1 << 22)
+        mean = sum(float(torch.sum(c, dtype=torch.float64)) for c in chunks) / values.numel()
+        squares = sum(float(torch.sum((c.to(torch.float64) - mean).square())) for c in chunks)
+        return math.sqrt(squares / values.numel())
+
+
+def _invertible(plist: nn.Module) -> bool:
+    return all(hasattr(p, "right_inverse") for p in plist)
+
+
+def _parametrizations(plist: nn.Module) -> str:
+    return ", ".join(type(p).__name__ for p in plist)
+
+
+def evaluated(plist: nn.Module) -> Tensor:
+    """The weight a ParametrizationList gives now, without the side effects of training mode
+    (spectral_norm's power iteration updates its vectors in training mode)."""
+    training = [m.training for m in plist.modules()]
+    plist.eval()
+    try:
+        with torch.no_grad():
+            return plist().detach()
+    finally:
+        for m, was in zip(plist.modules(), training):
+            m.training = was
+
+
+def _through_parametrizations(module: nn.Module, rows: Iterator[tuple[list, Tensor]]) -> Iterator[tuple]:
+    """The rows of _with_aliases as (aliases, tensor, through, frozen) for Planner.entry:
+    the originals of a parametrized tensor (torch.nn.utils.parametrize: weight_norm, orthogonal,
+    spectral_norm, ...) become one row for the tensor the module uses, named as the module's
+    own (``lin.weight``, its originals as aliases), with a stand-in tensor of its shape that
+    the plan fills and the ParametrizationList's right_inverse then takes; every other
+    parameter is itself."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
+    seen: set[int] = set()
+    rows = list(rows)
+    originals: dict[int, list] = {}
+    for aliases, tensor in rows:
+        owner = aliases[0][2]
+        if isinstance(owner, ParametrizationList):
+            originals.setdefault(id(owner), []).append((aliases, tensor))
+    for aliases, tensor in rows:
+        plist = aliases[0][2]
+        if not isinstance(plist, ParametrizationList):
+            yield aliases, tensor, None, None
+            continue
+        if id(plist) in seen:
+            continue
+        seen.add(id(plist))
+        path = aliases[0][0].rsplit(".", 1)[0]             # prefix.parametrizations.weight
+        prefix, _, tensor_name = path.rpartition(".")
+        parent_path = prefix.rpartition(".")[0] if prefix.endswith("parametrizations") else None
+        if parent_path is None:  # not where torch.nn.utils.parametrize puts it: each original as itself
+            yield aliases, tensor, None, None
+            continue
+        parent = module.get_submodule(parent_path) if parent_path else module
+        group = originals[id(plist)]
+        with torch.no_grad():
+            like = plist.original if plist.is_tensor and not plist.unsafe else evaluated(plist)
+            stand_in = torch.empty_like(like, requires_grad=False)
+        effective = [(f"{parent_path}.{tensor_name}" if parent_path else tensor_name, tensor_name, parent)]
+        yield (effective + [a for names, _ in group for a in names], stand_in, plist,
+               not any(t.requires_grad for _, t in group))
+
+
+class Scaled:
+    """The numbers a random rule gives a parameter: `fan` (n) and `std` (the target); `scale`
+    the op's std (normal) or bound (uniform); `gain` the gain that the op, taking fans from the
+    shape by `draw.mode` (or the explicit `fans`), turns into `std`. One object serves every
+    parameter of the same (rule, shape, layout, groups): a model repeats a few of them."""
+
+    __slots__ = ("fan", "std", "draw", "scale", "gain", "fans")
+
+    def __init__(self, fan: Optional[float], std: Optional[float], draw: Optional[_Draw] = None,
+                 scale: Optional[float] = 0.0, gain: float = 0.0,
+                 fans: Optional[tuple[Optional[float], Optional[float]]] = None) -> None:
+        self.fan, self.std, self.draw, self.scale, self.gain, self.fans = fan, std, draw, scale, gain, fans
+
+
+# What the rules that draw nothing give: constants have std 0, the others (keep, custom) none.
+_UNSCALED = Scaled(None, None)
+_CONSTANT = Scaled(None, 0.0)
+_CONSTANT_RULES = frozenset(("zeros", "ones", "constant"))
+_RANDOM = frozenset(RANDOM_RULES)
+_WRITING = frozenset(WRITING_RULES)
+# Parameters of these types take the planner's short path (a DTensor, FSDP's flat parameter (an
+# nn.Parameter named _flat_param) or a lazy module's uninitialised one are checked in Planner.entry).
+_PLAIN = frozenset((nn.Parameter, Tensor))
+KEEP = DEFAULT_ACTIONS["keep"]
+
+
+class Entry:
+    """One parameter of the plan: its first name, its other names (`aliases`), the tensor, the
+    module that owns it, its role, its rule (`action`) and what the rule gives it (`scaled`).
+    `key` and `offset` place it in the stream once module.py has chosen them; `through` is the
+    ParametrizationList whose right_inverse takes `tensor` (a stand-in for the effective
+    weight) once it is written, None for a parameter written in place."""
+
+    __slots__ = ("name", "aliases", "tensor", "owner", "role", "action", "scaled", "through", "key", "offset")
+
+    def __init__(self, name: str, aliases: tuple[str, ...], tensor: Tensor, owner: nn.Module, role: str,
+                 action: Action, scaled: Scaled, through: Optional[nn.Module] = None) -> None:
+        self.name, self.aliases, self.tensor, self.owner, self.role = name, aliases, tensor, owner, role
+        self.action, self.scaled, self.through = action, scaled, through
+
+    @property
+    def fan(self) -> Optional[float]:
+        return self.scaled.fan
+
+    @property
+    def std(self) -> Optional[float]:
+        return self.scaled.std
+
+    @property
+    def draw(self) -> Optional[_Draw]:
+        return self.scaled.draw
+
+    @property
+    def scale(self) -> Optional[float]:
+        return self.scaled.scale
+
+    @property
+    def gain(self) -> float:
+        return self.scaled.gain
+
+    @property
+    def fans(self) -> Optional[tuple[Optional[float], Optional[float]]]:
+        return self.scaled.fans
+
+    def record(self, own_std: bool = False) -> ParamInit:
+        """The report's row; `own_std`: measure the std the tensor has now (for init_plan)."""
+        label = LABELS.get(id(self.action)) or self.action.label()
+        draw = self.scaled.draw
+        if draw is not None and draw.scale == "keep" and "scale" not in self.action.options:
+            label = f"{label} (own std)"
+        if self.through is not None and self.action.rule != "keep":
+            label = f"{label} (through right_inverse)"
+        own = None
+        if own_std and self.action.rule in RANDOM_RULES:
+            own = _measured_std(evaluated(self.through) if self.through is not None else self.tensor)
+        return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases, own)
+
+
+class Plan:
+    """The plan of one call, one column per field: parameter k is names[k] (its first name),
+    tensors[k], owners[k], with (role, action, scaled) = decisions[k], a tuple that
+    parameters deciding alike share; `aliases` and `through` (see Entry) hold the few
+    parameters that have them, by index; `statistics` the modules (by id) whose running
+    statistics module.py resets. Columns keep a parameter to a few list slots: a model of 10^5
+    parameters plans in one pass without an object per parameter."""
+
+    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.tensors: list[Tensor] = []
+        self.owners: list[nn.Module] = []
+        self.decisions: list[tuple[str, Action, Scaled]] = []
+        self.aliases: dict[int, tuple[str, ...]] = {}
+        self.through: dict[int, nn.Module] = {}
+        self.statistics: dict[int, nn.Module] = {}
+        # Whether every tensor is a plain Parameter or Tensor (no DTensor: no shard to look up).
+        self.plain = True
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, entry: Entry) -> None:
+        k = len(self.names)
+        self.names.append(entry.name)
+        self.tensors.append(entry.tensor)
+        self.plain = self.plain and type(entry.tensor) in _PLAIN
+        self.owners.append(entry.owner)
+        self.decisions.append((entry.role, entry.action, entry.scaled))
+        if entry.aliases:
+            self.aliases[k] = entry.aliases
+        if entry.through is not None:
+            self.through[k] = entry.through
+
+    def entry(self, k: int) -> Entry:
+        role, action, scaled = self.decisions[k]
+        return Entry(self.names[k], self.aliases.get(k, ()), self.tensors[k], self.owners[k], role, action, scaled,
+                     self.through.get(k))
+
+    def entries(self) -> list[Entry]:
+        return [self.entry(k) for k in range(len(self.names))]
+
+    def records(self, own_std: bool = False) -> list[ParamInit]:
+        return [e.record(own_std) for e in self.entries()]
+
+
+# One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
+# owner's name in its parent or None at the root, the owner's key: what of the owner decides
+# its parameters' roles and fans, None for an owner with forward pre-hooks).
+_Row = tuple[str, str, nn.Module, Tensor, Optional[str], Optional[tuple]]
+
+
+class _TypeInfo:
+    """What the walk asks of a module type, once per type: whether its instances are
+    ParametrizationLists, have running statistics to reset, or read ``groups`` /
+    ``is_transposed`` from the class instead of the instance (then getattr is asked)."""
+
+    __slots__ = ("parametrization", "statistics", "class_groups", "class_transposed")
+
+    def __init__(self, kind: type) -> None:
+        from torch.nn.utils.parametrize import ParametrizationList
+
+        self.parametrization = issubclass(kind, ParametrizationList)
+        self.statistics = issubclass(kind, nn.modules.batchnorm._NormBase)
+        self.class_groups = hasattr(kind, "groups")
+        self.class_transposed = hasattr(kind, "is_transposed")
+
+
+def _owner_key(owner: nn.Module, info: _TypeInfo, attribute: Optional[str]) -> tuple:
+    """What of `owner` decides the roles and fans of its parameters besides their own names
+    and shapes: its type, its name in its parent where _role looks at it, whether it is a
+    transposed convolution, its groups (as Layout.groups_of reads them)."""
+    own = owner.__dict__
+    transposed = getattr(owner, "is_transposed", None) if info.class_transposed else own.get("is_transposed")
+    groups = getattr(owner, "groups", 1) if info.class_groups else own.get("groups", 1)
+    if not (isinstance(groups, int) and not isinstance(groups, bool) and groups > 0):
+        groups = 1
+    return type(owner), attribute if attribute in _ATTRIBUTES else None, transposed is True, groups
+
+
+def _walk(module: nn.Module, statistics: Optional[dict[int, nn.Module]] = None
+          ) -> tuple[list[_Row], dict[int, list[tuple[str, str, nn.Module]]], bool]:
+    """One pass over the module tree, in module.named_modules(remove_duplicate=False) order:
+    (rows, tied, parametrized). A row per parameter, under its first name (as
+    module.named_parameters() gives it); `tied` maps a row's index to the other (qualified
+    name, own name, owner) of a parameter that several modules hold (tied weights, shared
+    modules); `parametrized`: whether any module is a ParametrizationList. Adds to
+    `statistics` (by id) every module whose running statistics init_module_ resets
+    (BatchNorm, InstanceNorm)."""
+    rows: list[_Row] = []
+    tied: dict[int, list[tuple[str, str, nn.Module]]] = {}
+    first: dict[int, int] = {}
+    infos: dict[type, _TypeInfo] = {}
+    parametrized = False
+    stack: list[tuple[str, Optional[str], nn.Module]] = [("", None, module)]
+    while stack:
+        prefix, attribute, owner = stack.pop()
+        info = infos.get(type(owner))
+        if info is None:
+            info = infos[type(owner)] = _TypeInfo(type(owner))
+        if info.statistics and statistics is not None:
+            statistics.setdefault(id(owner), owner)
+        dot = prefix + "." if prefix else ""
+        params = owner._parameters
+        if params:
+            parametrized = parametrized or info.parametrization
+            # An old-style weight norm is a hook of the instance: such owners are planned one by one.
+            key = None if owner._forward_pre_hooks else _owner_key(owner, info, attribute)
+            for local_name, param in params.items():
+                if param is None:
+                    continue
+                index = first.setdefault(id(param), len(rows))
+                if index == len(rows):
+                    rows.append((dot + local_name, local_name, owner, param, attribute, key))
+                else:
+                    tied.setdefault(index, []).append((dot + local_name, local_name, owner))
+        children = owner._modules
+        if children:
+            stack.extend([(dot + name, name, child) for name, child in reversed(children.items()) if child is not None])
+    return rows, tied, parametrized
+
+
+def _with_aliases(rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]]
+                  ) -> Iterator[tuple[list[tuple[str, str, nn.Module]], Tensor]]:
+    """([(qualified name, own name, owning module), ...], parameter) per parameter, its first
+    name first."""
+    for k, (name, local_name, owner, param, _, _) in enumerate(rows):
+        yield [(name, local_name, owner)] + tied.get(k, []), param
+
+
+class _Template:
+    """What the parameters of one (owner key, own name, shape) share: role, layout, groups,
+    shape, the default rule of the role, and the decisions of the rules met so far (by id)."""
+
+    __slots__ = ("role", "layout", "groups", "shape", "action", "decided")
+
+
+class Planner:
+    """Turns (call arguments, rules) into a Plan."""
+
+    def __init__(self, mode, alpha, ratio, gain, nonlinearity, param, scale, rules) -> None:
+        self.defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
+                         "param": param, "scale": scale}
+        self.draws: dict[int, _Draw] = {}
+        self.draw_of(DEFAULT_ACTIONS["nspl"])  # checks the call's own arguments even where no rule is random
+        self.rules = CompiledRules(parse_rules(rules))
+        # Models repeat a few module types, names and shapes many times: each is worked out once.
+        self.fans_of: dict[tuple, tuple[float, float]] = {}
+        self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
+        self.scaled_of: dict[tuple, Scaled] = {}
+        self.templates: dict[tuple, _Template] = {}
+        self.by_role = {role: default_action(role) for role in ("layer", "embedding", "norm", "other")}
+
+    def draw_of(self, action: Action) -> _Draw:
+        if id(action) not in self.draws:
+            o = {**self.defaults, **action.options}
+            gain = (torch.nn.init.calculate_gain(o["nonlinearity"], o["param"]) if o["gain"] is None
+                    else _real("gain", o["gain"]))
+            if o["scale"] not in SCALES:
+                raise ValueError(f"nspl_filler: scale must be one of {SCALES}, got {o['scale']!r}")
+            fan_in, fan_out = (_real(k, o[k]) if o.get(k) is not None else None for k in ("fan_in", "fan_out"))
+            for k, v in (("fan_in", fan_in), ("fan_out", fan_out)):
+                if v is not None and not (math.isfinite(v) and v > 0):
+                    raise ValueError(f"nspl_filler: {k} must be finite and > 0, got {v!r}")
+            self.draws[id(action)] = _Draw(
+                _mode_name(o["mode"]), _real("alpha", o["alpha"]), _real("ratio", o["ratio"]), gain, o["scale"],
+                _real("std", o["std"]) if "std" in o else None,
+                _real("bound", o["bound"]) if "bound" in o else None,
+                fan_in, fan_out,
+            )
+        return self.draws[id(action)]
+
+    def action_of(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor) -> Optional[Action]:
+        """The rule of the first key that any of the parameter's names matches, None if none."""
+        best = len(self.rules.keys)
+        for name, local, owner in aliases:
+            best = min(best, self.rules.first(name, local, tensor, owner))
+        return self.rules.use(best)
+
+    def shape_fans(self, shape: tuple[int, ...], layout: Optional[Layout] = None, groups: int = 1
+                   ) -> tuple[float, float]:
+        """(fan_in, fan_out) of `shape` by `layout` (None: torch's convention), for a module
+        of `groups` groups."""
+        key = (shape, layout, groups)
+        if key not in self.fans_of:
+            self.fans_of[key] = compute_fans(shape) if layout is None else layout.fans(shape, groups)
+        return self.fans_of[key]
+
+    def role_of(self, owner: nn.Module, local_name: str, dim: int, attribute: Optional[str]
+                ) -> tuple[str, Optional[Layout]]:
+        """The role and layout of parameter `local_name` (of `dim` dims) of `owner`, whose name
+        in its parent is `attribute`."""
+        if owner._forward_pre_hooks:  # an old-style weight norm is a hook of the instance
+            return _role(owner, local_name, dim, attribute)
+        # The name in the parent matters only for the few names _role looks at: keep it out of
+        # the key otherwise (layers.0, layers.1, ... would each be a key of their own).
+        key = (type(owner), local_name, dim, attribute if attribute in _ATTRIBUTES else None,
+               dim == 3 and getattr(owner, "is_transposed", None) is True)
+        found = self.roles.get(key)
+        if found is None:
+            found = self.roles[key] = _role(owner, local_name, dim, attribute)
+        return found
+
+    def plan(self, rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]], into: Plan) -> Plan:
+        """The plan of the rows of _walk (no parametrizations among them). A plain parameter,
+        named once, of a module without hooks takes the short path: what its (owner key, own
+        name, shape) decides, worked out once (_Template), and its rule from the compiled
+        rules; any other goes through entry()."""
+        names, tensors, owners, decisions = into.names, into.tensors, into.owners, into.decisions
+        rules = self.rules if self.rules.keys else None
+        templates = self.templates
+        for k, (name, local_name, owner, tensor, attribute, owner_key) in enumerate(rows):
+            if (owner_key is None or type(tensor) not in _PLAIN or (tied and k in tied)
+                    or local_name == "_flat_param"):
+                into.add(self.entry([(name, local_name, owner)] + tied.get(k, []), tensor, attribute=attribute))
+                continue
+            shape = tensor.shape
+            template = templates.get((owner_key, local_name, shape))
+            if template is None:
+                template = templates[(owner_key, local_name, shape)] = self._template(
+                    owner, local_name, shape, attribute)
+            action = None if rules is None else rules.match(name, local_name, tensor, owner)
+            if action is None:
+                action = template.action
+                if action is not KEEP and not tensor.requires_grad:
+                    action = FROZEN
+            decision = template.decided.get(id(action))
+            if decision is None:
+                decision = self._decide(name, template, action, tensor)
+            names.append(name)
+            tensors.append(tensor)
+            owners.append(owner)
+            decisions.append(decision)
+        return into
+
+    def _template(self, owner: nn.Module, local_name: str, shape: torch.Size, attribute: Optional[str]
+                  ) -> _Template:
+        template = _Template()
+        template.role, template.layout = self.role_of(owner, local_name, len(shape), attribute)
+        template.groups = 1 if template.layout is None else template.layout.groups_of(owner)
+        template.shape = tuple(shape)
+        template.action = self.by_role[template.role]
+        template.decided = {}
+        return template
+
+    def _decide(self, name: str, template: _Template, action: Action, tensor: Tensor) -> tuple[str, Action, Scaled]:
+        """The (role, action, scaled) of parameter `name` of `template` under rule `action`;
+        kept for the template's other parameters unless it depends on the tensor's values
+        (scale "keep")."""
+        rule = action.rule
+        if rule in _WRITING and math.prod(template.shape) == 0:
+            decision = (template.role, DEFAULT_ACTIONS["empty"], _UNSCALED)
+        elif rule not in _RANDOM:
+            decision = (template.role, action, _CONSTANT if rule in _CONSTANT_RULES else _UNSCALED)
+        else:
+            decision = (template.role, *self.scaled(name, action, template.shape, tensor, template.layout,
+                                                    template.groups))
+            if self.draw_of(action).scale == "keep":
+                return decision
+        template.decided[id(action)] = decision
+        return decision
+
+    def entry(self, aliases: list[tuple[str, str, nn.Module]], tensor: Tensor, through: Optional[nn.Module] = None,
+              frozen: Optional[bool] = None, attribute: Union[str, None, bool] = False) -> Entry:
+        """The entry of one parameter (or, with `through`, of the weight of that
+        ParametrizationList: `tensor` stands in for it, `aliases` name it first, then its
+        originals; `frozen`: whether the originals are). `attribute`: the first owner's name
+        in its parent where the caller knows it (False: from the qualified names)."""
+        name = aliases[0][0]
+        if type(tensor).__name__ == "FlatParameter" or aliases[0][1] == "_flat_param":
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} is FSDP's flat parameter (FullyShardedDataParallel with "
+                "use_orig_params=False): it holds many parameters flattened together, so none of them can be "
+                "given its rule or fans. Initialise the model before wrapping it, wrap it with "
+                "use_orig_params=True, or use FSDP2 (fully_shard)"
+            )
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} is uninitialised (a lazy module such as nn.LazyLinear): its "
+                "shape is not known until the module's first forward pass; run one (e.g. on a dummy batch) "
+                "before initialising the model"
+            )
+        # A tied weight is a layer's weight if any of its names makes it one (a raw Parameter
+        # that a layer also holds), and an embedding table if any makes it one (a table that
+        # an output Linear shares with an Embedding, whichever of the two comes first).
+        roles = [self.role_of(owner, local, tensor.dim(),
+                              attribute if k == 0 and attribute is not False else attribute_of(qualified))
+                 for k, (qualified, local, owner) in enumerate(aliases)]
+        chosen = next((k for k, (role, _) in enumerate(roles) if role == "embedding"),
+                      next((k for k, (_, layout) in enumerate(roles) if layout is not None), 0))
+        (role, layout), owner = roles[chosen], aliases[chosen][2]
+        action = self.action_of(aliases, tensor) if self.rules.keys else None
+        if action is None:
+            action = self.by_role[role]
+            if action.rule != "keep":
+                if (not tensor.requires_grad) if frozen is None else frozen:
+                    action = FROZEN
+                elif through is not None and not _invertible(through):
+                    action = NO_INVERSE
+        elif through is not None and action.rule != "keep" and not _invertible(through):
+            raise ValueError(
+                f"nspl_filler: parameter {name!r} (rule {action.label()!r}) is the weight of a parametrization "
+                f"without right_inverse ({_parametrizations(through)}), so its originals cannot be set from a "
+                "value; give it the rule 'keep', or initialise its originals by their own names"
+            )
+        if action.rule in _WRITING and tensor.numel() == 0:
+            action = DEFAULT_ACTIONS["empty"]
+        if through is not None and action.rule in _RANDOM and self.draw_of(action).scale == "keep":
+            with torch.no_grad():
+                tensor.copy_(evaluated(through))  # scale "keep" measures the weight the model uses
+        if action.rule in _RANDOM:
+            groups = 1 if layout is None else layout.groups_of(owner)
+            action, scaled = self.scaled(name, action, tuple(tensor.shape), tensor, layout, groups)
+        else:
+            scaled = _CONSTANT if action.rule in _CONSTANT_RULES else _UNSCALED
+        return Entry(name, tuple(n for n, _, _ in aliases[1:]), tensor, owner, role, action, scaled, through)
+
+    def scaled(self, name: str, action: Action, shape: tuple[int, ...], tensor: Tensor, layout: Optional[Layout],
+               groups: int) -> tuple[Action, Scaled]:
+        """The rule (FLAT for scale "keep" on a tensor of std 0) and the numbers of parameter
+        `name` (of `shape`) under random rule `action`; ValueError naming the parameter."""
+        draw = self.draw_of(action)
+        key = (id(action), shape, layout, groups)
+        found = self.scaled_of.get(key) if draw.scale == "fan" else None
+        if found is not None:
+            return action, found
+        try:
+            action, found = self._scaled(action, draw, shape, layout, groups, tensor)
+        except ValueError as error:
+            reason = str(error).removeprefix("nspl_filler: ")
+            raise ValueError(f"nspl_filler: parameter {name!r} (rule {action.label()!r}): {reason}") from None
+        if draw.scale == "fan":
+            self.scaled_of[key] = found
+        return action, found
+
+    def _scaled(self, action: Action, draw: _Draw, shape: tuple[int, ...], layout: Optional[Layout], groups: int,
+                tensor: Tensor) -> tuple[Action, Scaled]:
+        """Fans, target std and op arguments of a parameter of `shape` with random rule `action`."""
+        fan_in, fan_out = draw.fan_in, draw.fan_out
+        if fan_in is None or fan_out is None:
+            own = self.shape_fans(shape, layout, groups) if layout is not None or len(shape) >= 2 else None
+            if own is not None:
+                fan_in = own[0] if fan_in is None else fan_in
+                fan_out = own[1] if fan_out is None else fan_out
+        needed = {"fan_in": ("fan_in",), "fan_out": ("fan_out",), "average": ("fan_in", "fan_out")}[draw.mode]
+        missing = [k for k in needed if {"fan_in": fan_in, "fan_out": fan_out}[k] is None]
+        # An explicit std (normal) or bound (uniform) is the whole scale: no fan is needed.
+        explicit_scale = ((action.rule == "normal" and draw.std is not None)
+                          or (action.rule == "uniform" and draw.bound is not None))
+        if missing and not explicit_scale:
+            raise ValueError(
+                f"a tensor of shape {shape} has no fans: give the rule {' and '.join(missing)} "
+                f"(e.g. {{'{missing[0]}': ...}})"
+            )
+        n = None if missing else {"fan_in": fan_in, "fan_out": fan_out, "average": None}[draw.mode]
+        if n is None and not missing:
+            n = (fan_in + fan_out) / 2
+        if draw.scale == "keep":
+            std = _measured_std(tensor)
+            if std is not None and not math.isfinite(std):
+                raise ValueError("scale 'keep' needs its values, and the tensor holds NaN or infinity")
+            if std == 0.0:
+                return FLAT, _UNSCALED
+        else:
+            std = None if n is None else draw.gain / math.sqrt(n)
+        scale: Optional[float] = 0.0
+        gain = 0.0
+        fans = None
+        if action.rule == "normal":
+            std = scale = std if draw.std is None else draw.std
+        elif action.rule == "uniform":
+            scale = (None if std is None else math.sqrt(3.0) * std) if draw.bound is None else draw.bound
+            std = None if scale is None else scale / math.sqrt(3.0)
+        else:
+            explicit = draw.fan_in is not None or draw.fan_out is not None
+            if explicit:
+                fans = (fan_in, fan_out)
+            own_n = n if explicit else self.mode_fan(shape, draw.mode)
+            # The op takes n from the shape (torch's layout) or the explicit fans; the gain
+            # that gives the std is draw.gain itself wherever those n agree (bit for bit
+            # fill_'s values), else std·sqrt(op's n).
+            if draw.scale == "fan" and own_n == n:
+                gain = draw.gain
+            elif std is not None:
+                gain = std * math.sqrt(own_n)
+        return action, Scaled(n, std, draw, scale, gain, fans)
+
+    def mode_fan(self, shape: tuple[int, ...], mode: str) -> float:
+        fan_in, fan_out = self.shape_fans(shape)
+        return {"fan_in": fan_in, "fan_out": fan_out, "average": (fan_in + fan_out) / 2}[mode]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (and back on after, if it was on).
+    Planning allocates a few objects per parameter, none in a cycle; with the collector on,
+    they trigger collections that scan every object of the model, so that a model of 10^5
+    parameters paid for each parameter in proportion to the model's size."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
+         param=None, scale="fan", rules=None, strict: bool = False) -> Plan:
+    """The Plan of `module`: a parameter per row, in named_parameters() order (a tied
+    parameter once, under its first name), with the warnings and errors of init_module_'s
+    rules."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
+    planner = Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
+    result = Plan()
+    rows, tied, parametrized = _walk(module, result.statistics)
+    if parametrized:
+        for row in _through_parametrizations(module, _with_aliases(rows, tied)):
+            result.add(planner.entry(*row))
+    else:
+        planner.plan(rows, tied, result)
+    actions = {id(action): action for _, action, _ in result.decisions}
+    if id(FROZEN) in actions and not any(action.rule in _WRITING for action in actions.values()):
+        warnings.warn(
+            f"nspl_filler: every parameter of the {type(module).__name__} that init_module_ would fill is frozen "
+            "(requires_grad False), and frozen parameters are kept: nothing is written. Unfreeze them first "
+            "(module.requires_grad_(True)), or give them rules", UserWarning, stacklevel=3)
+    uninvertible = [f"{result.names[k]} ({_parametrizations(through)})" for k, through in result.through.items()
+                    if result.decisions[k][1] is NO_INVERSE]
+    if uninvertible:
+        warnings.warn(
+            f"nspl_filler: {uninvertible} are weights of parametrizations without right_inverse, so they cannot "
+            "be set from a value: they are kept as they are (rule 'keep' in the report); initialise their "
+            "originals by their own names if they need it", UserWarning, stacklevel=3)
+    unmatched = planner.rules.unmatched()
+    if unmatched:
+        message = (f"nspl_filler: rules {unmatched!r} match no parameter of the {type(module).__name__} "
+                   "that an earlier rule does not take (the first rule that matches a parameter wins; "
+                   "a tied parameter answers to each of its names; a module-type key with a random rule "
+                   "reaches only that module's weights)")
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return result
+
+
+def init_plan(
+    module: nn.Module,
+    *,
+    mode: Union[str, VarianceNorm] = "fan_in",
+    alpha: float = DEFAULT_ALPHA,
+    ratio: float = DEFAULT_RATIO,
+    gain: Optional[float] = None,
+    nonlinearity: str = "relu",
+    param: Optional[float] = None,
+    scale: str = "fan",
+    rules: Optional[Rules] = None,
+    strict: bool = False,
+) -> list[ParamInit]:
+    """The report of what init_module_ with these arguments would do, one ParamInit per
+    parameter in named_parameters order, without touching the module.
+
+    Each parameter that a random rule draws also gets `own_std`, the std its model gave it;
+    where the planned std and it differ by more than DEPARTURE (3x) either way, a UserWarning
+    lists those parameters: the model's own recipe departs from fan scaling there (T5 folds
+    1/sqrt(d_kv) into its queries' init, GPT-2 scales its residual projections, zero-initialised
+    layers), and scale="keep" or a rule keeps it. Kept parameters and meta tensors are not
+    measured."""
+    with collector_paused():
+        the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+    records = the_plan.records(own_std=True)
+    departures = [r for r in records if _departs(r)]
+    if departures:
+        shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])
+        more = f"; and {len(departures) - 8} more" if len(departures) > 8 else ""
+        warnings.warn(
+            f"nspl_filler: {len(departures)} of {sum(r.own_std is not None for r in records)} drawn parameters "
+            f"of the {type(module).__name__} have an own std more than {DEPARTURE:g}x away from the planned "
+            f"one, so the model's own init departs from fan scaling there ({shown}{more}); if that recipe "
+            "matters, pass scale='keep' or give those parameters rules",
+            UserWarning, stacklevel=2,
+        )
+    return records
+
+
+#: init_plan warns where a parameter's own std and its planned std differ by more than this factor.
+DEPARTURE = 3.0
+
+
+def _departs(record: ParamInit) -> bool:
+    own, planned = record.own_std, record.std
+    if own is None or planned is None or not math.isfinite(own):
+        return False
+    if own == 0.0 or planned == 0.0:
+        return own != planned
+    return max(own / planned, planned / own) > DEPARTURE
+
+
+def format_report(records: Sequence[ParamInit]) -> str:
+    """The records as an aligned text table: name (and the names it is tied to), shape,
+    role, rule, fan, std, and the own std where measured (see init_plan)."""
+    rows = [("name", "shape", "role", "rule", "fan", "std", "own std")]
+    for r in records:
+        rows.append((
+            r.name + "".join(f" = {alias}" for alias in r.aliases), "x".join(map(str, r.shape)) or "scalar",
+            r.role, r.rule, "" if r.fan is None else f"{r.fan:g}", "" if r.std is None else f"{r.std:.6g}",
+            "" if r.own_std is None else f"{r.own_std:.6g}",
+        ))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+

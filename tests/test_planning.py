@@ -1,0 +1,218 @@
+"""Planning at scale (nspl_filler/rules.py, plan.py): the compiled rules find the rule that
+trying each key in order finds, the planner's short path (templates shared between
+parameters) plans what planning each parameter on its own plans, and a plan's columns
+follow named_parameters()."""
+import re
+import warnings
+from fnmatch import fnmatchcase
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from nspl_filler import init_module_, init_plan, plan as planning, rules as rule_language
+
+SEGMENTS = ["layers", "0", "1", "12", "attn", "mlp", "weight", "bias", "experts", "router", "q_proj", "norm"]
+GLOB_PARTS = ["*", "?", "[0-9]", "[!0-9]", ".", "layers", "weight", "bias", "attn", "1", "*.", ".*"]
+
+
+@st.composite
+def qualified_names(draw):
+    return ".".join(draw(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=5)))
+
+
+@st.composite
+def rule_keys(draw):
+    kind = draw(st.sampled_from(["glob", "glob", "regex", "type", "predicate"]))
+    if kind == "glob":
+        return "".join(draw(st.lists(st.sampled_from(GLOB_PARTS), min_size=1, max_size=5)))
+    if kind == "regex":
+        return re.compile(draw(st.sampled_from([r"layers\.\d+\..*", r".*weight", r"(a|b)\1", r".*\.(bias|weight)",
+                                                r"[^.]*"])))
+    if kind == "type":
+        return draw(st.sampled_from([nn.Linear, nn.Module, nn.LayerNorm, nn.Conv1d]))
+    suffix = draw(st.sampled_from(["weight", "bias", "0.weight"]))
+    return lambda name, param, module, suffix=suffix: name.endswith(suffix)
+
+
+OWNERS = [nn.Linear(2, 3), nn.LayerNorm(3), nn.Conv1d(2, 4, 3), nn.Sequential(), nn.Module()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(rule_keys(), min_size=1, max_size=8),
+       rules=st.lists(st.sampled_from(["zeros", "nspl", "keep", 0.5, {"init": "normal"}]), min_size=8, max_size=8),
+       names=st.lists(qualified_names(), min_size=1, max_size=6),
+       owner=st.sampled_from(range(len(OWNERS))), local=st.sampled_from(["weight", "bias", "scale"]))
+def test_compiled_rules_find_the_first_key_that_matches(keys, rules, names, owner, local):
+    pairs = list(zip(keys, rules))
+    rule_list = rule_language.parse_rules(pairs)
+    compiled = rule_language.CompiledRules(rule_list)
+    module = OWNERS[owner]
+    param = getattr(module, local, None)
+    param = param if isinstance(param, torch.Tensor) else torch.zeros(3, 2)
+    for name in names:
+        expected = next((k for k, (key, action) in enumerate(rule_list)
+                         if rule_language.matches(key, action, name, local, param, module)), len(rule_list))
+        assert compiled.first(name, local, param, module) == expected, (name, keys)
+
+
+def test_compiled_globs_keep_fnmatch_semantics_for_special_characters():
+    keys = ["a.b", "a?b", "[ab]*", "x[!y]z", "(a)", "a+b", "a\\b", "[]]", "*"]
+    compiled = rule_language.CompiledRules(rule_language.parse_rules([(k, "zeros") for k in keys]))
+    names = ["a.b", "axb", "b.c", "xaz", "xyz", "x.z", "(a)", "a+b", "aab", "a\\b", "]", "anything"]
+    for name in names:
+        expected = next(k for k, key in enumerate(keys) if fnmatchcase(name, key))
+        assert compiled.first(name, "", torch.zeros(1), nn.Module()) == expected, name
+    assert compiled.first("xyz", "", torch.zeros(1), nn.Module()) == len(keys) - 1
+
+
+def test_predicates_are_called_only_where_they_can_still_win():
+    calls = []
+
+    def predicate(name, param, module):
+        calls.append(name)
+        return False
+
+    compiled = rule_language.CompiledRules(rule_language.parse_rules([("*.weight", "zeros"), (predicate, "ones")]))
+    compiled.first("a.weight", "weight", torch.zeros(1), nn.Module())
+    assert calls == []  # the glob before it already matched
+    compiled.first("a.bias", "bias", torch.zeros(1), nn.Module())
+    assert calls == ["a.bias"]
+
+
+class Grouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 6, padding_idx=0)
+        self.convs = nn.ModuleList([nn.Conv2d(6, 6, 3, groups=g) for g in (1, 2, 3)])
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(6, 6, 3, groups=g) for g in (1, 2, 3)])
+        self.norm = nn.BatchNorm2d(6)
+        self.empty = nn.Linear(0, 5)
+        self.frozen = nn.Linear(6, 6)
+        self.frozen.weight.requires_grad_(False)
+        self.experts = nn.Parameter(torch.randn(4, 6, 8))
+        self.router = nn.Linear(6, 4)
+        self.layers = nn.ModuleList([nn.Linear(6, 6) for _ in range(3)])
+        self.layers[1] = nn.Linear(6, 7)
+        self.head = nn.Linear(6, 10)
+        self.head.weight = self.embed.weight  # tied
+        self.shared = self.layers[0]         # a module held twice
+        self.bilinear = nn.Bilinear(3, 4, 5)
+        self.rnn = nn.GRU(6, 6)
+
+
+RULE_SETS = [
+    None,
+    {"*.bias": "zeros"},
+    {nn.Linear: {"init": "uniform", "gain": 1.0}, "norm.*": "ones", "*.bias": 0.25},
+    [(re.compile(r"layers\.\d+\.weight"), {"init": "normal", "mode": "fan_out"}),
+     (lambda name, p, m: p.dim() == 1, "zeros"), ("*", "keep")],
+    {"layers.*.weight": {"init": "nspl", "alpha": 2.0, "ratio": 10.0, "mode": "average"}, nn.Conv2d: "nspl"},
+    {"experts": {"scale": "keep"}, "convs.*.weight": {"scale": "keep"}},
+]
+
+
+def one_by_one(module, **arguments):
+    """The plan of `module` with every parameter planned on its own (Planner.entry): the
+    planner's long path, which the short path must agree with."""
+    rules = arguments.pop("rules", None)
+    planner = planning.Planner(arguments.get("mode", "fan_in"), 1.0, 100.0, None, "relu", None,
+                               arguments.get("scale", "fan"), rules)
+    rows, tied, _ = planning._walk(module)
+    return [planner.entry(aliases, tensor).record() for aliases, tensor in planning._with_aliases(rows, tied)]
+
+
+@pytest.mark.parametrize("rules", RULE_SETS)
+@pytest.mark.parametrize("arguments", [{}, {"mode": "fan_out"}, {"scale": "keep"}])
+def test_short_path_plans_what_each_parameter_planned_alone_plans(rules, arguments):
+    torch.manual_seed(0)
+    model = Grouped()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        planned = planning.plan(model, rules=rules, **arguments).records()
+    assert planned == one_by_one(model, rules=rules, **arguments)
+    assert [r.name for r in planned] == [name for name, _ in model.named_parameters()]
+
+
+@pytest.mark.parametrize("rules", [{"layers.*": "nspl"}, {"router.bias": {"init": "uniform"}}])
+def test_short_path_refuses_what_each_parameter_planned_alone_refuses(rules):
+    model = Grouped()
+    with pytest.raises(ValueError) as short:
+        planning.plan(model, rules=rules)
+    with pytest.raises(ValueError) as alone:
+        one_by_one(model, rules=rules)
+    assert str(short.value) == str(alone.value)
+    assert "has no fans" in str(short.value)
+
+
+def test_plan_columns_share_decisions_between_alike_parameters():
+    model = nn.Sequential(*(nn.Linear(4, 4) for _ in range(50)))
+    the_plan = planning.plan(model)
+    assert len(the_plan) == 100
+    assert the_plan.tensors == list(model.parameters())
+    # 50 weights share one decision object, and 50 biases another.
+    assert len({id(d) for d in the_plan.decisions}) == 2
+    assert the_plan.plain and not the_plan.aliases and not the_plan.through
+
+
+def test_frozen_and_empty_parameters_keep_their_own_decisions_within_a_template():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(0, 4))
+    model[1].weight.requires_grad_(False)
+    rules = {r.name: r.rule for r in init_plan(model)}
+    assert rules["0.weight"] == "nspl" and rules["1.weight"] == "keep (frozen)"
+    assert rules["2.weight"] == "keep (no elements)"
+
+
+def test_running_statistics_are_reset_once_per_module_even_when_shared():
+    norm = nn.BatchNorm1d(3)
+    model = nn.Sequential(norm, nn.Linear(3, 3), norm)
+    norm.running_mean.fill_(5.0)
+    norm.num_batches_tracked.fill_(7)
+    init_module_(model, seed=0)
+    assert torch.equal(norm.running_mean, torch.zeros(3)) and int(norm.num_batches_tracked) == 0
+    assert list(planning.plan(model).statistics.values()) == [norm]
+
+
+def test_a_class_level_groups_attribute_is_read_like_an_instance_one():
+    class ClassGroups(nn.ConvTranspose2d):
+        groups = 2  # a class attribute: the instance's __dict__ value set by __init__ wins
+
+    class PropertyGroups(nn.ConvTranspose2d):
+        @property
+        def groups(self):
+            return 3
+
+        @groups.setter
+        def groups(self, value):
+            pass
+
+    model = nn.ModuleDict({"a": ClassGroups(6, 6, 3, groups=1), "b": PropertyGroups(6, 6, 3, groups=3),
+                           "c": nn.ConvTranspose2d(6, 6, 3, groups=3)})
+    planned = {r.name: r.fan for r in planning.plan(model).records()}
+    alone = {r.name: r.fan for r in one_by_one(model)}
+    assert planned == alone
+    assert planned["b.weight"] == planned["c.weight"]
+
+
+def test_the_collector_is_paused_for_planning_and_restored_after():
+    import gc
+
+    seen = []
+    model = nn.Sequential(nn.Linear(2, 2))
+    rules = {lambda name, p, m: seen.append(gc.isenabled()) or False: "zeros", "*": "keep"}
+    assert gc.isenabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init_module_(model, seed=0, rules=rules)
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        init_module_(model, seed=0)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError):
+        init_module_(model, seed=0, rules={"0.bias": "nspl"})  # a 1-D tensor has no fans
+    assert gc.isenabled()
