@@ -30,6 +30,10 @@ done
 export PYTHONSAFEPATH=1
 
 export PYTHONPATH=$OUT/lib
+# The sanitizer link keeps every library it is given (libtorch.so among them), and the
+# library's RUNPATH, $ORIGIN/../../torch/lib, finds torch only once it is installed beside
+# it in site-packages: the C++ programs of test_cpp_library find torch through this path.
+export LD_LIBRARY_PATH=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LD_PRELOAD="$libasan $libstdcxx"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

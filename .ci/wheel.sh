@@ -19,7 +19,7 @@ tar xzf "$work"/sdist/nspl_filler-*.tar.gz -C "$work"
 (cd "$work"/nspl_filler-*/ && MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel -q . --no-build-isolation --no-deps -w "$work/wheel")
 wheel=$(ls "$work"/wheel/nspl_filler-*.whl)
 echo "== sdist and wheel built in $((SECONDS - start)) s: $(basename "$wheel") $(du -k "$wheel" | cut -f1) KiB"
-unzip -l "$wheel" | awk '/\.so$/ {printf "   %-55s %6.1f MB\n", $4, $1 / 1e6}'
+unzip -l "$wheel" | awk '/\.so$/ {printf "   %-55s %7.2f MB\n", $4, $1 / 1e6}'
 
 "${PYTHON:-python3}" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q "$TORCH_SPEC" "${wheel}[test]" matplotlib

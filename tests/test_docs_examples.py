@@ -13,8 +13,11 @@ import textwrap
 import pytest
 import torch
 
+from conftest import ROOT, skip_module_outside_repository
+
+# The pages are read as this module is collected.
+skip_module_outside_repository()
 pytestmark = pytest.mark.repository
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted([os.path.join(ROOT, "README.md")] + glob.glob(os.path.join(ROOT, "docs", "*.md")))
 NOT_RUN = re.compile(r"#\s*Not run by the tests:\s*(\S.*)")
 FENCE = re.compile(r"^([ \t]*)```python[ \t]*\n(.*?)^\1```[ \t]*$", re.S | re.M)

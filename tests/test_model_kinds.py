@@ -433,7 +433,7 @@ def test_a_wholly_frozen_model_warns_that_nothing_is_written():
 
 # ---------------------------------------------------------------- the documentation's claims
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT  # noqa: E402
 
 
 def test_learned_position_tables_stored_as_embeddings_get_the_embedding_rule():
@@ -443,6 +443,7 @@ def test_learned_position_tables_stored_as_embeddings_get_the_embedding_rule():
     assert (plan["transformer.wpe.weight"].role, plan["transformer.wpe.weight"].fan) == ("embedding", 32)
 
 
+@pytest.mark.repository
 def test_the_logits_rows_in_the_docs_are_the_committed_measurements():
     import json
 

@@ -8,7 +8,10 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, skip_module_outside_repository
+
+# The script under test is loaded as this module is collected.
+skip_module_outside_repository()
 SCRIPT = os.path.join(ROOT, "scripts", "prebuilt_fingerprint.py")
 spec = importlib.util.spec_from_file_location("prebuilt_fingerprint", SCRIPT)
 fingerprint = importlib.util.module_from_spec(spec)
