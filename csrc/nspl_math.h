@@ -10,7 +10,7 @@
 //   sqrt_of(a)       correctly rounded;
 //   select(m, a, b)  m ? a : b;  min_of(a, b) = a < b ? a : b;  max_of(a, b) = a > b ? a : b
 //                    (b never NaN, a and b never zeros of opposite signs);
-//   lt, ge, eq       comparisons giving a mask;
+//   lt               a comparison giving a mask;
 //   integer lanes of the same width with +, -, &, |, ^, shifts, is_negative (a mask) and
 //   conversions to float lanes rounded to nearest.
 // Nothing else touches a floating-point value: no libm function, no hardware approximation,
@@ -231,10 +231,6 @@ NSPL_HD double max_of(double a, double b) { return a > b ? a : b; }
 #endif
 NSPL_HD bool lt(float a, float b) { return a < b; }
 NSPL_HD bool lt(double a, double b) { return a < b; }
-NSPL_HD bool ge(float a, float b) { return a >= b; }
-NSPL_HD bool ge(double a, double b) { return a >= b; }
-NSPL_HD bool eq(float a, float b) { return a == b; }
-NSPL_HD bool eq(double a, double b) { return a == b; }
 
 NSPL_HD int32_t as_int(float x) {
 #if defined(__CUDA_ARCH__)
@@ -318,16 +314,17 @@ template <int k>
 NSPL_HD int64_t shift_right_arithmetic(int64_t a) {
   return a >> k;
 }
-// Conversions of 0 <= a < 2^31 (int32 -> float) or 0 <= a < 2^63 (int64 -> double),
-// correctly rounded (to nearest even; exact below 2^24 or 2^53).
-NSPL_HD float convert_nonnegative(int32_t a) {
+// Conversions of |a| < 2^31 (int32 -> float) or |a| < 2^63 (int64 -> double), correctly
+// rounded (to nearest even, which rounds a and -a to opposite values; exact below 2^24 or
+// 2^53).
+NSPL_HD float convert_signed(int32_t a) {
 #if defined(__CUDA_ARCH__)
   return __int2float_rn(a);
 #else
   return static_cast<float>(a);
 #endif
 }
-NSPL_HD double convert_nonnegative(int64_t a) {
+NSPL_HD double convert_signed(int64_t a) {
 #if defined(__CUDA_ARCH__)
   return __ll2double_rn(a);
 #else
@@ -444,15 +441,18 @@ NSPL_HD F exp2_to_normal(F x) {
   return as_float(add(as_int(A::exp2_reduced(r)), exponent));
 }
 
-// a = 2^e · (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), for a positive normal a.
+// a = 2^e · (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), for a positive normal a. Returns
+// a's bits minus those of sqrt(1/2) (rounded to acc_t), negative exactly where a is below it
+// (positive floats order as their bits do).
 template <typename F>
-NSPL_HD void log_reduce(F a, F& e, F& f) {
+NSPL_HD typename LaneOf<F>::Int log_reduce(F a, F& e, F& f) {
   using A = Arith<typename LaneOf<F>::Scalar>;
   using I = typename LaneOf<F>::Int;
   // Subtracting sqrt(1/2)'s bits moves the exponent boundary from 1 to sqrt(1/2).
   const I shifted = sub(as_int(a), I(A::kSqrtHalfBits));
   e = convert_small(shift_right_arithmetic<A::kMantissaBits>(shifted));
   f = as_float(add(bit_and(shifted, I(A::kMantissaMask)), I(A::kSqrtHalfBits))) - F(1);
+  return shifted;
 }
 
 // e·ln 2 + l, with ln 2 in two parts so that e·ln 2 keeps its digits.
@@ -481,22 +481,23 @@ using FloatLane = typename FloatOf<I>::type;
 // Stream version 2 (docs/spec.md §4). Bit 0 of the element's bits is the sign; the bits
 // above it (31 of a 32-bit word, 63 of float64's 64 bits) are m, and the magnitude's uniform
 // is the centre of cell m: u = (m + 1/2)·2^-31 (2^-63), with q = 1 - u the centre of cell
-// 2^31 - 1 - m counted from the top. Whichever of u and q is below 1/2 is (2k + 1)·2^-32
-// (2^-64) with 2k + 1 the bits themselves, bit 0 set to 1, where m's top bit is clear
-// (u < 1/2), or their complement, bit 0 set to 1, where it is set (q < 1/2): an odd
-// integer below 2^31 (2^63), converted with one rounding (exact below 2^24 / 2^53). So the
-// small side is the exact cell centre correctly rounded, down to 2^-32 (2^-64), never 0;
-// the large side is 1 minus it, one more rounding, never 1.
+// 2^31 - 1 - m counted from the top. Whichever of u and q is below 1/2 is t = (2k + 1)·2^-32
+// (2^-64), with 2k + 1 the bits themselves, bit 0 set to 1, where m's top bit is clear
+// (u < 1/2), or their complement, bit 0 set to 1, where it is set (q < 1/2): an odd integer
+// below 2^31 (2^63), converted with one rounding (exact below 2^24 / 2^53). So the small
+// side is the exact cell centre correctly rounded, down to 2^-32 (2^-64), never 0; the
+// large side is 1 minus it, one more rounding, never 1.
+//
+// Both come from one signed conversion, with no select: read as a signed integer, the bits
+// with bit 0 set to 1 are 2k + 1 where the top bit is clear and -(2k + 1) where it is set
+// (the complement plus one is the negation), and rounding to nearest even is symmetric, so
+// their conversion n is +t·2^32 where u = t and -t·2^32 where q = t. With h = 1 where the
+// top bit is set, else 0: u = h + n·2^-32 and q = (1 - h) - n·2^-32, each one fma of exact
+// operands (n·2^-32 is exact): t itself on the small side, the correctly rounded 1 - t on
+// the large.
 template <typename I>
-NSPL_HD FloatLane<I> small_side_integer(I bits) {
-  using Scalar = typename LaneOf<FloatLane<I>>::Scalar;
-  const I upper = shift_right_arithmetic<8 * sizeof(Scalar) - 1>(bits);  // all ones where q < 1/2
-  return convert_nonnegative(bit_or(bit_xor(bits, upper), I(1)));
-}
-template <typename I>
-NSPL_HD FloatLane<I> small_side_variate(I bits) {
-  using F = FloatLane<I>;
-  return small_side_integer(bits) * F(Arith<typename LaneOf<F>::Scalar>::kCellUnit);
+NSPL_HD FloatLane<I> signed_small_side_integer(I bits) {
+  return convert_signed(bit_or(bits, I(1)));
 }
 
 template <typename F>
@@ -508,10 +509,12 @@ struct UnitVariates {
 template <typename I>
 NSPL_HD UnitVariates<FloatLane<I>> unit_variates(I bits) {
   using F = FloatLane<I>;
-  const F small = small_side_variate(bits);
-  const F large = F(1) - small;
-  const auto upper = is_negative(bits);
-  return {select(upper, large, small), select(upper, small, large)};
+  using Scalar = typename LaneOf<F>::Scalar;
+  constexpr Scalar kCell = Arith<Scalar>::kCellUnit;
+  const F n = signed_small_side_integer(bits);
+  // 1.0 where the top bit is set (all ones and'ed with the bits of 1.0), else +0.0.
+  const F upper = as_float(bit_and(shift_right_arithmetic<8 * sizeof(Scalar) - 1>(bits), as_int(F(Scalar(1)))));
+  return {fmadd(n, F(kCell), upper), fmadd(n, F(-kCell), F(Scalar(1)) - upper)};
 }
 
 // The uniform and normal samplers' |variate| in (0, 1): ((bits >> 8) | 1)·2^-24 =
@@ -521,7 +524,7 @@ template <typename I>
 NSPL_HD FloatLane<I> magnitude_variate(I bits) {
   using F = FloatLane<I>;
   using A = Arith<typename LaneOf<F>::Scalar>;
-  return convert_nonnegative(bit_or(shift_right_logical<A::kMagnitudeShift>(bits), I(1))) * F(A::kMagnitudeUnit);
+  return convert_signed(bit_or(shift_right_logical<A::kMagnitudeShift>(bits), I(1))) * F(A::kMagnitudeUnit);
 }
 
 // -v where bit 0 of the element's bits is set (docs/spec.md §4): the sign bit flipped.
@@ -594,12 +597,13 @@ struct PowerLawSampler {
     const F s = kForm == PowerLawForm::AlphaBelowOne ? variates.q : variates.u;
     const F s_bar = kForm == PowerLawForm::AlphaBelowOne ? variates.u : variates.q;
     const F x = s * F(k.expm1_k);
-    const F a = fmadd(s, F(k.exp_k), s_bar);  // 1 + x as a sum of two positive terms
+    // 1 + x as a sum of two positive terms (s̄ itself where exp(K) is stored as 0).
+    const F a = kForm == PowerLawForm::AlphaAboveOneTinyExpK ? s_bar : fmadd(s, F(k.exp_k), s_bar);
     // Where a >= sqrt(1/2) its reduction has exponent 0 and ln(1 + x) is log1p(x) itself;
     // below, ln a = e·ln 2 + log1p(f).
     F e, f;
-    log_reduce(a, e, f);
-    f = select(ge(a, F(static_cast<acc_t>(0.70710678118654752440))), x, f);
+    const auto below = is_negative(log_reduce(a, e, f));
+    f = select(below, f, x);
     // log2 |w| = ln(1 + x) / (b ln 2) + log2_base = log1p(f)·(log2(e) / b) + e / b + log2_base.
     const F z = fmadd(A::log1p_reduced(f), F(k.log2e_over_b), fmadd(e, F(k.inv_b), F(k.log2_base)));
     return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
@@ -609,10 +613,10 @@ struct PowerLawSampler {
 };
 
 // The power law at alpha = 1: y = exp(u·ln r) = r·exp(-q·ln r), log-uniform. Each half
-// takes its small side t (small_side_variate), so neither is rounded near 1:
-// log2 |w| = log2 c + t·log2 r (u = t < 1/2) or log2(c·r) - t·log2 r (q = t < 1/2), with
-// t = n·2^-32 folded into the constant: one fma of n, converted from the integer, and
-// per-half constants chosen by the word's top bit.
+// takes its small side t, so neither is rounded near 1: log2 |w| = log2 c + t·log2 r
+// (u = t < 1/2) or log2(c·r) - t·log2 r (q = t < 1/2). With n the signed conversion of
+// unit_variates (+t·2^32 where u = t, -t·2^32 where q = t) both are one fma,
+// n·(log2 r·2^-32) + base, the base chosen by the word's top bit.
 template <typename acc_t>
 struct LogUniformSampler {
   using Acc = acc_t;
@@ -621,10 +625,8 @@ struct LogUniformSampler {
   template <typename I>
   NSPL_HD FloatLane<I> draw(I bits) const {
     using F = FloatLane<I>;
-    const auto upper = is_negative(bits);
-    const F slope = select(upper, F(-k.log2_ratio_cell), F(k.log2_ratio_cell));
-    const F base = select(upper, F(k.log2_high), F(k.log2_low));
-    const F z = fmadd(small_side_integer(bits), slope, base);
+    const F base = select(is_negative(bits), F(k.log2_high), F(k.log2_low));
+    const F z = fmadd(signed_small_side_integer(bits), F(k.log2_ratio_cell), base);
     return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
   }
 

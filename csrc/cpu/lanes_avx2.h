@@ -38,8 +38,6 @@ NSPL_VECTOR_LANE_OPS(F64x4, I64x4, 256, pd, 64)
 
 // float lanes
 NSPL_LANE M32x8 lt(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
-NSPL_LANE M32x8 ge(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
-NSPL_LANE M32x8 eq(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F32x8 select(M32x8 m, F32x8 a, F32x8 b) { return _mm256_blendv_ps(b.v, a.v, m.m); }
 
 // int32 lanes
@@ -47,33 +45,36 @@ template <int k>
 NSPL_LANE I32x8 shift_right_arithmetic(I32x8 a) {
   return _mm256_srai_epi32(a.v, k);
 }
-NSPL_LANE F32x8 convert_nonnegative(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
+NSPL_LANE F32x8 convert_signed(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
 // vblendvps reads only the top bit of each mask lane: the integer's own bits are the mask.
 NSPL_LANE M32x8 is_negative(I32x8 a) { return {_mm256_castsi256_ps(a.v)}; }
 NSPL_LANE F32x8 convert_small(I32x8 a) { return _mm256_cvtepi32_ps(a.v); }
 
 // double lanes
 NSPL_LANE M64x4 lt(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
-NSPL_LANE M64x4 ge(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ)}; }
-NSPL_LANE M64x4 eq(F64x4 a, F64x4 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F64x4 select(M64x4 m, F64x4 a, F64x4 b) { return _mm256_blendv_pd(b.v, a.v, m.m); }
 
-// int64 lanes: the logical shift, with the sign bits shifted in where a is negative.
+// int64 lanes: the logical shift, with the sign bits shifted in where a is negative; a
+// shift by 63 is the comparison alone.
 template <int k>
 NSPL_LANE I64x4 shift_right_arithmetic(I64x4 a) {
   const __m256i negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a.v);
+  if constexpr (k == 63) return negative;
   return _mm256_or_si256(_mm256_srli_epi64(a.v, k), _mm256_slli_epi64(negative, 64 - k));
 }
 NSPL_LANE M64x4 is_negative(I64x4 a) { return {_mm256_castsi256_pd(a.v)}; }
-// 0 <= a < 2^63: each 32-bit half converted exactly through the mantissa of 2^52 (or'ing
-// an integer below 2^52 into 2^52's mantissa gives 2^52 + a), then joined by one fma, the
-// one rounding of a correctly rounded conversion (none below 2^53).
-NSPL_LANE F64x4 convert_nonnegative(I64x4 a) {
+// |a| < 2^63: a = h·2^32 + l with h = a >> 32 (arithmetic) and l the low 32 bits, each
+// converted exactly through the mantissa of 2^52 (or'ing an integer below 2^52 into 2^52's
+// mantissa gives 2^52 + that integer; h goes in as h + 2^31, its top bit flipped, and
+// 2^52 + 2^31 comes off), then joined by one fma, the one rounding of a correctly rounded
+// conversion (none below 2^53).
+NSPL_LANE F64x4 convert_signed(I64x4 a) {
   const __m256i two52 = _mm256_set1_epi64x(0x4330000000000000ll);
-  const __m256d two52d = _mm256_set1_pd(0x1p52);
-  const __m256d high = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(a.v, 32), two52)), two52d);
+  const __m256i two52_two31 = _mm256_set1_epi64x(0x4330000080000000ll);
+  const __m256d high = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_xor_si256(_mm256_srli_epi64(a.v, 32), two52_two31)),
+                                     _mm256_set1_pd(0x1p52 + 0x1p31));
   const __m256i low_bits = _mm256_and_si256(a.v, _mm256_set1_epi64x(0xffffffffll));
-  const __m256d low = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(low_bits, two52)), two52d);
+  const __m256d low = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(low_bits, two52)), _mm256_set1_pd(0x1p52));
   return _mm256_fmadd_pd(high, _mm256_set1_pd(0x1p32), low);
 }
 // |a| < 2^51: a added to the bits of 1.5·2^52, whose binade holds 1.5·2^52 + a exactly.

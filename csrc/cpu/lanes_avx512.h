@@ -36,8 +36,6 @@ NSPL_VECTOR_LANE_OPS(F64x8, I64x8, 512, pd, 64)
 
 // float lanes
 NSPL_LANE M16 lt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
-NSPL_LANE M16 ge(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ)}; }
-NSPL_LANE M16 eq(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F32x16 select(M16 m, F32x16 a, F32x16 b) { return _mm512_mask_blend_ps(m.m, b.v, a.v); }
 
 // int32 lanes
@@ -45,14 +43,12 @@ template <int k>
 NSPL_LANE I32x16 shift_right_arithmetic(I32x16 a) {
   return _mm512_srai_epi32(a.v, k);
 }
-NSPL_LANE F32x16 convert_nonnegative(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
+NSPL_LANE F32x16 convert_signed(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
 NSPL_LANE M16 is_negative(I32x16 a) { return {_mm512_movepi32_mask(a.v)}; }
 NSPL_LANE F32x16 convert_small(I32x16 a) { return _mm512_cvtepi32_ps(a.v); }
 
 // double lanes
 NSPL_LANE M8 lt(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ)}; }
-NSPL_LANE M8 ge(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ)}; }
-NSPL_LANE M8 eq(F64x8 a, F64x8 b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ)}; }
 NSPL_LANE F64x8 select(M8 m, F64x8 a, F64x8 b) { return _mm512_mask_blend_pd(m.m, b.v, a.v); }
 
 // int64 lanes
@@ -60,7 +56,7 @@ template <int k>
 NSPL_LANE I64x8 shift_right_arithmetic(I64x8 a) {
   return _mm512_srai_epi64(a.v, k);
 }
-NSPL_LANE F64x8 convert_nonnegative(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
+NSPL_LANE F64x8 convert_signed(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
 NSPL_LANE M8 is_negative(I64x8 a) { return {_mm512_movepi64_mask(a.v)}; }
 NSPL_LANE F64x8 convert_small(I64x8 a) { return _mm512_cvtepi64_pd(a.v); }
 
