@@ -5,9 +5,9 @@ The CUDA kernels are built when torch is a CUDA build, a CUDA toolkit is found, 
 is visible or FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST is set; otherwise the build says why it
 skipped them and builds the CPU extension. MAX_JOBS (parallel compile jobs) and DEBUG=1
 (-O0 -g) are honoured; a release build carries no debug information (-g0). SANITIZE=1 builds
-the core with AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g, any finding aborts),
-for .ci/sanitizers.sh, which builds it in a folder of its own. No -march=native: SIMD code is
-chosen at run time.
+the core with AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g -fno-var-tracking, any
+finding aborts), for .ci/sanitizers.sh, which builds it in a folder of its own. No
+-march=native: SIMD code is chosen at run time.
 
 Two variables split the build in two, for a library built on another machine against the
 same torch (scripts/prebuild_cuda_library.sh, docs/gpu.md): NSPL_LIBRARY_ONLY=1 builds the
@@ -132,7 +132,10 @@ def both_extensions():
     # Python's own compile flags carry -g, which more than doubles the files; -g0 after them
     # drops it from a release build.
     if SANITIZE:
-        cxx = ["-O1", "-g"] + SANITIZER_FLAGS
+        # -fno-var-tracking: the reports need the line tables and inlined frames that -g
+        # keeps, not where each local variable lives; tracking those took three quarters of
+        # the instrumented compile of the SIMD units (docs/development.md).
+        cxx = ["-O1", "-g", "-fno-var-tracking"] + SANITIZER_FLAGS
     else:
         cxx = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
     cxx += ["-ffp-contract=off"] + openmp_flags()
