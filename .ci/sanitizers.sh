@@ -11,7 +11,13 @@ start=$SECONDS
 PY=${PY:-.venv/bin/python}
 OUT=$PWD/build/sanitizers
 
-SANITIZE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build --build-base "$OUT" --build-lib "$OUT/lib" >/dev/null
+# The build's own chatter (setuptools' warnings) goes to a log, shown if the build fails.
+mkdir -p "$OUT"
+if ! SANITIZE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build --build-base "$OUT" --build-lib "$OUT/lib" >"$OUT/build.log" 2>&1; then
+  tail -n 60 "$OUT/build.log" >&2
+  echo "sanitizers: the instrumented build failed (log: $OUT/build.log)" >&2
+  exit 1
+fi
 echo "== sanitizer build done in $((SECONDS - start)) s"
 
 libasan=$(gcc -print-file-name=libasan.so)
@@ -54,6 +60,10 @@ libc.memset(ctypes.c_void_p(libc.malloc(16)), 0, 32)" 2>/dev/null; then
   exit 1
 fi
 export NSPL_HYPOTHESIS_PROFILE=sanitizers
-"$PY" -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_extremes.py tests/test_properties.py \
-  tests/test_overlap.py tests/test_cpp_library.py
+# SANITIZER_TESTS replaces the list (to check, say, that a finding in a test fails the step).
+# --capture=sys: the sanitizers write their report to file descriptor 2, which pytest's
+# default capture would hold, and lose when the runtime aborts the process.
+# shellcheck disable=SC2086
+"$PY" -m pytest -q -p no:cacheprovider --capture=sys ${SANITIZER_TESTS:-tests/test_ops.py tests/test_extremes.py \
+  tests/test_properties.py tests/test_overlap.py tests/test_cpp_library.py}
 echo "== sanitizer tests done in $((SECONDS - start)) s"

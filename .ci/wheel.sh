@@ -22,12 +22,25 @@ echo "== sdist and wheel built in $((SECONDS - start)) s: $(basename "$wheel") $
 unzip -l "$wheel" | awk '/\.so$/ {printf "   %-55s %7.2f MB\n", $4, $1 / 1e6}'
 
 "${PYTHON:-python3}" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$TORCH_SPEC" "${wheel}[test]" matplotlib
+# --no-compile: pip would byte-compile every module of torch and transformers, thousands
+# that no test imports; those the tests import are compiled when they are.
+"$work/venv/bin/python" -m pip install -q --no-compile "$TORCH_SPEC" "${wheel}[test]" matplotlib
 echo "== fresh environment installed in $((SECONDS - start)) s"
 
 cp -r tests "$work/tests"
 cd "$work"
 # The tests must import the installed package: nothing named nspl_filler sits in $work.
 "$work/venv/bin/python" -c "import nspl_filler, sys; f = nspl_filler.__file__; sys.exit(0 if f.startswith('$work/venv/') else f'imported {f}')"
-"$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests
+# What differs in an installed package is what it was built and installed from: the compiled
+# files of the sdist's release build, the package data (headers, CMake files), the modules
+# and extras pip put in place. Every file of the suite runs but four that spend their time on
+# statistics or multi-process runs of code no install changes (the checkout's run covers
+# them): the tail statistics and the law objects (scipy), the sharded materialize (several
+# processes) and the transformers model kinds. NSPL_WHEEL_TESTS=all runs the whole suite.
+skip=()
+if [ "${NSPL_WHEEL_TESTS:-}" != all ]; then
+  skip=(--ignore=tests/test_tails.py --ignore=tests/test_law_objects.py
+        --ignore=tests/test_materialize_sharded.py --ignore=tests/test_model_kinds.py)
+fi
+"$work/venv/bin/python" -m pytest -q -p no:cacheprovider "${skip[@]}" tests
 echo "== installed-package tests done in $((SECONDS - start)) s"
