@@ -302,6 +302,17 @@ def test_float64_resolves_what_float32_refuses():
     assert t.min().item() >= 10.0 and t.max().item() < 14.0
 
 
+def test_the_domain_reaches_9_5_std_in_float32_and_35_in_float64():
+    # docs/spec.md §2b: the interval's mass must be at least 2^-70 (float arithmetic), 2^-905 (float64)
+    for dtype, inside, outside in ((torch.float32, 9.5, 9.6), (torch.float64, 35.0, 35.5)):
+        t = nspl_filler.trunc_normal_(torch.empty(1024, dtype=dtype), 0.0, 1.0, inside, INF, seed=1)
+        assert t.min().item() >= inside and t.max().item() < inside + 2.0
+        with pytest.raises(ValueError, match="holds probability"):
+            nspl_filler.trunc_normal_(torch.empty(4, dtype=dtype), 0.0, 1.0, outside, INF, seed=1)
+        with pytest.raises(ValueError, match="holds probability"):
+            nspl_filler.trunc_normal_(torch.empty(4, dtype=dtype), 0.0, 1.0, -INF, -outside, seed=1)
+
+
 def test_type_errors():
     with pytest.raises(TypeError, match="Int"):
         nspl_filler.trunc_normal_(torch.zeros(4, dtype=torch.int32), seed=1)
