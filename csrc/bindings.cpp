@@ -14,6 +14,7 @@
 #include "cpu/fill_cpu_simd.h"
 #include "fill.h"
 #include "fill_many.h"
+#include "module_walk.h"
 #include "nspl_filler/filler.h"
 
 namespace py = pybind11;
@@ -293,6 +294,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "canonical_mode",
       [](const std::string& mode) { return std::string(nspl::variance_norm_name(nspl::parse_variance_norm(mode))); },
       py::arg("mode"), "The norm's own name for `mode`, any case; the ValueError of an op for no name of MODE_ALIASES.");
+  m.def("walk_modules", &nspl::walk_modules, py::arg("root"), py::arg("attributes"), py::arg("plain_types"),
+        "One pass over the module tree for init_module_'s planner (module_walk.h): its parameters as columns, "
+        "each with the kind that decides its role and fans.");
   m.def("elements_per_block", &nspl::elements_per_block, py::arg("dtype"),
         "Elements of `dtype` one Philox block fills (stream.h): 2 for float64, else 4.");
 
