@@ -9,9 +9,10 @@ runs) and off (gc.disable(), to show what collections cost); per parameter and a
 loop / init_module_ (above 1: init_module_ is faster), in wall-clock time and in the
 process's CPU time (which a shared machine's other work does not inflate).
 
-Planning alone: init_plan (the report, defaults), and the planner under init_module_'s
-defaults, a table of glob rules and stream="name", on the meta device (no values are
-written; what is left is planning and the streams).
+Planning alone, on the model built on the meta device: the planner with init_module_'s
+defaults and with a table of glob rules, the planner plus the keys of stream="name", and
+init_plan (the report); and init_module_ itself on meta (planning, streams and every op's
+checks: all but the writing).
 
     python benchmarks/plan_scale.py                       # table on stdout
     python benchmarks/plan_scale.py --save benchmarks/results
@@ -34,6 +35,7 @@ from torch import nn
 import nspl_filler
 from common import load_average, machine
 from nspl_filler import plan as planning
+from nspl_filler import stream
 
 ZERO_BIAS = {"*.bias": "zeros"}
 GLOBS = {"*.router.weight": "zeros", "*.gate_proj.weight": {"init": "normal"}, "[0-9]*.weight": "nspl",
@@ -113,6 +115,8 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
             row[f"ratio_cpu{tag}"] = theirs_cpu / ours_cpu
         plans = {
             "planner": lambda: planning.plan(meta_model),
+            "planner_globs": lambda: planning.plan(meta_model, rules=GLOBS),
+            "planner_name": lambda: name_keys(meta_model),
             "plan_defaults": lambda: nspl_filler.init_module_(meta_model, seed=0),
             "plan_globs": lambda: nspl_filler.init_module_(meta_model, seed=0, rules=GLOBS),
             "plan_name": lambda: nspl_filler.init_module_(meta_model, seed=0, stream="name"),
@@ -125,16 +129,25 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
     return row
 
 
+def name_keys(model: nn.Module) -> list[int]:
+    """The plan and the stream keys of stream="name": the parameters' canonical names, checked,
+    hashed to their keys (what init_module_ derives before its op calls)."""
+    the_plan = planning.plan(model)
+    names = stream.check_names(the_plan.names, len(the_plan), "the parameters' names", model)
+    return stream._keys(0, names)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| model | parameters | init_module_ µs/param | torch loop µs/param | ratio | ratio (gc off) "
-             "| ratio (CPU time) | planner | on meta: defaults | globs | stream=name | init_plan |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ratio (CPU time) | planner: defaults | globs | stream=name keys | init_plan "
+             "| on meta: defaults | globs | stream=name |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['parameters']:,} | {r['init_module_us']:.2f} | {r['torch_loop_us']:.2f} "
             f"| {r['ratio']:.2f}x | {r['ratio_nogc']:.2f}x | {r['ratio_cpu']:.2f}x | {r['planner_us']:.2f} "
-            f"| {r['plan_defaults_us']:.2f} "
-            f"| {r['plan_globs_us']:.2f} | {r['plan_name_us']:.2f} | {r['init_plan_us']:.2f} |")
+            f"| {r['planner_globs_us']:.2f} | {r['planner_name_us']:.2f} | {r['init_plan_us']:.2f} "
+            f"| {r['plan_defaults_us']:.2f} | {r['plan_globs_us']:.2f} | {r['plan_name_us']:.2f} |")
     return "\n".join(lines)
 
 
@@ -182,8 +195,10 @@ def main() -> None:
                     f"{load_before} before, {info['load_average']} after. Best of {args.repeats} after a warm-up. "
                     "Times per parameter in µs. Ratio: torch loop time / init_module_ time (above 1: init_module_ "
                     "is faster), wall clock, wall clock with the collector off, and CPU time of the process. "
-                    "planner: nspl_filler.plan.plan alone; on meta: init_module_ of the model built on the meta "
-                    "device (planning, streams and the ops' checks, nothing written); init_plan: the report.\n\n"
+                    "Planning, on the model built on the meta device: the planner (nspl_filler.plan.plan) with the "
+                    "defaults and with a table of globs, the planner and the keys of stream=\"name\" (names "
+                    "checked and hashed), and init_plan (the report). On meta: init_module_ of that model "
+                    "(planning, streams and every op's checks; nothing is written).\n\n"
                     + text + "\n")
 
 

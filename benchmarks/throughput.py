@@ -6,7 +6,8 @@ Three measurements, each the median of --repeat timed calls after one warm-up ca
 * table: samples/s and GB/s (bytes written) of nspl_filler.fill_ at each --alphas value
   (default 1, the log-uniform default, and 2, the general power law; ratio 100),
   Tensor.uniform_, Tensor.normal_, nn.init.kaiming_uniform_, kaiming_normal_,
-  trunc_normal_, a naive composition of the same distribution from torch ops (sign · c ·
+  trunc_normal_ (torch's, and nspl_filler.trunc_normal_ with the same defaults, with their
+  ratio), a naive composition of the same distribution from torch ops (sign · c ·
   inverse CDF of torch.rand, at the first alpha), and Tensor.fill_(1.0) (write
   bandwidth), with ratios to uniform_, to the naive composition and to fill_(1.0) (the
   fraction of the memory bandwidth a method uses); per dtype and size;
@@ -41,6 +42,8 @@ from nspl_filler import _C
 
 NAIVE = "naive NSPL (torch ops)"
 UNIFORM = "Tensor.uniform_"
+TORCH_TRUNC_NORMAL = "trunc_normal_"
+TRUNC_NORMAL = "nspl_filler.trunc_normal_"
 
 
 # ---------------------------------------------------------------------------------
@@ -81,7 +84,8 @@ def methods(alphas: list[float], ratio: float) -> dict:
         "Tensor.normal_": lambda t: t.normal_(),
         "kaiming_uniform_": lambda t: torch.nn.init.kaiming_uniform_(t),
         "kaiming_normal_": lambda t: torch.nn.init.kaiming_normal_(t),
-        "trunc_normal_": lambda t: torch.nn.init.trunc_normal_(t),
+        TORCH_TRUNC_NORMAL: lambda t: torch.nn.init.trunc_normal_(t),
+        TRUNC_NORMAL: lambda t: nspl_filler.trunc_normal_(t),
         NAIVE: lambda t: naive_nspl_(t, alpha=alphas[0], ratio=ratio),
         FILL_ONE: lambda t: t.fill_(1.0),
     })
@@ -182,6 +186,7 @@ def table_rows(runs: list[dict]) -> list[dict]:
                     "vs_uniform": rate / best[UNIFORM] if UNIFORM in best else None,
                     "vs_naive": rate / best[NAIVE] if NAIVE in best else None,
                     "vs_fill": rate / best[FILL_ONE] if FILL_ONE in best else None,
+                    "vs_trunc_normal": rate / best[TORCH_TRUNC_NORMAL] if TORCH_TRUNC_NORMAL in best else None,
                 }
             )
     return rows
@@ -249,14 +254,15 @@ def fmt_ratio(ratio) -> str:
 
 def table_markdown(rows: list[dict]) -> str:
     lines = [
-        "| dtype | numel | method | M samples/s | GB/s | vs uniform_ | vs naive | of fill_(1.0) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| dtype | numel | method | M samples/s | GB/s | vs uniform_ | vs naive | vs trunc_normal_ | of fill_(1.0) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         share = "" if r["vs_fill"] is None else f"{100 * r['vs_fill']:.0f}%"
         lines.append(
             f"| {r['dtype']} | 2^{int(math.log2(r['numel']))} | {r['method']} | {fmt_rate(r['samples_per_s'])} | "
-            f"{r['gb_per_s']:.2f} | {fmt_ratio(r['vs_uniform'])} | {fmt_ratio(r['vs_naive'])} | {share} |"
+            f"{r['gb_per_s']:.2f} | {fmt_ratio(r['vs_uniform'])} | {fmt_ratio(r['vs_naive'])} | "
+            f"{fmt_ratio(r['vs_trunc_normal'])} | {share} |"
         )
     return "\n".join(lines)
 

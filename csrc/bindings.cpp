@@ -14,6 +14,7 @@
 #include "cpu/fill_cpu_simd.h"
 #include "fill.h"
 #include "fill_many.h"
+#include "module_walk.h"
 #include "nspl_filler/filler.h"
 
 namespace py = pybind11;
@@ -42,12 +43,12 @@ at::OptionalIntArrayRef shape_ref(const OptionalShape& shape) {
   return at::IntArrayRef(*shape);
 }
 
-// exp2_to_normal / log_normal of nspl_math.h element-wise over a float32 or float64 tensor,
-// by the portable code or one instruction set's kernels: the tests compare them and
-// measure their accuracy.
+// An element function of nspl_math.h (exp2_to_normal, log_normal, normal_quantile_lower)
+// element-wise over a float32 or float64 tensor, by the portable code or one instruction
+// set's kernels: the tests compare them and measure their accuracy.
 template <typename T>
-void portable_math(bool exp, const T* in, T* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = exp ? nspl::exp2_to_normal(in[i]) : nspl::log_normal(in[i]);
+void portable_math(nspl::MathFunction function, const T* in, T* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = nspl::math_function(function, in[i]);
 }
 
 nspl::cpu::Capability capability_named(const std::string& name) {
@@ -58,7 +59,8 @@ nspl::cpu::Capability capability_named(const std::string& name) {
 }
 
 at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::string& capability_name) {
-  TORCH_CHECK_VALUE(name == "exp2" || name == "log", "nspl_filler: function must be 'exp2' or 'log', got '", name, "'");
+  TORCH_CHECK_VALUE(name == "exp2" || name == "log" || name == "normal_quantile",
+                    "nspl_filler: function must be 'exp2', 'log' or 'normal_quantile', got '", name, "'");
   TORCH_CHECK_TYPE((x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && x.device().is_cpu(),
                    "nspl_filler: expected a CPU float32 or float64 tensor");
   const nspl::cpu::Capability capability = capability_named(capability_name);
@@ -66,21 +68,23 @@ at::Tensor own_math(const std::string& name, const at::Tensor& x, const std::str
                     capability_name, " kernels");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty_like(in);
-  const bool exp = name == "exp2";
+  const nspl::MathFunction function = name == "exp2" ? nspl::MathFunction::Exp2
+                                      : name == "log"  ? nspl::MathFunction::Log
+                                                       : nspl::MathFunction::NormalQuantile;
   AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "nspl_filler_math", [&] {
     const scalar_t* src = in.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     switch (capability) {
 #if NSPL_HAVE_SIMD_KERNELS
       case nspl::cpu::Capability::Avx512:
-        nspl::avx512::math(exp, src, dst, in.numel());
+        nspl::avx512::math(function, src, dst, in.numel());
         return;
       case nspl::cpu::Capability::Avx2:
-        nspl::avx2::math(exp, src, dst, in.numel());
+        nspl::avx2::math(function, src, dst, in.numel());
         return;
 #endif
       default:
-        portable_math(exp, src, dst, in.numel());
+        portable_math(function, src, dst, in.numel());
     }
   });
   return out;
@@ -208,7 +212,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            "Philox blocks one fill of tensor consumes (0 for constant and bilinear).");
 
   m.def("get_filler", &nspl::GetFiller, py::arg("param"),
-        "The filler named by param.type: 'nspl', 'symmetric_power_law', 'constant', 'uniform', 'gaussian', "
+        "The filler named by param.type: 'nspl', 'symmetric_power_law', 'trunc_normal', 'constant', 'uniform', 'gaussian', "
         "'positive_unitball', 'xavier', 'msra' or 'bilinear'.");
 
   m.def(
@@ -290,6 +294,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "canonical_mode",
       [](const std::string& mode) { return std::string(nspl::variance_norm_name(nspl::parse_variance_norm(mode))); },
       py::arg("mode"), "The norm's own name for `mode`, any case; the ValueError of an op for no name of MODE_ALIASES.");
+  m.def("walk_modules", &nspl::walk_modules, py::arg("root"), py::arg("attributes"), py::arg("plain_types"),
+        "One pass over the module tree for init_module_'s planner (module_walk.h): its parameters as columns, "
+        "each with the kind that decides its role and fans.");
   m.def("elements_per_block", &nspl::elements_per_block, py::arg("dtype"),
         "Elements of `dtype` one Philox block fills (stream.h): 2 for float64, else 4.");
 
@@ -308,6 +315,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The raw power law's values (|w| in [low, high]) for the given random bits of elements: int32 bits "
         "give float32 values, int64 bits float64 (the portable code).");
   m.def("_math", &own_math, py::arg("function"), py::arg("x"), py::arg("capability"),
-        "nspl_filler's own exp2 (for normal results) or log (of positive normal numbers), element-wise, "
+        "nspl_filler's own exp2 (for normal results), log (of positive normal numbers) or normal_quantile "
+        "(the standard normal's lower-tail quantile, of positive normal numbers up to 1/2), element-wise, "
         "by the 'scalar', 'avx2' or 'avx512' code.");
 }

@@ -96,6 +96,13 @@ std::optional<CheckedFill> check_normal(const at::Tensor& self, double std, cons
   return with_spec(self, std::move(view), normal_spec(std));
 }
 
+std::optional<CheckedFill> check_trunc_normal(const at::Tensor& self, double mean, double std, double a, double b,
+                                              const StreamArgs& stream, at::OptionalIntArrayRef global_shape,
+                                              at::OptionalIntArrayRef global_start) {
+  std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
+  return with_spec(self, std::move(view), trunc_normal_spec(mean, std, a, b));
+}
+
 void check_inplace_allowed(const at::Tensor& self) {
   // An inference tensor has no version counter, so no graph can see a write to it: torch
   // allows one only inside InferenceMode, where no graph is recorded.

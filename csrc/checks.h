@@ -59,6 +59,10 @@ std::optional<CheckedFill> check_normal(const at::Tensor& self, double std, cons
                                         at::OptionalIntArrayRef global_shape,
                                         at::OptionalIntArrayRef global_start);
 
+std::optional<CheckedFill> check_trunc_normal(const at::Tensor& self, double mean, double std, double a, double b,
+                                              const StreamArgs& stream, at::OptionalIntArrayRef global_shape,
+                                              at::OptionalIntArrayRef global_start);
+
 // torch's rule for in-place writes to inference tensors (RuntimeError outside InferenceMode),
 // made before anything is written.
 void check_inplace_allowed(const at::Tensor& self);

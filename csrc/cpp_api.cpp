@@ -59,4 +59,14 @@ at::Tensor normal_(const at::Tensor& tensor, double std, const Stream& stream) {
   return tensor;
 }
 
+at::Tensor trunc_normal_(const at::Tensor& tensor, const TruncNormalOptions& options, const Stream& stream) {
+  static const auto op =
+      op_handle<void(const at::Tensor&, double, double, double, double, std::optional<int64_t>, int64_t,
+                     OptionalGenerator, OptionalShape, OptionalShape)>("nspl_filler::trunc_normal_");
+  const at::NoGradGuard no_grad;
+  op.call(tensor, options.mean, options.std, options.a, options.b, stream.seed, stream.offset, stream.generator,
+          std::nullopt, std::nullopt);
+  return tensor;
+}
+
 }  // namespace nspl

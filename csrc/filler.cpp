@@ -1,5 +1,5 @@
 // The Caffe-style fillers of nspl_filler/filler.h. The random ones compose the ops
-// (symmetric_uniform_, normal_, nspl_, symmetric_power_law_: one Philox stream, every backend)
+// (symmetric_uniform_, normal_, nspl_, symmetric_power_law_, trunc_normal_: one Philox stream, every backend)
 // with ATen's element-wise ops, so no filler has a kernel of its own and each runs wherever
 // the ops do; the deterministic ones (constant, bilinear) are ATen ops alone.
 #include <ATen/core/grad_mode.h>
@@ -278,10 +278,22 @@ void SymmetricPowerLawFiller::FillWith(const at::Tensor& tensor, const Stream& s
   symmetric_power_law_(tensor, p.alpha, p.min, p.max, stream);
 }
 
+TruncNormalFiller::TruncNormalFiller(FillerParameter param) : Filler(std::move(param)) {
+  const auto& p = filler_param();
+  check_dense(p);
+  trunc_normal_spec(p.mean, p.std, p.min, p.max);
+}
+
+void TruncNormalFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
+  const auto& p = filler_param();
+  trunc_normal_(tensor, TruncNormalOptions{p.mean, p.std, p.min, p.max}, stream);
+}
+
 std::unique_ptr<Filler> GetFiller(const FillerParameter& param) {
   const std::string& type = param.type;
   if (type == "nspl") return std::make_unique<NsplFiller>(param);
   if (type == "symmetric_power_law") return std::make_unique<SymmetricPowerLawFiller>(param);
+  if (type == "trunc_normal") return std::make_unique<TruncNormalFiller>(param);
   if (type == "constant") return std::make_unique<ConstantFiller>(param);
   if (type == "uniform") return std::make_unique<UniformFiller>(param);
   if (type == "gaussian") return std::make_unique<GaussianFiller>(param);
@@ -290,7 +302,7 @@ std::unique_ptr<Filler> GetFiller(const FillerParameter& param) {
   if (type == "msra") return std::make_unique<MSRAFiller>(param);
   if (type == "bilinear") return std::make_unique<BilinearFiller>(param);
   TORCH_CHECK_VALUE(false, "nspl_filler: unknown filler type '", type,
-                    "' (expected 'nspl', 'symmetric_power_law', 'constant', 'uniform', 'gaussian', "
+                    "' (expected 'nspl', 'symmetric_power_law', 'trunc_normal', 'constant', 'uniform', 'gaussian', "
                     "'positive_unitball', 'xavier', 'msra' or 'bilinear')");
 }
 

@@ -9,6 +9,10 @@
 
 namespace nspl {
 
+// The element functions of nspl_math.h that the tests evaluate on given arguments, by each
+// code path: exp2_to_normal, log_normal and normal_quantile_lower.
+enum class MathFunction : int32_t { Exp2, Log, NormalQuantile };
+
 // Key and first block of a fill (docs/spec.md §4).
 struct StreamPosition {
   uint64_t key = 0;
@@ -61,6 +65,22 @@ struct UniformConstants {
 template <typename acc_t>
 struct NormalConstants {
   acc_t std_sqrt2;  // std · sqrt(2)
+};
+
+// Normal N(mean, std²) truncated to [a, b], by inversion (docs/spec.md §2b): with
+// α = (a - mean) / std and β = (b - mean) / std, an element's p = Φ(α) + u·D and
+// q = Φ(-β) + (1 - u)·D, D = Φ(β) - Φ(α), and z = Φ⁻¹(p) = -Φ⁻¹(q) from whichever is smaller.
+template <typename acc_t>
+struct TruncNormalConstants {
+  acc_t lower_mass;  // Φ(α); 0 where it is below the smallest normal acc_t
+  acc_t upper_mass;  // Φ(-β) = 1 - Φ(β); likewise
+  acc_t mass;        // D, the interval's mass, a normal number
+  acc_t mean;
+  acc_t std;
+  // The output dtype's values nearest to a and b from inside [a, b] (the dtype's largest
+  // finite values for an infinite bound): clamping to them keeps every value in [a, b].
+  acc_t low;
+  acc_t high;
 };
 
 }  // namespace nspl

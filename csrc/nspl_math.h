@@ -720,6 +720,130 @@ struct NormalSampler<double> {
   NSPL_HD double operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<double>::bits(words, lane)); }
 };
 
+// Φ⁻¹(t), the standard normal quantile, for t in (0, ~1/2] a positive normal number: M. J.
+// Wichura, "Algorithm AS 241: The percentage points of the normal distribution", Applied
+// Statistics 37(3), 1988. Three rational approximations: in s = t - 1/2 where |s| <= 0.425
+// (Φ⁻¹ = s·A(0.180625 - s²) / B(...)), else in r = sqrt(-ln t), one for r <= 5 and one
+// beyond (Φ⁻¹ = -C(r - 1.6) / D(r - 1.6) or -E(r - 5) / F(r - 5)). Float arithmetic uses
+// the paper's PPND7 (about 1e-7 relative), double its PPND16 (about 1e-16). All three are
+// evaluated, numerator and denominator selected, and one division made: no branch, and only
+// the operations every lane type has, with the package's own log (docs/spec.md §2b states the
+// measured accuracy, tests/test_trunc_normal.py measures it).
+template <typename acc_t>
+struct NormalQuantile;
+
+template <>
+struct NormalQuantile<float> {
+  template <typename F>
+  static NSPL_HD F central_num(F r) { return horner(r, 3.3871327179f, 50.434271938f, 159.29113202f, 59.109374720f); }
+  template <typename F>
+  static NSPL_HD F central_den(F r) { return horner(r, 1.0f, 17.895169469f, 78.757757664f, 67.187563600f); }
+  template <typename F>
+  static NSPL_HD F near_num(F r) { return horner(r, 1.4234372777f, 2.7568153900f, 1.3067284816f, 0.17023821103f); }
+  template <typename F>
+  static NSPL_HD F near_den(F r) { return horner(r, 1.0f, 0.73700164250f, 0.12021132975f); }
+  template <typename F>
+  static NSPL_HD F far_num(F r) { return horner(r, 6.6579051150f, 3.0812263860f, 0.42868294337f, 0.017337203997f); }
+  template <typename F>
+  static NSPL_HD F far_den(F r) { return horner(r, 1.0f, 0.24197894225f, 0.012258202635f); }
+};
+
+template <>
+struct NormalQuantile<double> {
+  template <typename F>
+  static NSPL_HD F central_num(F r) {
+    return horner(r, 3.3871328727963666080, 133.14166789178437745, 1971.5909503065514427, 13731.693765509461125,
+                  45921.953931549871457, 67265.770927008700853, 33430.575583588128105, 2509.0809287301226727);
+  }
+  template <typename F>
+  static NSPL_HD F central_den(F r) {
+    return horner(r, 1.0, 42.313330701600911252, 687.18700749205790830, 5394.1960214247511077,
+                  21213.794301586595867, 39307.895800092710610, 28729.085735721942674, 5226.4952788528545610);
+  }
+  template <typename F>
+  static NSPL_HD F near_num(F r) {
+    return horner(r, 1.42343711074968357734, 4.63033784615654529590, 5.76949722146069140550, 3.64784832476320460504,
+                  1.27045825245236838258, 0.241780725177450611770, 0.0227238449892691845833,
+                  7.74545014278341407640e-4);
+  }
+  template <typename F>
+  static NSPL_HD F near_den(F r) {
+    return horner(r, 1.0, 2.05319162663775882187, 1.67638483018380384940, 0.689767334985100004550,
+                  0.148103976427480074590, 0.0151986665636164571966, 5.47593808499534494600e-4,
+                  1.05075007164441684324e-9);
+  }
+  template <typename F>
+  static NSPL_HD F far_num(F r) {
+    return horner(r, 6.65790464350110377720, 5.46378491116411436990, 1.78482653991729133580,
+                  0.296560571828504891230, 0.0265321895265761230930, 1.24266094738807843860e-3,
+                  2.71155556874348757815e-5, 2.01033439929228813265e-7);
+  }
+  template <typename F>
+  static NSPL_HD F far_den(F r) {
+    return horner(r, 1.0, 0.599832206555887937690, 0.136929880922735805310, 0.0148753612908506148525,
+                  7.86869131145613259100e-4, 1.84631831751005468180e-5, 1.42151175831644588870e-7,
+                  2.04426310338993978564e-15);
+  }
+};
+
+template <typename F>
+NSPL_HD F normal_quantile_lower(F t) {
+  using Scalar = typename LaneOf<F>::Scalar;
+  using Q = NormalQuantile<Scalar>;
+  const F s = t - F(Scalar(0.5));
+  const F central_r = fmadd(F(Scalar(0)) - s, s, F(Scalar(0.180625)));
+  const F r = sqrt_of(F(Scalar(0)) - log_normal(t));
+  const F near_r = r - F(Scalar(1.6));
+  const F far_r = r - F(Scalar(5));
+  const auto far = lt(F(Scalar(5)), r);
+  const auto tail = lt(s, F(Scalar(-0.425)));
+  const F tail_num = F(Scalar(0)) - select(far, Q::far_num(far_r), Q::near_num(near_r));
+  const F tail_den = select(far, Q::far_den(far_r), Q::near_den(near_r));
+  return select(tail, tail_num, s * Q::central_num(central_r)) / select(tail, tail_den, Q::central_den(central_r));
+}
+
+// Normal N(mean, std²) truncated to [a, b] (docs/spec.md §2b), by the exact inverse CDF, no
+// rejection: one word (two for float64) per element, the whole word's u and q = 1 - u of
+// unit_variates (bit 0 is no sign here: it is set to 1 with the others' cell). With
+// P = Φ(α) + u·D and Q = Φ(-β) + q·D, each one fma of a small side that is exact or
+// relatively accurate, the value is mean + std·Φ⁻¹(P) where P <= Q and mean - std·Φ⁻¹(Q)
+// where Q < P: the quantile always takes the smaller tail mass, in which it does not
+// cancel, so far-tail intervals (a = 8σ) keep their digits. Clamped to [a, b] rounded
+// inward to the dtype.
+template <typename acc_t>
+struct TruncNormalSampler {
+  using Acc = acc_t;
+  TruncNormalConstants<acc_t> k;
+
+  template <typename I>
+  NSPL_HD FloatLane<I> draw(I bits) const {
+    using F = FloatLane<I>;
+    const UnitVariates<F> v = unit_variates(bits);
+    const F lower = fmadd(v.u, F(k.mass), F(k.lower_mass));
+    const F upper = fmadd(v.q, F(k.mass), F(k.upper_mass));
+    const auto from_upper = lt(upper, lower);
+    const F z = normal_quantile_lower(min_of(lower, upper));
+    const F signed_z = select(from_upper, F(acc_t(0)) - z, z);
+    return clamp_to(fmadd(signed_z, F(k.std), F(k.mean)), F(k.low), F(k.high));
+  }
+
+  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
+};
+
+// `function` of x (the tests evaluate each element function on given arguments).
+template <typename F>
+NSPL_HD F math_function(MathFunction function, F x) {
+  switch (function) {
+    case MathFunction::Exp2:
+      return exp2_to_normal(x);
+    case MathFunction::Log:
+      return log_normal(x);
+    case MathFunction::NormalQuantile:
+      return normal_quantile_lower(x);
+  }
+  return x;
+}
+
 // The sampler that draws with a set of constants (kernel_args.h).
 template <typename Constants>
 struct SamplerFor;
@@ -738,6 +862,10 @@ struct SamplerFor<UniformConstants<acc_t>> {
 template <typename acc_t>
 struct SamplerFor<NormalConstants<acc_t>> {
   using type = NormalSampler<acc_t>;
+};
+template <typename acc_t>
+struct SamplerFor<TruncNormalConstants<acc_t>> {
+  using type = TruncNormalSampler<acc_t>;
 };
 
 NSPL_ISA_END

@@ -82,7 +82,19 @@ struct NormalOp {
   static constexpr auto check = &check_normal;
 };
 
-using SingleTensorOps = std::tuple<NsplOp, SymmetricPowerLawOp, SymmetricUniformOp, NormalOp>;
+struct TruncNormalOp {
+  static constexpr const char* name = "trunc_normal_";
+  using Params = std::tuple<double, double, double, double>;
+  // torch.nn.init.trunc_normal_'s parameters and defaults (nspl_filler/init.h).
+  static std::string parameters() {
+    const TruncNormalOptions defaults;
+    return "float mean=" + schema_float(defaults.mean) + ", float std=" + schema_float(defaults.std) +
+           ", float a=" + schema_float(defaults.a) + ", float b=" + schema_float(defaults.b);
+  }
+  static constexpr auto check = &check_trunc_normal;
+};
+
+using SingleTensorOps = std::tuple<NsplOp, SymmetricPowerLawOp, SymmetricUniformOp, NormalOp, TruncNormalOp>;
 
 // Calls f(Op{}) for every op of SingleTensorOps, in order.
 template <typename F>

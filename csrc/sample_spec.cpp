@@ -36,6 +36,8 @@ double SampleSpec::magnitude_high() const {
     case Distribution::Normal:
       // The largest |z| a 53-bit u can give is below 8.3 standard deviations.
       return scale * 8.3;
+    case Distribution::TruncNormal:
+      return std::max(std::fabs(lower), std::fabs(upper));
   }
   return scale;
 }
@@ -161,7 +163,118 @@ NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaAboveOneTinyExpK
 NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaBelowOne);
 #undef NSPL_INSTANTIATE_POWER_LAW_CONSTANTS
 
+namespace {
+
+// docs/spec.md §2b. Every element's tail mass (its p or q, whichever is smaller) is at least
+// cell·D, cell = 2^-32 (float arithmetic) or 2^-64 (double): the smallest small side of
+// unit_variates. Where Φ(α) or Φ(-β) is below the smallest normal number of the arithmetic
+// it is stored as 0, which changes such a mass by less than one rounding when D is at least
+// kMinMass: 2^-126 / (2^-32·2^-70) = 2^-24, and 2^-1022 / (2^-64·2^-905) = 2^-53.
+struct TruncNormalArith {
+  double cell;
+  double min_mass;
+  const char* min_mass_text;
+  // mean (unless 0) and std are at least this, so that no intermediate value of the sampler
+  // (std·z, mean + std·z) is a subnormal number, whose treatment differs between devices.
+  double min_scale;
+  const char* min_scale_text;
+  const char* name;
+};
+
+TruncNormalArith trunc_normal_arith(c10::ScalarType dtype) {
+  if (dtype == c10::kDouble) return {0x1p-64, 0x1p-905, "2^-905", 0x1p-900, "2^-900", "float64"};
+  return {0x1p-32, 0x1p-70, "2^-70", 0x1p-60, "2^-60", "float32 (the arithmetic of float16, bfloat16 and float32 fills)"};
+}
+
+// [a, b] cut to the values the fill reaches: |z| <= sqrt(-2 ln(cell·D)), since Φ(-x) < e^(-x²/2).
+std::pair<double, double> trunc_normal_reach(const SampleSpec& spec, const TruncNormalMasses& masses,
+                                             const TruncNormalArith& arith) {
+  const double z_bound = std::sqrt(-2.0 * std::log(arith.cell * masses.mass));
+  return {std::max(spec.lower, spec.mean - spec.scale * z_bound), std::min(spec.upper, spec.mean + spec.scale * z_bound)};
+}
+
+// The clamp bounds: [a, b] within the dtype's range, rounded inward to its values; a bound that
+// would be a subnormal number is moved inward to 0 or to the smallest normal number.
+std::pair<double, double> trunc_normal_bounds(const SampleSpec& spec, c10::ScalarType dtype) {
+  const DtypeRange range = dtype_range(dtype);
+  const auto within_range = [&](double x) { return std::min(std::max(x, -range.max), range.max); };
+  auto [low, high] = dtype_values_within(within_range(spec.lower), within_range(spec.upper), dtype);
+  if (low != 0 && std::fabs(low) < range.min_normal) low = low > 0 ? range.min_normal : 0.0;
+  if (high != 0 && std::fabs(high) < range.min_normal) high = high < 0 ? -range.min_normal : 0.0;
+  return {low + 0.0, high + 0.0};
+}
+
+void check_trunc_normal_range(const SampleSpec& spec, c10::ScalarType dtype) {
+  const DtypeRange range = dtype_range(dtype);
+  const TruncNormalArith arith = trunc_normal_arith(dtype);
+  const DtypeRange arith_range = dtype_range(dtype == c10::kDouble ? c10::kDouble : c10::kFloat);
+  TORCH_CHECK_VALUE(spec.scale >= arith.min_scale && spec.scale <= arith_range.max, "nspl_filler: std must lie in [",
+                    arith.min_scale_text, ", ", arith_range.max, "] for ", dtype, " (", arith.name, "), got ",
+                    spec.scale);
+  TORCH_CHECK_VALUE(spec.mean == 0 || (std::fabs(spec.mean) >= arith.min_scale && std::fabs(spec.mean) <= arith_range.max),
+                    "nspl_filler: mean must be 0 or of magnitude in [", arith.min_scale_text, ", ", arith_range.max,
+                    "] for ", dtype, " (", arith.name, "), got ", spec.mean);
+  const TruncNormalMasses masses = trunc_normal_masses(spec);
+  TORCH_CHECK_VALUE(masses.mass >= arith.min_mass, "nspl_filler: [a, b] = [", spec.lower, ", ", spec.upper,
+                    "] holds probability ", masses.mass, " of the normal with mean ", spec.mean, " and std ", spec.scale,
+                    ", below the ", arith.min_mass_text, " that a ", dtype, " fill resolves; move a or b towards the mean",
+                    dtype == c10::kDouble ? "" : " or fill a float64 tensor");
+  const auto [reach_low, reach_high] = trunc_normal_reach(spec, masses, arith);
+  TORCH_CHECK_VALUE(reach_low >= -range.max && reach_high <= range.max, "nspl_filler: the values of the normal with mean ",
+                    spec.mean, " and std ", spec.scale, " on [a, b] = [", spec.lower, ", ", spec.upper, "] reach [",
+                    reach_low, ", ", reach_high, "], beyond the range of ", dtype, " (max ", range.max,
+                    "); use a smaller mean or std, a narrower [a, b], or a wider dtype");
+  const auto [low, high] = trunc_normal_bounds(spec, dtype);
+  TORCH_CHECK_VALUE(low <= high, "nspl_filler: no ", dtype, " value lies in [a, b] = [", spec.lower, ", ", spec.upper,
+                    "]; widen it or use a wider dtype");
+}
+
+}  // namespace
+
+TruncNormalMasses trunc_normal_masses(const SampleSpec& spec) {
+  const double alpha = (spec.lower - spec.mean) / spec.scale;
+  const double beta = (spec.upper - spec.mean) / spec.scale;
+  // Φ(x) = erfc(-x/√2) / 2, accurate in the lower tail; Φ(±inf) is 1 or 0.
+  const auto phi = [](double x) { return 0.5 * std::erfc(-x * 0.70710678118654752440); };
+  const double lower = phi(alpha);
+  const double upper = phi(-beta);
+  double mass;
+  if (alpha >= 0) {
+    mass = phi(-alpha) - upper;  // both upper tails: the larger first
+  } else if (beta <= 0) {
+    mass = phi(beta) - lower;  // both lower tails
+  } else {
+    mass = (1.0 - lower) - upper;  // each tail at most 1/2: nothing cancels
+  }
+  return {lower, upper, mass};
+}
+
+template <typename acc_t>
+TruncNormalConstants<acc_t> trunc_normal_constants(const SampleSpec& spec, c10::ScalarType dtype) {
+  const TruncNormalMasses masses = trunc_normal_masses(spec);
+  const auto [low, high] = trunc_normal_bounds(spec, dtype);
+  const auto flushed = [](double mass) {
+    return mass < static_cast<double>(std::numeric_limits<acc_t>::min()) ? acc_t(0) : static_cast<acc_t>(mass);
+  };
+  TruncNormalConstants<acc_t> c{};
+  c.lower_mass = flushed(masses.lower);
+  c.upper_mass = flushed(masses.upper);
+  c.mass = static_cast<acc_t>(masses.mass);
+  c.mean = static_cast<acc_t>(spec.mean + 0.0);  // +0.0 for a mean of -0.0: no zeros of both signs
+  c.std = static_cast<acc_t>(spec.scale);
+  c.low = static_cast<acc_t>(low);
+  c.high = static_cast<acc_t>(high);
+  return c;
+}
+
+template TruncNormalConstants<float> trunc_normal_constants<float>(const SampleSpec&, c10::ScalarType);
+template TruncNormalConstants<double> trunc_normal_constants<double>(const SampleSpec&, c10::ScalarType);
+
 void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
+  if (spec.distribution == Distribution::TruncNormal) {
+    check_trunc_normal_range(spec, dtype);
+    return;
+  }
   const DtypeRange range = dtype_range(dtype);
   const double high = spec.magnitude_high();
   TORCH_CHECK_VALUE(std::isfinite(high) && high <= range.max, "nspl_filler: the largest |value| ", high,
@@ -250,6 +363,20 @@ SampleSpec uniform_spec(double bound) {
   SampleSpec spec;
   spec.distribution = Distribution::Uniform;
   spec.scale = bound;
+  return spec;
+}
+
+SampleSpec trunc_normal_spec(double mean, double std, double a, double b) {
+  check_finite("mean", mean);
+  check_positive("std", std);
+  TORCH_CHECK_VALUE(!std::isnan(a) && !std::isnan(b) && a < b, "nspl_filler: the bounds need a < b (either may be "
+                    "infinite, neither NaN), got a = ", a, ", b = ", b);
+  SampleSpec spec;
+  spec.distribution = Distribution::TruncNormal;
+  spec.scale = std;
+  spec.mean = mean;
+  spec.lower = a;
+  spec.upper = b;
   return spec;
 }
 

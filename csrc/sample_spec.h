@@ -12,7 +12,7 @@
 
 namespace nspl {
 
-enum class Distribution : int32_t { PowerLaw, Uniform, Normal };
+enum class Distribution : int32_t { PowerLaw, Uniform, Normal, TruncNormal };
 
 // The distribution in float64, as the caller gave it. Kernels turn it into a sampler of
 // their arithmetic type with make_*_sampler, so every constant is computed in float64.
@@ -20,7 +20,10 @@ struct SampleSpec {
   Distribution distribution = Distribution::PowerLaw;
   double alpha = 1.0;  // power law: exponent of the magnitude density
   double ratio = 2.0;  // power law: r = high / low
-  double scale = 1.0;  // power law: c (|w| = c·y); uniform: bound; normal: std
+  double scale = 1.0;  // power law: c (|w| = c·y); uniform: bound; normal, truncated normal: std
+  double mean = 0.0;   // truncated normal: the mean of the normal it truncates
+  double lower = 0.0;  // truncated normal: a (may be -inf)
+  double upper = 0.0;  // truncated normal: b (may be +inf)
   // |value| bounds, used to keep rounding from stepping outside [c, c·r].
   double magnitude_low() const;
   double magnitude_high() const;
@@ -38,6 +41,10 @@ PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10:
 // The form of the general power law for `spec` in arithmetic acc_t.
 template <typename acc_t>
 PowerLawForm power_law_form(const SampleSpec& spec);
+// The constants of the truncated normal's sampler for `spec` in arithmetic acc_t, with [a, b]
+// rounded inward to the output dtype (check_range has passed).
+template <typename acc_t>
+TruncNormalConstants<acc_t> trunc_normal_constants(const SampleSpec& spec, c10::ScalarType dtype);
 
 // Calls `f(sampler)` with the sampler of nspl_math.h that draws `spec` in arithmetic
 // acc_t (float for 16/32-bit outputs, double for float64) into a tensor of dtype
@@ -72,6 +79,9 @@ void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
     case Distribution::Normal:
       f(NormalSampler<acc_t>{{static_cast<acc_t>(spec.scale * 1.4142135623730951)}});
       return;
+    case Distribution::TruncNormal:
+      f(TruncNormalSampler<acc_t>{trunc_normal_constants<acc_t>(spec, dtype)});
+      return;
   }
 }
 
@@ -88,7 +98,8 @@ double normalised_scale(double alpha, double ratio, double gain, double n);
 
 // ValueError unless the values of `spec` can be drawn into `dtype`: the largest |value|
 // must not overflow it, and for the power law c must be a normal number of the dtype and
-// [c, c·r] must hold at least one of its values.
+// [c, c·r] must hold at least one of its values; for the truncated normal, see
+// docs/spec.md §2b (the interval's mass, mean and std in the arithmetic, [a, b] in the dtype).
 void check_range(const SampleSpec& spec, c10::ScalarType dtype);
 
 // The dtype's values nearest to [low, high] from inside (low <= high, both finite and within
@@ -103,5 +114,18 @@ double dtype_min_normal(c10::ScalarType dtype);
 SampleSpec power_law_spec(double alpha, double low, double high);
 SampleSpec uniform_spec(double bound);
 SampleSpec normal_spec(double std);
+// N(mean, std²) truncated to [a, b]: finite mean, finite std > 0, a < b (either may be
+// infinite). The dtype-dependent rules are check_range's.
+SampleSpec trunc_normal_spec(double mean, double std, double a, double b);
+
+// The truncated normal's masses in float64 (docs/spec.md §2b), with α = (a - mean) / std and
+// β = (b - mean) / std: Φ(α), Φ(-β) and D = Φ(β) - Φ(α), D from the two tails on one side
+// of 0 where the interval lies there, so that it does not cancel.
+struct TruncNormalMasses {
+  double lower;
+  double upper;
+  double mass;
+};
+TruncNormalMasses trunc_normal_masses(const SampleSpec& spec);
 
 }  // namespace nspl

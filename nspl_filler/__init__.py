@@ -32,6 +32,7 @@ from .init import (
     nspl_,
     second_moment,
     symmetric_power_law_,
+    trunc_normal_,
 )
 from .layouts import Layout, layout_of, register_layout
 from .meta import empty_weights, materialize_
@@ -56,5 +57,5 @@ __all__ = [
     "cmake_prefix_path", "compute_fans", "cuda_built",
     "empty_weights", "fill_", "fill_many_", "fit", "format_report", "get_filler", "init_module_", "init_plan",
     "key_for", "layout_of", "load_weights", "materialize_", "nspl_", "plot_fit", "plot_fits", "register_layout",
-    "second_moment", "symmetric_power_law_",
+    "second_moment", "symmetric_power_law_", "trunc_normal_",
 ]

@@ -7,7 +7,8 @@ laws: 'constant' (value), 'uniform' (on [min, max]), 'gaussian' (mean, std; spar
 each value with probability k / shape(0)), 'positive_unitball' (uniform, each shape(0) row
 divided by its sum), 'xavier' (uniform on ±sqrt(3 / n)), 'msra' (gaussian with std
 sqrt(2 / n)), 'bilinear' (the (K, K) kernel of bilinear upsampling); and nspl_filler's 'nspl'
-(variance gain² / n) and 'symmetric_power_law' (|w| in [min, max]). The random ones share
+(variance gain² / n), 'symmetric_power_law' (|w| in [min, max]) and 'trunc_normal' (normal
+(mean, std²) truncated to [min, max]). The random ones share
 the Philox stream of the ops: a seeded filler advances through it with each fill by
 ``blocks_for(tensor)`` blocks (0 for 'constant' and 'bilinear').
 """

@@ -1,4 +1,4 @@
-"""The initialisers: fill_ (NSPL, alias nspl_) and symmetric_power_law_, in the manner of
+"""The initialisers: fill_ (NSPL, alias nspl_), symmetric_power_law_ and trunc_normal_, in the manner of
 torch.nn.init. Thin wrappers over torch.ops.nspl_filler; fans, scale and argument checks
 live in the compiled core, so Python, C++ and every device agree on them."""
 from __future__ import annotations
@@ -246,7 +246,51 @@ def symmetric_power_law_(
     )
 
 
+# trunc_normal_'s defaults, torch.nn.init.trunc_normal_'s, as the op's schema states them (from
+# TruncNormalOptions in the core).
+_TRUNC_NORMAL_DEFAULTS = {
+    argument.name: argument.default_value
+    for argument in ops.trunc_normal_.default._schema.arguments if argument.name in ("mean", "std", "a", "b")
+}
+
+
+def trunc_normal_(
+    tensor: Tensor,
+    mean: float = _TRUNC_NORMAL_DEFAULTS["mean"],
+    std: float = _TRUNC_NORMAL_DEFAULTS["std"],
+    a: float = _TRUNC_NORMAL_DEFAULTS["a"],
+    b: float = _TRUNC_NORMAL_DEFAULTS["b"],
+    *,
+    seed: Optional[int] = None,
+    generator: GeneratorLike = None,
+    name: Optional[str] = None,
+) -> Tensor:
+    """Fill `tensor` in place with N(mean, std²) truncated to [a, b] and return it:
+    torch.nn.init.trunc_normal_'s law and arguments (a and b are absolute bounds, not in
+    units of std; either may be infinite).
+
+    Exact inverse CDF, no rejection: with α = (a - mean) / std, β = (b - mean) / std and the
+    element's uniform u (docs/spec.md §4), x = mean + std·Φ⁻¹(Φ(α) + u·(Φ(β) - Φ(α))),
+    evaluated from whichever tail mass is smaller so that far-tail intervals (a = 3σ,
+    b = 8σ) keep their precision. Each value is a function of its element's place in the
+    stream, so it is the same on every device, layout, thread count and shard, and every
+    value lies in [a, b] after rounding to the dtype. Domain (docs/spec.md §2b): the
+    interval's mass at least 2^-70 for 16/32-bit dtypes (2^-905 for float64), std and a
+    nonzero mean between 2^-60 (float64: 2^-900) and the arithmetic's largest value.
+    Seeding (name= included) and errors as for fill_.
+    """
+    if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            trunc_normal_, (tensor,), tensor, mean, std, a, b, seed=seed, generator=generator, name=name
+        )
+    _check_tensor(tensor)
+    return _run(
+        tensor, seed, generator, name, ops.trunc_normal_,
+        _real("mean", mean), _real("std", std), _real("a", a), _real("b", b),
+    )
+
+
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_RATIO", "VarianceNorm", "compute_fans", "second_moment",
-    "fill_", "nspl_", "symmetric_power_law_",
+    "fill_", "nspl_", "symmetric_power_law_", "trunc_normal_",
 ]

@@ -19,6 +19,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ._extension import _C
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _mode_name, _real, compute_fans
 from .layouts import Layout, is_norm, weight_layout
 from .rules import (
@@ -50,6 +51,11 @@ class ParamInit:
     role: str = "other"
     aliases: tuple[str, ...] = ()
     own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
+
+
+# ParamInit's fields, in order; Plan.records sets them without the frozen dataclass's __init__.
+_RECORD_FIELDS = tuple(ParamInit.__dataclass_fields__)
+_new_record = object.__new__
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,8 @@ _RANDOM = frozenset(RANDOM_RULES)
 _WRITING = frozenset(WRITING_RULES)
 # Parameters of these types take the planner's short path (a DTensor, FSDP's flat parameter (an
 # nn.Parameter named _flat_param) or a lazy module's uninitialised one are checked in Planner.entry).
-_PLAIN = frozenset((nn.Parameter, Tensor))
+_PLAIN_TYPES = (nn.Parameter, Tensor)
+_PLAIN = frozenset(_PLAIN_TYPES)
 KEEP = DEFAULT_ACTIONS["keep"]
 
 
@@ -323,41 +330,69 @@ class Plan:
         return [self.entry(k) for k in range(len(self.names))]
 
     def records(self, own_std: bool = False) -> list[ParamInit]:
-        return [e.record(own_std) for e in self.entries()]
+        """The report's rows (Entry.record), made without an Entry per parameter: what a row's
+        decision gives (label, fan, std, role, and the shape, which the rows of one decision
+        share) is worked out once per decision."""
+        rows: list[ParamInit] = []
+        shared: dict[int, tuple] = {}
+        make, fields = _new_record, _RECORD_FIELDS
+        for k, (name, tensor, decision) in enumerate(zip(self.names, self.tensors, self.decisions)):
+            if k in self.through:
+                rows.append(self.entry(k).record(own_std))
+                continue
+            common = shared.get(id(decision))
+            if common is None:
+                role, action, scaled = decision
+                entry = Entry(name, (), tensor, None, role, action, scaled)
+                record = entry.record()
+                common = shared[id(decision)] = (record.shape, record.rule, record.fan, record.std, record.role,
+                                                 own_std and action.rule in RANDOM_RULES)
+            shape, rule, fan, std, role, measured = common
+            record = make(ParamInit)
+            record.__dict__.update(zip(fields, (name, shape, rule, fan, std, role, self.aliases.get(k, ()),
+                                                _measured_std(tensor) if measured else None)))
+            rows.append(record)
+        return rows
 
 
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
-# owner's name in its parent or None at the root, the owner's key: what of the owner decides
-# its parameters' roles and fans, None for an owner with forward pre-hooks).
-_Row = tuple[str, str, nn.Module, Tensor, Optional[str], Optional[tuple]]
+# owner's name in its parent or None at the root, its kind (see _Columns)).
+_Row = tuple[str, str, nn.Module, Tensor, Optional[str], int]
 
 
-class _TypeInfo:
-    """What the walk asks of a module type, once per type: whether its instances are
-    ParametrizationLists, have running statistics to reset, or read ``groups`` /
-    ``is_transposed`` from the class instead of the instance (then getattr is asked)."""
+class _Columns:
+    """The parameters of a module tree as _C.walk_modules gives them (csrc/module_walk.h): row k
+    is parameter tensors[k], under its first qualified name names[k] (own name locals[k]) in
+    owners[k], whose name in its parent is parents[k]; kinds[k] the index in `examples` (the
+    first row of each kind) of what decides its role, fans and default rule, -1 for a row
+    planned on its own; `tied` the other names of tied rows; `modules` every module met."""
 
-    __slots__ = ("parametrization", "statistics", "class_groups", "class_transposed")
+    __slots__ = ("names", "locals", "tensors", "owners", "parents", "kinds", "examples", "tied", "modules", "plain")
 
-    def __init__(self, kind: type) -> None:
+    def __init__(self, module: nn.Module) -> None:
+        (self.names, self.locals, self.tensors, self.owners, self.parents, self.kinds, self.examples, self.tied,
+         self.modules, self.plain) = _C.walk_modules(module, _ATTRIBUTES, _PLAIN_TYPES)
+
+    def parametrized(self) -> bool:
+        """Whether any module is a ParametrizationList (torch.nn.utils.parametrize)."""
         from torch.nn.utils.parametrize import ParametrizationList
 
-        self.parametrization = issubclass(kind, ParametrizationList)
-        self.statistics = issubclass(kind, nn.modules.batchnorm._NormBase)
-        self.class_groups = hasattr(kind, "groups")
-        self.class_transposed = hasattr(kind, "is_transposed")
+        return any(issubclass(kind, ParametrizationList) for kind in self.module_types())
 
+    def module_types(self) -> set[type]:
+        return set(map(type, self.modules))
 
-def _owner_key(owner: nn.Module, info: _TypeInfo, attribute: Optional[str]) -> tuple:
-    """What of `owner` decides the roles and fans of its parameters besides their own names
-    and shapes: its type, its name in its parent where _role looks at it, whether it is a
-    transposed convolution, its groups (as Layout.groups_of reads them)."""
-    own = owner.__dict__
-    transposed = getattr(owner, "is_transposed", None) if info.class_transposed else own.get("is_transposed")
-    groups = getattr(owner, "groups", 1) if info.class_groups else own.get("groups", 1)
-    if not (isinstance(groups, int) and not isinstance(groups, bool) and groups > 0):
-        groups = 1
-    return type(owner), attribute if attribute in _ATTRIBUTES else None, transposed is True, groups
+    def statistics(self, into: dict[int, nn.Module]) -> None:
+        """Adds to `into` (by id) every module whose running statistics init_module_ resets
+        (BatchNorm, InstanceNorm)."""
+        kinds = {kind for kind in self.module_types() if issubclass(kind, nn.modules.batchnorm._NormBase)}
+        if kinds:
+            for m in self.modules:
+                if type(m) in kinds:
+                    into.setdefault(id(m), m)
+
+    def rows(self) -> list[_Row]:
+        return list(zip(self.names, self.locals, self.owners, self.tensors, self.parents, self.kinds))
 
 
 def _walk(module: nn.Module, statistics: Optional[dict[int, nn.Module]] = None
@@ -367,39 +402,11 @@ def _walk(module: nn.Module, statistics: Optional[dict[int, nn.Module]] = None
     module.named_parameters() gives it); `tied` maps a row's index to the other (qualified
     name, own name, owner) of a parameter that several modules hold (tied weights, shared
     modules); `parametrized`: whether any module is a ParametrizationList. Adds to
-    `statistics` (by id) every module whose running statistics init_module_ resets
-    (BatchNorm, InstanceNorm)."""
-    rows: list[_Row] = []
-    tied: dict[int, list[tuple[str, str, nn.Module]]] = {}
-    first: dict[int, int] = {}
-    infos: dict[type, _TypeInfo] = {}
-    parametrized = False
-    stack: list[tuple[str, Optional[str], nn.Module]] = [("", None, module)]
-    while stack:
-        prefix, attribute, owner = stack.pop()
-        info = infos.get(type(owner))
-        if info is None:
-            info = infos[type(owner)] = _TypeInfo(type(owner))
-        if info.statistics and statistics is not None:
-            statistics.setdefault(id(owner), owner)
-        dot = prefix + "." if prefix else ""
-        params = owner._parameters
-        if params:
-            parametrized = parametrized or info.parametrization
-            # An old-style weight norm is a hook of the instance: such owners are planned one by one.
-            key = None if owner._forward_pre_hooks else _owner_key(owner, info, attribute)
-            for local_name, param in params.items():
-                if param is None:
-                    continue
-                index = first.setdefault(id(param), len(rows))
-                if index == len(rows):
-                    rows.append((dot + local_name, local_name, owner, param, attribute, key))
-                else:
-                    tied.setdefault(index, []).append((dot + local_name, local_name, owner))
-        children = owner._modules
-        if children:
-            stack.extend([(dot + name, name, child) for name, child in reversed(children.items()) if child is not None])
-    return rows, tied, parametrized
+    `statistics` (by id) every module whose running statistics init_module_ resets."""
+    columns = _Columns(module)
+    if statistics is not None:
+        columns.statistics(statistics)
+    return columns.rows(), columns.tied, columns.parametrized()
 
 
 def _with_aliases(rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]]
@@ -426,6 +433,8 @@ class Planner:
         self.draws: dict[int, _Draw] = {}
         self.draw_of(DEFAULT_ACTIONS["nspl"])  # checks the call's own arguments even where no rule is random
         self.rules = CompiledRules(parse_rules(rules))
+        # A scale "keep" decision reads the tensor's values: then every row is decided on its own.
+        self.per_row = scale == "keep" or any(action.options.get("scale") == "keep" for action in self.rules.actions)
         # Models repeat a few module types, names and shapes many times: each is worked out once.
         self.fans_of: dict[tuple, tuple[float, float]] = {}
         self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
@@ -483,37 +492,79 @@ class Planner:
             found = self.roles[key] = _role(owner, local_name, dim, attribute)
         return found
 
-    def plan(self, rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Module]]], into: Plan) -> Plan:
-        """The plan of the rows of _walk (no parametrizations among them). A plain parameter,
-        named once, of a module without hooks takes the short path: what its (owner key, own
-        name, shape) decides, worked out once (_Template), and its rule from the compiled
-        rules; any other goes through entry()."""
-        names, tensors, owners, decisions = into.names, into.tensors, into.owners, into.decisions
-        rules = self.rules if self.rules.keys else None
-        templates = self.templates
-        for k, (name, local_name, owner, tensor, attribute, owner_key) in enumerate(rows):
-            if (owner_key is None or type(tensor) not in _PLAIN or (tied and k in tied)
-                    or local_name == "_flat_param"):
-                into.add(self.entry([(name, local_name, owner)] + tied.get(k, []), tensor, attribute=attribute))
+    def plan(self, columns: _Columns, into: Plan) -> Plan:
+        """The plan of the walk's `columns` (no parametrizations among them). The decision of a
+        row is worked out once per (kind, rule): its kind (_Columns) decides its role, layout
+        and default rule (_Template), the names decide its rule; a row the walk could not give
+        a kind (tied, hooks, DTensor, ...), and every row where a rule's scale is "keep" or a
+        predicate is among the rules, is planned on its own, in order, so that an error names
+        the first parameter that fails as the one-by-one plan would."""
+        names, kinds, examples = columns.names, columns.kinds, columns.examples
+        rules = self.rules
+        width = len(rules.keys) + 1  # a row's key: kind·width + the index of its rule (len(keys): none)
+        templates = [self._template(columns.owners[e], columns.locals[e], columns.tensors[e].shape,
+                                    columns.parents[e]) for e in examples]
+        if self.per_row or rules.per_row:
+            keys = [-1 - k for k in range(len(names))]
+        elif rules.keys:
+            by_type = [rules.type_index(columns.locals[e], columns.tensors[e], columns.owners[e], names[e])
+                       for e in examples]
+            if rules.digit_free:
+                # The rows of a kind share their names but for the digits, and so their rule.
+                by_kind = [min(n, t) for n, t in zip(rules.name_indices([names[e] for e in examples]), by_type)]
+                keys = [kind * width + by_kind[kind] if kind >= 0 else -1 - k for k, kind in enumerate(kinds)]
+            else:
+                by_name = rules.name_indices(names)
+                keys = [kind * width + min(n, by_type[kind]) if kind >= 0 else -1 - k
+                        for k, (kind, n) in enumerate(zip(kinds, by_name))]
+        else:
+            keys = [kind * width + width - 1 if kind >= 0 else -1 - k for k, kind in enumerate(kinds)]
+        into.names, into.tensors, into.owners = names, columns.tensors, columns.owners
+        decided: dict[int, object] = dict.fromkeys(keys)
+        for key in decided:
+            if key < 0:
+                decided[key] = self._row(columns, -1 - key, templates, into)
                 continue
-            shape = tensor.shape
-            template = templates.get((owner_key, local_name, shape))
-            if template is None:
-                template = templates[(owner_key, local_name, shape)] = self._template(
-                    owner, local_name, shape, attribute)
-            action = None if rules is None else rules.match(name, local_name, tensor, owner)
+            kind, index = divmod(key, width)
+            template = templates[kind]
+            action = rules.use(index)
             if action is None:
                 action = template.action
-                if action is not KEEP and not tensor.requires_grad:
+                if action is not KEEP and not columns.tensors[examples[kind]].requires_grad:
                     action = FROZEN
             decision = template.decided.get(id(action))
             if decision is None:
-                decision = self._decide(name, template, action, tensor)
-            names.append(name)
-            tensors.append(tensor)
-            owners.append(owner)
-            decisions.append(decision)
+                example = examples[kind]
+                try:
+                    decision = self._decide(names[example], template, action, columns.tensors[example])
+                except ValueError:
+                    first = keys.index(key)  # the error names the first parameter of this key
+                    self._decide(names[first], template, action, columns.tensors[first])
+                    raise
+            decided[key] = decision
+        into.decisions = list(map(decided.__getitem__, keys))
+        into.plain = columns.plain
         return into
+
+    def _row(self, columns: _Columns, k: int, templates: list, into: Plan) -> tuple[str, Action, Scaled]:
+        """The decision of row k planned on its own; records its aliases and owner in `into`."""
+        name, local_name, owner, tensor = columns.names[k], columns.locals[k], columns.owners[k], columns.tensors[k]
+        kind = columns.kinds[k]
+        if kind < 0:
+            entry = self.entry([(name, local_name, owner)] + columns.tied.get(k, []), tensor,
+                               attribute=columns.parents[k])
+            if entry.aliases:
+                into.aliases[k] = entry.aliases
+            into.owners[k] = entry.owner
+            return entry.role, entry.action, entry.scaled
+        template = templates[kind]
+        action = self.rules.match(name, local_name, tensor, owner) if self.rules.keys else None
+        if action is None:
+            action = template.action
+            if action is not KEEP and not tensor.requires_grad:
+                action = FROZEN
+        decision = template.decided.get(id(action))
+        return decision if decision is not None else self._decide(name, template, action, tensor)
 
     def _template(self, owner: nn.Module, local_name: str, shape: torch.Size, attribute: Optional[str]
                   ) -> _Template:
@@ -698,12 +749,13 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
     planner = Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
     result = Plan()
-    rows, tied, parametrized = _walk(module, result.statistics)
-    if parametrized:
-        for row in _through_parametrizations(module, _with_aliases(rows, tied)):
+    columns = _Columns(module)
+    columns.statistics(result.statistics)
+    if columns.parametrized():
+        for row in _through_parametrizations(module, _with_aliases(columns.rows(), columns.tied)):
             result.add(planner.entry(*row))
     else:
-        planner.plan(rows, tied, result)
+        planner.plan(columns, result)
     actions = {id(action): action for _, action, _ in result.decisions}
     if id(FROZEN) in actions and not any(action.rule in _WRITING for action in actions.values()):
         warnings.warn(

@@ -197,7 +197,8 @@ class CompiledRules:
     in order below the best index found so far, so a predicate is called exactly where the
     one-by-one search would call it."""
 
-    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_patterns", "_types", "_predicates", "_by_type")
+    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_patterns", "_types", "_predicates", "_by_type",
+                 "per_row", "digit_free")
 
     def __init__(self, rule_list: Sequence[tuple[RuleKey, Action]]) -> None:
         self.keys = [key for key, _ in rule_list]
@@ -214,6 +215,13 @@ class CompiledRules:
         self._predicates = [(k, key) for k, key in enumerate(self.keys)
                             if not isinstance(key, (str, re.Pattern, type))]
         self._by_type: dict[type, list[tuple[int, bool]]] = {}
+        # A predicate is called parameter by parameter, only where it could still win (first).
+        self.per_row = bool(self._predicates)
+        # Whether every name key is a glob of '*' and characters other than digits and '\x01'
+        # (and no regex): then names that differ only in their runs of digits match the same keys,
+        # and one name answers for all of them (plan.py's kinds share a digit-free name).
+        self.digit_free = not self._patterns and all(
+            not any(c.isdigit() or c in "?[]\x01" for c in key) for key in self.keys if isinstance(key, str))
 
     def first(self, name: str, local_name: str, param: Tensor, owner: nn.Module) -> int:
         """The index of the first rule that the parameter `name` (own name `local_name` in
@@ -246,6 +254,29 @@ class CompiledRules:
             if predicate(name, param, owner):
                 best = k
                 break
+        return best
+
+    def name_indices(self, names: Sequence[str]) -> list[int]:
+        """For each of `names`, the index of the first glob or regex key that it matches,
+        len(rules) if none does (first() without module types and predicates)."""
+        none = len(self.keys)
+        if self._globs is None:
+            found = [none] * len(names)
+        else:
+            rule = self._glob_rule
+            found = [none if m is None else rule[m.lastindex] for m in map(self._globs.fullmatch, names)]
+        for k, pattern in self._patterns:
+            match = pattern.fullmatch
+            found = [k if k < best and match(name) is not None else best for name, best in zip(names, found)]
+        return found
+
+    def type_index(self, local_name: str, param: Tensor, owner: nn.Module, name: str) -> int:
+        """The index of the first module-type key that the parameter matches, len(rules) if
+        none does (first() without names and predicates)."""
+        best = len(self.keys)
+        for k, key, random in self._types:
+            if isinstance(owner, key) and (not random or is_weight(owner, local_name, param, name)):
+                return k
         return best
 
     def match(self, name: str, local_name: str, param: Tensor, owner: nn.Module) -> Optional[Action]:

@@ -100,6 +100,10 @@ def python_values():
         "nspl_": nspl_filler.fill_(torch.empty(12, 5), "fan_out", alpha=2.0, seed=7),
         "normal_": _op("normal_", torch.empty(7, 3, dtype=torch.float16), 0.5, seed=8, offset=100),
         "symmetric_uniform_": _op("symmetric_uniform_", torch.empty(9), 2.0, generator=g),
+        "trunc_normal": filler(type="trunc_normal", std=0.02, min=-0.04, max=0.04, seed=10).fill(
+            torch.empty(5, 8, dtype=torch.float16)),
+        "trunc_normal_": _op("trunc_normal_", torch.empty(6, 5, dtype=torch.float64), 1.0, 0.5, 2.5, 5.0, seed=11,
+                             offset=3),
     }
 
 

@@ -54,6 +54,8 @@ FILLS = [
     Fill("power_law_a30", lambda t, **kw: ops.symmetric_power_law_(t, 30.0, 1e-3, 1.0, **kw), "power_law", 30.0, 1000.0),
     Fill("uniform", lambda t, **kw: ops.symmetric_uniform_(t, 0.3, **kw), "uniform", std=0.3 / math.sqrt(3.0)),
     Fill("normal", lambda t, **kw: ops.normal_(t, 0.02, **kw), "normal", std=0.02),
+    # ViT's init: std 0.02 on [-2σ, 2σ], by the exact inverse CDF (docs/spec.md §2b): the same bits.
+    Fill("trunc_normal", lambda t, **kw: ops.trunc_normal_(t, 0.0, 0.02, -0.04, 0.04, **kw), "trunc_normal", std=0.02),
 ]
 # By name, never by position: a fill inserted into FILLS must not change what these mean
 # (tests/test_cuda_fill_names.py checks on the CPU that each name is the law it says).

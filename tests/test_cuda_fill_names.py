@@ -32,6 +32,8 @@ def _law_pvalue(fill, w):
         return scipy_stats.kstest(w, scipy_stats.uniform(-bound, 2 * bound).cdf).pvalue
     if fill.law == "normal":
         return scipy_stats.kstest(w, scipy_stats.norm(scale=fill.std).cdf).pvalue
+    if fill.law == "trunc_normal":  # on [-2 std, 2 std]
+        return scipy_stats.kstest(w, scipy_stats.truncnorm(-2.0, 2.0, scale=fill.std).cdf).pvalue
     assert fill.law == "power_law", fill.law
     # |w| = c·y with y on [1, r], density ∝ y^-alpha; c is the smallest magnitude, which a
     # sample of this size hits to within a relative 1e-4 (well inside the KS resolution).

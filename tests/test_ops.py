@@ -8,7 +8,7 @@ ops = torch.ops.nspl_filler
 
 
 def test_schemas_mutate_self_and_return_nothing():
-    for name in ("nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_"):
+    for name in ("nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_", "trunc_normal_"):
         schema = getattr(ops, name).default._schema
         assert schema.arguments[0].alias_info.is_write, name
         assert len(schema.returns) == 0, name
@@ -20,6 +20,8 @@ OPCHECK_CASES = [
     (ops.symmetric_power_law_.default, (2.0, 0.1, 1.0), dict(seed=1)),
     (ops.symmetric_uniform_.default, (0.5,), dict(seed=1)),
     (ops.normal_.default, (0.5,), dict(seed=1)),
+    (ops.trunc_normal_.default, (), dict(seed=1)),
+    (ops.trunc_normal_.default, (0.1, 0.02, 0.1 + 3 * 0.02, float("inf")), dict(seed=1, offset=5)),
 ]
 
 
@@ -148,7 +150,8 @@ def test_the_op_table_makes_every_layer_of_every_op():
     registered = {name.split("::")[1].split(".")[0] for name in torch._C._dispatch_get_all_op_names()
                   if name.startswith("nspl_filler::")}
     assert registered == set(nspl_filler._C.OPS) | {"nspl_many_"}
-    assert set(nspl_filler._C.OPS) == {"nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_"}
+    assert set(nspl_filler._C.OPS) == {"nspl_", "symmetric_power_law_", "symmetric_uniform_", "normal_",
+                                       "trunc_normal_"}
     for name in registered:
         qualified = f"nspl_filler::{name}"
         for key in ("CPU", "ADInplaceOrView", "Autograd"):
@@ -169,6 +172,8 @@ def test_the_op_table_makes_every_layer_of_every_op():
     ("symmetric_power_law_", (1.5, 0.01, 1.0), {"seed": 3}),
     ("symmetric_uniform_", (0.25,), {"seed": 3, "global_shape": [8, 6], "global_start": [2, 0]}),
     ("normal_", (), {"std": 0.1, "seed": 3}),
+    ("trunc_normal_", (), {"seed": 3}),
+    ("trunc_normal_", (0.5,), {"b": 3.0, "std": 2.0, "seed": 3, "offset": 2}),
 ])
 def test_a_fake_kernel_takes_its_arguments_as_the_op_does(name, args, kwargs):
     """The fake kernels bind arguments by the op's schema: positional, keyword and defaulted

@@ -216,3 +216,45 @@ def test_the_collector_is_paused_for_planning_and_restored_after():
     with pytest.raises(ValueError):
         init_module_(model, seed=0, rules={"0.bias": "nspl"})  # a 1-D tensor has no fans
     assert gc.isenabled()
+
+
+NAME_PARTS = ["0", "1", "7", "12", "123", "a1b", "a22b", "layers", "x\x01y", "ÿ", "٣"]
+DIGIT_GLOBS = ["*", "*.weight", "*s.*", "*1*", "*2*.bias", "a?b*", "*[0-9][0-9]*", "layers.*", "*x\x01y*", "*٣*",
+               "*a*b*", "1*", "*b.weight"]
+
+
+@st.composite
+def named_models(draw):
+    """Linear layers under nested ModuleDicts whose names differ only in their digits, or in
+    characters near them ('\\x01', non-ASCII digits)."""
+    root = nn.ModuleDict()
+    for _ in range(draw(st.integers(1, 6))):
+        path = draw(st.lists(st.sampled_from(NAME_PARTS), min_size=1, max_size=3))
+        node = root
+        for part in path[:-1]:
+            if part not in node or not isinstance(node[part], nn.ModuleDict):
+                node[part] = nn.ModuleDict()
+            node = node[part]
+        node[path[-1]] = nn.Linear(2, 2, bias=draw(st.booleans()))
+    return root
+
+
+@settings(max_examples=150, deadline=None)
+@given(model=named_models(), keys=st.lists(st.sampled_from(DIGIT_GLOBS), min_size=1, max_size=3, unique=True),
+       rules=st.lists(st.sampled_from(["zeros", "keep", {"init": "normal", "std": 0.1}, {"init": "uniform"}, 0.5]),
+                      min_size=3, max_size=3))
+def test_kinds_that_share_a_digit_free_name_plan_as_each_parameter_alone(model, keys, rules):
+    # The walk gives the parameters of layers.1.w and layers.12.w one kind; digit-free globs are
+    # matched once per kind, the others name by name: either way as planning each alone, the
+    # same error included (a uniform rule on a bias has no fans).
+    pairs = list(zip(keys, rules))
+
+    def outcome(planner):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return planner()
+        except ValueError as error:
+            return str(error)
+
+    assert outcome(lambda: planning.plan(model, rules=pairs).records()) == outcome(lambda: one_by_one(model, rules=pairs))

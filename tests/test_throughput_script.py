@@ -21,5 +21,6 @@ def test_throughput_reports_every_alpha_and_the_bandwidth_share(tmp_path):
     for name in ("nspl_filler.fill_ (alpha=1)", "nspl_filler.fill_ (alpha=2)", "Tensor.uniform_", "Tensor.fill_(1.0)"):
         assert rows[name]["samples_per_s"] > 0, name
     assert rows["Tensor.fill_(1.0)"]["vs_fill"] == 1.0 and rows["Tensor.uniform_"]["vs_uniform"] == 1.0
+    assert rows["trunc_normal_"]["vs_trunc_normal"] == 1.0 and rows["nspl_filler.trunc_normal_"]["samples_per_s"] > 0
     assert {row["call"] for row in report["per_call"]} >= {"nspl_filler.fill_(t, seed=1)", "kaiming_uniform_(t)"}
     assert report["nspl_cpu_kernels"] in ("scalar", "avx2", "avx512")

@@ -27,13 +27,13 @@ namespace nspl {
 
 // Fills `count` elements whose global indices are first, first + 1, ... at out,
 // out + stride, ... with the sampler of `constants` (nspl_math.h), as fill_run_scalar does.
-// exp2_to_normal / log_normal of nspl_math.h over n values (for the tests).
+// A MathFunction of nspl_math.h over n values (for the tests).
 #define NSPL_DECLARE_SIMD_KERNELS                                                                      \
   template <typename scalar_t, typename Constants>                                                   \
   void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Constants& constants, \
                 const StreamPosition& pos);                                                          \
   template <typename T>                                                                              \
-  void math(bool exp, const T* in, T* out, int64_t n);
+  void math(MathFunction function, const T* in, T* out, int64_t n);
 
 namespace avx2 {
 NSPL_DECLARE_SIMD_KERNELS
@@ -56,6 +56,8 @@ template <typename acc_t>
 struct SimdSampler<UniformConstants<acc_t>> : std::true_type {};
 template <>
 struct SimdSampler<NormalConstants<float>> : std::true_type {};
+template <typename acc_t>
+struct SimdSampler<TruncNormalConstants<acc_t>> : std::true_type {};
 
 template <typename scalar_t, typename Constants>
 constexpr bool kHasSimdKernel = NSPL_HAVE_SIMD_KERNELS && SimdSampler<Constants>::value;

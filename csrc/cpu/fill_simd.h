@@ -134,9 +134,9 @@ void fill_run_vector(scalar_t* out, int64_t stride, uint64_t first, int64_t coun
   }
 }
 
-// exp2_to_normal or log_normal of nspl_math.h over n values, vector by vector (tests).
+// A MathFunction of nspl_math.h over n values, vector by vector (tests).
 template <class Isa, typename T>
-void math_vector(bool exp, const T* in, T* out, int64_t n) {
+void math_vector(MathFunction function, const T* in, T* out, int64_t n) {
   using V = std::conditional_t<std::is_same_v<T, double>, typename Isa::Double, typename Isa::Float>;
   constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(T));
   for (int64_t i = 0; i < n; i += kLanes) {
@@ -145,7 +145,7 @@ void math_vector(bool exp, const T* in, T* out, int64_t n) {
     for (int j = 0; j < k; ++j) buffer[j] = in[i + j];
     V x;
     __builtin_memcpy(&x, buffer, sizeof x);
-    x = exp ? exp2_to_normal(x) : log_normal(x);
+    x = math_function(function, x);
     __builtin_memcpy(buffer, &x, sizeof x);
     for (int j = 0; j < k; ++j) out[i + j] = buffer[j];
   }

@@ -17,8 +17,8 @@ void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, cons
 }
 
 template <typename T>
-void math(bool exp, const T* in, T* out, int64_t n) {
-  math_vector<NSPL_SIMD_ISA>(exp, in, out, n);
+void math(MathFunction function, const T* in, T* out, int64_t n) {
+  math_vector<NSPL_SIMD_ISA>(function, in, out, n);
 }
 
 // Variadic: a constants type may hold a comma (PowerLawConstants<float, form>).
@@ -35,13 +35,15 @@ NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaBelow
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(LogUniformConstants<float>);
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(UniformConstants<float>);
 NSPL_INSTANTIATE_FLOAT_OUTPUTS(NormalConstants<float>);
+NSPL_INSTANTIATE_FLOAT_OUTPUTS(TruncNormalConstants<float>);
 NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOne>);
 NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOneTinyExpK>);
 NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaBelowOne>);
 NSPL_INSTANTIATE_RUN(double, LogUniformConstants<double>);
 NSPL_INSTANTIATE_RUN(double, UniformConstants<double>);
-template void math<float>(bool, const float*, float*, int64_t);
-template void math<double>(bool, const double*, double*, int64_t);
+NSPL_INSTANTIATE_RUN(double, TruncNormalConstants<double>);
+template void math<float>(MathFunction, const float*, float*, int64_t);
+template void math<double>(MathFunction, const double*, double*, int64_t);
 #undef NSPL_INSTANTIATE_FLOAT_OUTPUTS
 #undef NSPL_INSTANTIATE_RUN
 

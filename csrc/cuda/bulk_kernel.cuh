@@ -101,12 +101,13 @@ void launch_table(const Table& table, unsigned int grid, const LaunchStream& str
 }
 
 // The bulk op fills with the power law alone (its samplers: the log-uniform form and the
-// general forms), so only those get a table kernel.
+// general forms), so only those get a table kernel; other distributions need no entry here.
 template <typename Sampler>
-constexpr bool kBulkSampler = !std::is_same_v<Sampler, UniformSampler<float>> &&
-                              !std::is_same_v<Sampler, UniformSampler<double>> &&
-                              !std::is_same_v<Sampler, NormalSampler<float>> &&
-                              !std::is_same_v<Sampler, NormalSampler<double>>;
+constexpr bool kBulkSampler = false;
+template <typename acc_t>
+constexpr bool kBulkSampler<LogUniformSampler<acc_t>> = true;
+template <typename acc_t, PowerLawForm kForm>
+constexpr bool kBulkSampler<PowerLawSampler<acc_t, kForm>> = true;
 
 bool global_runs(const ManyFillItem& item, int64_t* run, int64_t* run_stride) {
   return cuda_map::global_runs(item.view.local_sizes, item.view.global_sizes, item.view.global_strides, run,

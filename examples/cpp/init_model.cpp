@@ -94,6 +94,14 @@ int main(int argc, char** argv) {
   torch::Tensor embedding = torch::empty({32, 16}, torch::kBFloat16);
   nspl::GetFiller(power_law)->Fill(embedding);
 
+  nspl::FillerParameter truncated = filler("trunc_normal");
+  truncated.std = 0.02;
+  truncated.min = -0.04;
+  truncated.max = 0.04;
+  truncated.seed = 10;
+  torch::Tensor patches = torch::empty({5, 8}, torch::kFloat16);
+  nspl::GetFiller(truncated)->Fill(patches);
+
   // The fill functions: NSPL on fan_out with alpha = 2; a normal from block 100 of seed 8;
   // a uniform whose stream comes from a torch generator seeded 9.
   torch::Tensor projection = torch::empty({12, 5});
@@ -102,6 +110,9 @@ int main(int argc, char** argv) {
   nspl::normal_(noise, 0.5, nspl::Stream::Seeded(8, 100));
   torch::Tensor offsets = torch::empty({9});
   nspl::symmetric_uniform_(offsets, 2.0, nspl::Stream::FromGenerator(at::make_generator<at::CPUGeneratorImpl>(9)));
+  // A truncated normal in its far upper tail, [3σ, 8σ], in float64.
+  torch::Tensor tail = torch::empty({6, 5}, torch::kFloat64);
+  nspl::trunc_normal_(tail, {.mean = 1.0, .std = 0.5, .a = 2.5, .b = 5.0}, nspl::Stream::Seeded(11, 3));
 
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& item : net.named_parameters()) tensors.emplace_back(item.key(), item.value());
@@ -111,6 +122,8 @@ int main(int argc, char** argv) {
   tensors.emplace_back("nspl_", projection);
   tensors.emplace_back("normal_", noise);
   tensors.emplace_back("symmetric_uniform_", offsets);
+  tensors.emplace_back("trunc_normal", patches);
+  tensors.emplace_back("trunc_normal_", tail);
 
   std::ofstream values;
   if (argc > 1) values.open(argv[1]);

@@ -30,14 +30,14 @@ namespace nspl {
 // Caffe's FillerParameter fields, with Caffe's defaults, and nspl_filler's (alpha, ratio, gain,
 // seed). Each filler reads only its own fields.
 struct FillerParameter {
-  // "nspl" (the default here; Caffe's is "constant"), "symmetric_power_law", "constant",
-  // "uniform", "gaussian", "positive_unitball", "xavier", "msra" or "bilinear".
+  // "nspl" (the default here; Caffe's is "constant"), "symmetric_power_law", "trunc_normal",
+  // "constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra" or "bilinear".
   std::string type = "nspl";
   double value = 0.0;  // constant: the value
-  double min = 0.0;    // uniform: lower bound; symmetric_power_law: smallest |w| (> 0)
-  double max = 1.0;    // uniform: upper bound; symmetric_power_law: largest |w|
-  double mean = 0.0;   // gaussian
-  double std = 1.0;    // gaussian: standard deviation, > 0
+  double min = 0.0;    // uniform, trunc_normal: lower bound; symmetric_power_law: smallest |w| (> 0)
+  double max = 1.0;    // uniform, trunc_normal: upper bound; symmetric_power_law: largest |w|
+  double mean = 0.0;   // gaussian, trunc_normal
+  double std = 1.0;    // gaussian, trunc_normal: standard deviation, > 0
   // gaussian: -1 for a dense fill; k >= 0 keeps each value with probability k / shape(0), so
   // each column of an InnerProduct weight (outputs × inputs) has k non-zeros on average.
   int64_t sparse = -1;
@@ -165,6 +165,16 @@ class NsplFiller final : public Filler {
 class SymmetricPowerLawFiller final : public Filler {
  public:
   explicit SymmetricPowerLawFiller(FillerParameter param);
+
+ private:
+  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
+};
+
+// N(mean, std²) truncated to [min, max] (torch.nn.init.trunc_normal_ with a = min, b = max:
+// absolute bounds), by the exact inverse CDF; every value lies in [min, max] after rounding.
+class TruncNormalFiller final : public Filler {
+ public:
+  explicit TruncNormalFiller(FillerParameter param);
 
  private:
   void FillWith(const at::Tensor& tensor, const Stream& stream) override;

@@ -46,4 +46,18 @@ at::Tensor symmetric_uniform_(const at::Tensor& tensor, double bound, const Stre
 // as for symmetric_uniform_, with the sign from bit 0 of the word.
 at::Tensor normal_(const at::Tensor& tensor, double std, const Stream& stream = {});
 
+// The truncated normal's parameters, with torch.nn.init.trunc_normal_'s defaults: a and b
+// are absolute bounds, not in units of std.
+struct TruncNormalOptions {
+  double mean = 0.0;  // finite
+  double std = 1.0;   // finite, > 0
+  double a = -2.0;    // lower bound, may be -infinity
+  double b = 2.0;     // upper bound, > a, may be +infinity
+};
+
+// N(mean, std²) truncated to [a, b], by the exact inverse CDF (no rejection: each value is a
+// function of its element's place in the stream), every value in [a, b] after rounding to the
+// dtype (docs/spec.md §2b).
+at::Tensor trunc_normal_(const at::Tensor& tensor, const TruncNormalOptions& options = {}, const Stream& stream = {});
+
 }  // namespace nspl

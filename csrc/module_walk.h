@@ -1,0 +1,266 @@
+// The walk of a module tree that plans init_module_ (nspl_filler/plan.py): one pass over the
+// modules in named_modules(remove_duplicate=False) order, a parameter per row under its first
+// qualified name, as columns of Python lists, and for each row the kind of parameter it is: what
+// of it (its owner's type, own name, shape, ...) decides its role, fans and default rule. The
+// planner works each kind out once in Python, so a model of 10^5 parameters costs Python a few
+// list operations per parameter. Python-facing: included by bindings.cpp only.
+#pragma once
+
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/extension.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace nspl {
+
+namespace py = pybind11;
+
+namespace walk {
+
+// What the walk asks of a module type once: whether its instances read `groups` or
+// `is_transposed` from the class (then through getattr, else from the instance's __dict__,
+// which spares nn.Module.__getattr__'s AttributeError for the types that have neither).
+struct TypeInfo {
+  bool class_groups;
+  bool class_transposed;
+};
+
+// The owner's attribute `name`, as Python's getattr(owner, name, None) gives it for a type
+// that has it, else the instance's own (None where it has none). A new reference.
+inline py::object owner_attribute(py::handle owner, bool on_class, const py::str& name) {
+  if (on_class) return py::getattr(owner, name, py::none());
+  PyObject** dict = _PyObject_GetDictPtr(owner.ptr());
+  if (dict == nullptr || *dict == nullptr) return py::none();
+  PyObject* value = PyDict_GetItemWithError(*dict, name.ptr());  // borrowed
+  if (value == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  return value == nullptr ? py::none() : py::reinterpret_borrow<py::object>(value);
+}
+
+// The value of `name` in the instance dict `dict` (borrowed), or a null handle.
+inline py::handle own_item(PyObject* dict, const py::str& name) {
+  PyObject* value = PyDict_GetItemWithError(dict, name.ptr());
+  if (value == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  return py::handle(value);
+}
+
+inline void append_bytes(std::string& key, const void* data, size_t size) {
+  key.append(static_cast<const char*>(data), size);
+}
+
+// The UTF-8 of str `text` appended to `out`.
+inline void append_text(std::string& out, PyObject* text) {
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(text, &size);
+  if (data == nullptr) throw py::error_already_set();
+  out.append(data, static_cast<size_t>(size));
+}
+
+// Its length, then its UTF-8: a part of a key that no other text can run into.
+inline void append_key_text(std::string& out, PyObject* text) {
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(text, &size);
+  if (data == nullptr) throw py::error_already_set();
+  const uint64_t length = static_cast<uint64_t>(size);
+  append_bytes(out, &length, sizeof length);
+  out.append(data, static_cast<size_t>(size));
+}
+
+inline bool text_equals(PyObject* text, const char* expected) {
+  return PyUnicode_CompareWithASCIIString(text, expected) == 0;
+}
+
+inline py::str interned(const char* text) {
+  return py::reinterpret_steal<py::str>(PyUnicode_InternFromString(text));
+}
+
+// list.append of a borrowed reference / of a new reference, which the list takes.
+inline void append(py::list& list, PyObject* item) {
+  if (PyList_Append(list.ptr(), item) != 0) throw py::error_already_set();
+}
+inline void append_new(py::list& list, PyObject* item) {
+  if (item == nullptr) throw py::error_already_set();
+  const int failed = PyList_Append(list.ptr(), item);
+  Py_DECREF(item);
+  if (failed != 0) throw py::error_already_set();
+}
+
+// `name` with each run of digits as one '\1': the qualified names of the same parameter of
+// repeated modules (layers.0.fc.weight, layers.17.fc.weight) share it, and so does whether a
+// glob of '*' and other characters than digits matches them (the planner relies on it).
+inline void append_skeleton(std::string& out, const std::string& name) {
+  const size_t at = out.size();
+  uint64_t size = 0;
+  append_bytes(out, &size, sizeof size);  // its length, once known: keys of texts stay unambiguous
+  bool in_digits = false;
+  for (const char c : name) {
+    const bool digit = c >= '0' && c <= '9';
+    if (!digit) out.push_back(c);
+    else if (!in_digits) out.push_back('\1');
+    in_digits = digit;
+  }
+  size = out.size() - at - sizeof size;
+  std::memcpy(&out[at], &size, sizeof size);
+}
+
+constexpr const char* kFlatParam = "_flat_param";  // FSDP's flat parameter: planned on its own
+
+}  // namespace walk
+
+// walk_modules(root, attributes, plain_types) -> (names, local_names, tensors, owners,
+// parents, kinds, examples, tied, modules, plain):
+//   names[k], local_names[k], tensors[k], owners[k], parents[k]: row k's first qualified name,
+//     own name, tensor, owning module and that module's name in its parent (None at the root);
+//   kinds[k]: the index of the row's kind in `examples` (the first row of each kind), or -1
+//     for a row the planner takes on its own: a tied parameter (held under several names), one
+//     whose owner has forward pre-hooks (an old-style weight norm), one whose type is not in
+//     `plain_types`, FSDP's flat parameter, or one with symbolic sizes;
+//   tied: {row: [(qualified name, own name, owner), ...]} the other names of tied rows;
+//   modules: every module visited (a shared module each time it is reached);
+//   plain: whether every tensor's type is in `plain_types`.
+// A row's kind is (owner's type, the owner's name in its parent where it is one of
+// `attributes`, whether the owner is transposed, its groups (where a positive int, else 1),
+// own name, requires_grad, the qualified name with its runs of digits as one mark, tensor
+// type, sizes): everything the planner's decisions read but the names' digits.
+inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple plain_types) {
+  py::list names, local_names, tensors, owners, parents, kinds, examples, modules;
+  py::dict tied;
+  bool plain = true;
+  std::unordered_map<PyObject*, int64_t> first;        // parameter -> its row
+  std::unordered_map<PyObject*, walk::TypeInfo> infos;  // module type -> what the walk asks of it
+  std::unordered_map<std::string, int64_t> kind_of;     // kind key -> index in examples
+  // Interned, as attribute names are: dict lookups then match by identity.
+  const py::str parameters_name = walk::interned("_parameters"), modules_name = walk::interned("_modules"),
+                hooks_name = walk::interned("_forward_pre_hooks"), groups_name = walk::interned("groups"),
+                transposed_name = walk::interned("is_transposed");
+  std::vector<PyObject*> plain_list;
+  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+
+  struct Frame {
+    std::string prefix;    // qualified name of the module and a dot ("" at the root)
+    py::object attribute;  // its name in its parent (None at the root)
+    py::object module;
+  };
+  std::vector<Frame> stack;
+  stack.push_back({std::string(), py::none(), py::reinterpret_borrow<py::object>(root)});
+  std::string owner_key, key, name;  // buffers, reused
+  std::vector<Frame> frames;
+  while (!stack.empty()) {
+    Frame frame = std::move(stack.back());
+    stack.pop_back();
+    py::handle owner = frame.module;
+    modules.append(owner);
+    PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(owner.ptr()));
+    auto info = infos.find(type);
+    if (info == infos.end()) {
+      py::handle kind(type);
+      info = infos.emplace(type, walk::TypeInfo{py::hasattr(kind, "groups"), py::hasattr(kind, "is_transposed")})
+                 .first;
+    }
+    // nn.Module keeps these in the instance's __dict__: read there, not through getattr.
+    PyObject** own = _PyObject_GetDictPtr(owner.ptr());
+    if (own == nullptr || *own == nullptr) throw py::type_error("nspl_filler: a module without __dict__");
+    py::handle params = walk::own_item(*own, parameters_name);
+    if (params && PyDict_Check(params.ptr()) && PyDict_GET_SIZE(params.ptr()) > 0) {
+      py::handle hooks = walk::own_item(*own, hooks_name);
+      const bool hooked = !hooks || PyObject_IsTrue(hooks.ptr()) != 0;
+      // The owner's part of the kind key (as the planner's templates read it); empty: none.
+      owner_key.clear();
+      if (!hooked) {
+        walk::append_bytes(owner_key, &type, sizeof type);
+        py::object transposed = walk::owner_attribute(owner, info->second.class_transposed, transposed_name);
+        owner_key.push_back(transposed.ptr() == Py_True ? 1 : 0);
+        py::object groups = walk::owner_attribute(owner, info->second.class_groups, groups_name);
+        int64_t group_count = 1;
+        if (PyLong_Check(groups.ptr()) && !PyBool_Check(groups.ptr())) {
+          int overflow = 0;
+          const long long value = PyLong_AsLongLongAndOverflow(groups.ptr(), &overflow);
+          if (overflow == 0 && value > 0) group_count = value;
+          if (overflow > 0) group_count = -1;  // too large to key here: the row is planned on its own
+        }
+        walk::append_bytes(owner_key, &group_count, sizeof group_count);
+        if (!frame.attribute.is_none() && PySet_Contains(attributes.ptr(), frame.attribute.ptr()) == 1) {
+          walk::append_key_text(owner_key, frame.attribute.ptr());
+        } else {
+          owner_key.push_back('\0');  // no attribute (a text's length is 8 bytes: this key is shorter)
+        }
+        if (group_count < 0) owner_key.clear();
+      }
+      PyObject* local = nullptr;
+      PyObject* value = nullptr;
+      Py_ssize_t position = 0;
+      while (PyDict_Next(params.ptr(), &position, &local, &value)) {
+        if (value == Py_None) continue;
+        name.assign(frame.prefix);
+        walk::append_text(name, local);
+        py::object qualified = py::reinterpret_steal<py::object>(
+            PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size())));
+        if (!qualified) throw py::error_already_set();
+        const int64_t row = static_cast<int64_t>(PyList_GET_SIZE(names.ptr()));
+        auto found = first.emplace(value, row);
+        if (!found.second) {
+          // A parameter met before under another name: the first row takes this name as an alias,
+          // and is planned on its own.
+          py::object index = py::int_(found.first->second);
+          py::object aliases = tied.attr("setdefault")(index, py::list());
+          aliases.attr("append")(py::make_tuple(qualified, py::handle(local), owner));
+          kinds[found.first->second] = py::int_(-1);
+          continue;
+        }
+        PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
+        bool is_plain = false;
+        for (PyObject* kind : plain_list) is_plain = is_plain || tensor_type == kind;
+        plain = plain && is_plain;
+        int64_t kind = -1;
+        // plain_types are torch.Tensor and its subclass nn.Parameter: their instances unpack.
+        if (is_plain && !owner_key.empty() && !walk::text_equals(local, walk::kFlatParam)) {
+          const at::Tensor& tensor = THPVariable_Unpack(value);
+          if (!tensor.unsafeGetTensorImpl()->has_symbolic_sizes_strides()) {
+            key.assign(owner_key);
+            walk::append_key_text(key, local);
+            key.push_back(tensor.requires_grad() ? 1 : 0);
+            walk::append_skeleton(key, name);
+            walk::append_bytes(key, &tensor_type, sizeof tensor_type);
+            const auto sizes = tensor.sizes();
+            walk::append_bytes(key, sizes.data(), sizes.size() * sizeof(int64_t));
+            auto known = kind_of.find(key);
+            if (known == kind_of.end()) {
+              known = kind_of.emplace(key, static_cast<int64_t>(kind_of.size())).first;
+              examples.append(row);
+            }
+            kind = known->second;
+          }
+        }
+        walk::append_new(names, qualified.release().ptr());
+        walk::append(local_names, local);
+        walk::append(tensors, value);
+        walk::append(owners, owner.ptr());
+        walk::append(parents, frame.attribute.ptr());
+        walk::append_new(kinds, PyLong_FromLongLong(kind));
+      }
+    }
+    py::handle children = walk::own_item(*own, modules_name);
+    if (children && PyDict_Check(children.ptr()) && PyDict_GET_SIZE(children.ptr()) > 0) {
+      // Pushed in reverse, so that the first child is walked first.
+      frames.clear();
+      PyObject* child_name = nullptr;
+      PyObject* child = nullptr;
+      Py_ssize_t position = 0;
+      while (PyDict_Next(children.ptr(), &position, &child_name, &child)) {
+        if (child == Py_None) continue;
+        std::string prefix = frame.prefix;
+        walk::append_text(prefix, child_name);
+        prefix.push_back('.');
+        frames.push_back({std::move(prefix), py::reinterpret_borrow<py::object>(child_name),
+                          py::reinterpret_borrow<py::object>(child)});
+      }
+      for (auto it = frames.rbegin(); it != frames.rend(); ++it) stack.push_back(std::move(*it));
+    }
+  }
+  return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, modules, plain);
+}
+
+}  // namespace nspl
