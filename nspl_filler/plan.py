@@ -418,7 +418,7 @@ def _with_aliases(rows: list[_Row], tied: dict[int, list[tuple[str, str, nn.Modu
 
 
 class _Template:
-    """What the parameters of one (owner key, own name, shape) share: role, layout, groups,
+    """What the parameters of one kind (_Columns) share: role, layout, groups,
     shape, the default rule of the role, and the decisions of the rules met so far (by id)."""
 
     __slots__ = ("role", "layout", "groups", "shape", "action", "decided")
@@ -439,7 +439,6 @@ class Planner:
         self.fans_of: dict[tuple, tuple[float, float]] = {}
         self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
         self.scaled_of: dict[tuple, Scaled] = {}
-        self.templates: dict[tuple, _Template] = {}
         self.by_role = {role: default_action(role) for role in ("layer", "embedding", "norm", "other")}
 
     def draw_of(self, action: Action) -> _Draw:
