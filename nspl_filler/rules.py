@@ -238,16 +238,7 @@ class CompiledRules:
                 best = k
                 break
         if self._types:
-            kinds = self._by_type.get(type(owner))
-            if kinds is None:
-                kinds = self._by_type[type(owner)] = [(k, random) for k, key, random in self._types
-                                                      if isinstance(owner, key)]
-            for k, random in kinds:
-                if k >= best:
-                    break
-                if not random or is_weight(owner, local_name, param, name):
-                    best = k
-                    break
+            best = self.type_index(local_name, param, owner, name, best)
         for k, predicate in self._predicates:
             if k >= best:
                 break
@@ -270,12 +261,20 @@ class CompiledRules:
             found = [k if k < best and match(name) is not None else best for name, best in zip(names, found)]
         return found
 
-    def type_index(self, local_name: str, param: Tensor, owner: nn.Module, name: str) -> int:
-        """The index of the first module-type key that the parameter matches, len(rules) if
-        none does (first() without names and predicates)."""
-        best = len(self.keys)
-        for k, key, random in self._types:
-            if isinstance(owner, key) and (not random or is_weight(owner, local_name, param, name)):
+    def type_index(self, local_name: str, param: Tensor, owner: nn.Module, name: str,
+                   below: Optional[int] = None) -> int:
+        """The index of the first module-type key below `below` (default: every key) that the
+        parameter matches, `below` if none does (first() without names and predicates). The
+        keys an owner's type is an instance of are found once per type."""
+        best = len(self.keys) if below is None else below
+        kinds = self._by_type.get(type(owner))
+        if kinds is None:
+            kinds = self._by_type[type(owner)] = [(k, random) for k, key, random in self._types
+                                                  if isinstance(owner, key)]
+        for k, random in kinds:
+            if k >= best:
+                break
+            if not random or is_weight(owner, local_name, param, name):
                 return k
         return best
 
