@@ -15,6 +15,7 @@
 #include "fill.h"
 #include "fill_many.h"
 #include "module_walk.h"
+#include "name_keys.h"
 #include "nspl_filler/filler.h"
 
 namespace py = pybind11;
@@ -297,6 +298,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("walk_modules", &nspl::walk_modules, py::arg("root"), py::arg("attributes"), py::arg("plain_types"),
         "One pass over the module tree for init_module_'s planner (module_walk.h): its parameters as columns, "
         "each with the kind that decides its role and fans.");
+  m.def("plan_records", &nspl::plan_records, py::arg("cls"), py::arg("names"), py::arg("tensors"),
+        py::arg("decisions"), py::arg("aliases"), py::arg("special"), py::arg("common_of"), py::arg("special_record"),
+        py::arg("measure"), py::arg("plain_types"),
+        "The rows of init_plan's report (module_walk.h), an instance of `cls` per parameter made without "
+        "its __init__, and the rows whose own std was measured.");
+  m.def("name_keys", &nspl::name_keys, py::arg("seed"), py::arg("names"),
+        "The Philox key of each name under `seed` by streams by name (docs/spec.md §4b; name_keys.h).");
   m.def("elements_per_block", &nspl::elements_per_block, py::arg("dtype"),
         "Elements of `dtype` one Philox block fills (stream.h): 2 for float64, else 4.");
 

@@ -7,10 +7,14 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import nspl_filler
 from nspl_filler import Generator, canonical_name, fill_, fill_many_, init_module_, key_for, symmetric_power_law_
+from nspl_filler import stream
+from nspl_filler._extension import _C
 from nspl_filler.generator import as_signed64
 
 ops = torch.ops.nspl_filler
@@ -32,6 +36,37 @@ def test_key_for_matches_the_spec(seed):
     for name in NAMES[:1] + NAMES[2:]:
         assert key_for(seed, name) == spec_key(seed, name), (seed, name)
     assert key_for(seed, "encoder.0.weight") != key_for(seed, "encoder.1.weight")
+
+
+# Lengths around BLAKE2b's 128-byte blocks, in UTF-8 bytes of 1 to 4 each.
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1),
+       names=st.lists(st.one_of(st.text(max_size=140), st.text(alphabet="ab", min_size=120, max_size=400),
+                                st.text(alphabet="层🙂", min_size=30, max_size=70)), max_size=6))
+def test_the_keys_hashed_in_cpp_are_hashlibs(seed, names):
+    assert _C.name_keys(seed, names) == [spec_key(seed, name) for name in names]
+
+
+NAME_PARTS = ["0", "weight", "_orig_mod", "module", "_fsdp_wrapped_module", "层", "", "x_mod"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.lists(st.sampled_from(NAME_PARTS), min_size=1, max_size=4).map(".".join), max_size=6))
+def test_check_names_of_many_names_is_canonical_name_of_each(names):
+    """check_names takes names that are their own canonical form in a few passes over them all,
+    and looks at each name otherwise: the same names, or the same error, as one by one."""
+    def one_by_one():
+        canonical = [canonical_name(name) for name in names]
+        if len(set(canonical)) != len(canonical):
+            raise ValueError("same once canonical")
+        return canonical
+
+    def outcome(function):
+        try:
+            return function()
+        except ValueError as error:
+            return ValueError
+    assert outcome(lambda: stream.check_names(names, len(names))) == outcome(one_by_one)
 
 
 def test_negative_seeds_alias_their_value_modulo_2_64():
