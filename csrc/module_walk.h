@@ -263,4 +263,86 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, modules, plain);
 }
 
+// plan_records(cls, names, tensors, decisions, aliases, special, common_of, special_record,
+// measure, plain_types) -> (records, measured): the report's rows of a plan (plan.py's
+// Plan.records), an instance of `cls` (ParamInit) per row, made without its __init__:
+//   a row k in `special` (the weight of a parametrization) is special_record(k);
+//   any other row's fields are common_of(j) -> (fields, measured), a dict asked once per
+//     decision (a tuple the rows deciding alike share) of its first row j, copied, with "name" names[k],
+//     "aliases" aliases[k] where it has them, and, where `measured`, "own_std" measure(tensors[k])
+//     (left None without a call for a plain tensor on meta, which measure gives None for);
+//   measured: the rows whose own_std is not None.
+inline py::tuple plan_records(py::handle cls, py::list names, py::list tensors, py::list decisions, py::dict aliases,
+                              py::dict special, py::handle common_of, py::handle special_record, py::handle measure,
+                              py::tuple plain_types) {
+  if (!PyType_Check(cls.ptr())) throw py::type_error("nspl_filler: plan_records needs a class");
+  const Py_ssize_t count = PyList_GET_SIZE(names.ptr());
+  if (PyList_GET_SIZE(tensors.ptr()) != count || PyList_GET_SIZE(decisions.ptr()) != count) {
+    throw py::value_error("nspl_filler: plan_records needs columns of one length");
+  }
+  std::vector<PyObject*> plain_list;
+  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+  const py::str name_key = walk::interned("name"), aliases_key = walk::interned("aliases"),
+                own_key = walk::interned("own_std");
+  const py::tuple no_arguments;
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  struct Common {
+    py::object fields;
+    bool measured;
+  };
+  std::unordered_map<PyObject*, Common> commons;  // decision -> what its rows share
+  py::list records(count), measured;
+  for (Py_ssize_t k = 0; k < count; ++k) {
+    py::object index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(k));
+    if (!index) throw py::error_already_set();
+    const int is_special = PyDict_GET_SIZE(special.ptr()) > 0 ? PyDict_Contains(special.ptr(), index.ptr()) : 0;
+    if (is_special < 0) throw py::error_already_set();
+    if (is_special) {
+      py::object record = special_record(index);
+      if (!py::getattr(record, own_key).is_none()) measured.append(index);
+      PyList_SET_ITEM(records.ptr(), k, record.release().ptr());
+      continue;
+    }
+    PyObject* decision = PyList_GET_ITEM(decisions.ptr(), k);
+    auto found = commons.find(decision);
+    if (found == commons.end()) {
+      py::tuple shared = common_of(index);
+      if (shared.size() != 2 || !PyDict_Check(shared[0].ptr())) {
+        throw py::type_error("nspl_filler: common_of must give (dict, bool)");
+      }
+      found = commons.emplace(decision, Common{shared[0], shared[1].cast<bool>()}).first;
+    }
+    py::object fields = py::reinterpret_steal<py::object>(PyDict_Copy(found->second.fields.ptr()));
+    if (!fields) throw py::error_already_set();
+    if (PyDict_SetItem(fields.ptr(), name_key.ptr(), PyList_GET_ITEM(names.ptr(), k)) != 0) {
+      throw py::error_already_set();
+    }
+    if (PyDict_GET_SIZE(aliases.ptr()) > 0) {
+      PyObject* own = PyDict_GetItemWithError(aliases.ptr(), index.ptr());  // borrowed
+      if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      if (own != nullptr && PyDict_SetItem(fields.ptr(), aliases_key.ptr(), own) != 0) throw py::error_already_set();
+    }
+    if (found->second.measured) {
+      PyObject* tensor = PyList_GET_ITEM(tensors.ptr(), k);
+      bool plain = false;
+      for (PyObject* kind : plain_list) plain = plain || reinterpret_cast<PyObject*>(Py_TYPE(tensor)) == kind;
+      if (!plain || !THPVariable_Unpack(tensor).is_meta()) {
+        py::object std = measure(py::handle(tensor));
+        if (!std.is_none()) {
+          if (PyDict_SetItem(fields.ptr(), own_key.ptr(), std.ptr()) != 0) throw py::error_already_set();
+          measured.append(index);
+        }
+      }
+    }
+    PyObject* record = PyBaseObject_Type.tp_new(type, no_arguments.ptr(), nullptr);
+    if (record == nullptr) throw py::error_already_set();
+    if (PyObject_GenericSetDict(record, fields.ptr(), nullptr) != 0) {
+      Py_DECREF(record);
+      throw py::error_already_set();
+    }
+    PyList_SET_ITEM(records.ptr(), k, record);
+  }
+  return py::make_tuple(records, measured);
+}
+
 }  // namespace nspl

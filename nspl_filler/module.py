@@ -310,10 +310,11 @@ def init_module_(
     """
     by_name = check_stream_kind(stream)
     check_stream(seed, generator, "stream='name'" if by_name else None)
+    # One pause for both: the collector, back on between them, would collect then what
+    # planning allocated (its count of allocations keeps growing while it is off).
     with collector_paused():
         the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
-    records = the_plan.records(own_std=True) if verbose else None
-    with collector_paused():
+        records = the_plan.records(own_std=True) if verbose else None
         write_plan(the_plan, seed, generator, named_in=module if by_name else None)
     if verbose:
         print(format_report(records))

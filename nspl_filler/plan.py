@@ -55,7 +55,6 @@ class ParamInit:
 
 # ParamInit's fields, in order; Plan.records sets them without the frozen dataclass's __init__.
 _RECORD_FIELDS = tuple(ParamInit.__dataclass_fields__)
-_new_record = object.__new__
 
 
 @dataclass(frozen=True)
@@ -330,29 +329,22 @@ class Plan:
         return [self.entry(k) for k in range(len(self.names))]
 
     def records(self, own_std: bool = False) -> list[ParamInit]:
-        """The report's rows (Entry.record), made without an Entry per parameter: what a row's
-        decision gives (label, fan, std, role, and the shape, which the rows of one decision
-        share) is worked out once per decision."""
-        rows: list[ParamInit] = []
-        shared: dict[int, tuple] = {}
-        make, fields = _new_record, _RECORD_FIELDS
-        for k, (name, tensor, decision) in enumerate(zip(self.names, self.tensors, self.decisions)):
-            if k in self.through:
-                rows.append(self.entry(k).record(own_std))
-                continue
-            common = shared.get(id(decision))
-            if common is None:
-                role, action, scaled = decision
-                entry = Entry(name, (), tensor, None, role, action, scaled)
-                record = entry.record()
-                common = shared[id(decision)] = (record.shape, record.rule, record.fan, record.std, record.role,
-                                                 own_std and action.rule in RANDOM_RULES)
-            shape, rule, fan, std, role, measured = common
-            record = make(ParamInit)
-            record.__dict__.update(zip(fields, (name, shape, rule, fan, std, role, self.aliases.get(k, ()),
-                                                _measured_std(tensor) if measured else None)))
-            rows.append(record)
-        return rows
+        """The report's rows (Entry.record); `own_std`: measure the std each drawn tensor has now."""
+        return self.report(own_std)[0]
+
+    def report(self, own_std: bool = False) -> tuple[list[ParamInit], list[int]]:
+        """The report's rows (Entry.record) and the indices of those whose own std was measured
+        (`own_std`: measure, for init_plan), made in C++ without an Entry or a ParamInit.__init__
+        per parameter: what a row's decision gives (label, fan, std, role, and the shape, which
+        the rows of one decision share) is worked out once per decision."""
+        def common_of(k: int) -> tuple[dict, bool]:  # row k, the first of its decision
+            role, action, scaled = self.decisions[k]
+            record = Entry(self.names[k], (), self.tensors[k], None, role, action, scaled).record()
+            return dict(zip(_RECORD_FIELDS, (record.name, record.shape, record.rule, record.fan, record.std,
+                                             record.role, (), None))), own_std and action.rule in RANDOM_RULES
+
+        return _C.plan_records(ParamInit, self.names, self.tensors, self.decisions, self.aliases, self.through,
+                               common_of, lambda k: self.entry(k).record(own_std), _measured_std, _PLAIN_TYPES)
 
 
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
@@ -508,16 +500,18 @@ class Planner:
         elif rules.keys:
             by_type = [rules.type_index(columns.locals[e], columns.tensors[e], columns.owners[e], names[e])
                        for e in examples]
+            # The rows of a kind share their names but for the digits, and so what the digit-free
+            # globs (rules.digit_free) make of them: those are matched once per kind.
+            by_kind = [min(n, t) for n, t in zip(rules.name_indices([names[e] for e in examples], free=True), by_type)]
             if rules.digit_free:
-                # The rows of a kind share their names but for the digits, and so their rule.
-                by_kind = [min(n, t) for n, t in zip(rules.name_indices([names[e] for e in examples]), by_type)]
                 keys = [kind * width + by_kind[kind] if kind >= 0 else -1 - k for k, kind in enumerate(kinds)]
-            else:
-                by_name = rules.name_indices(names)
-                keys = [kind * width + min(n, by_type[kind]) if kind >= 0 else -1 - k
+            else:  # the other globs and the regexes, name by name
+                by_name = rules.name_indices(names, free=False)
+                keys = [kind * width + min(n, by_kind[kind]) if kind >= 0 else -1 - k
                         for k, (kind, n) in enumerate(zip(kinds, by_name))]
         else:
-            keys = [kind * width + width - 1 if kind >= 0 else -1 - k for k, kind in enumerate(kinds)]
+            keys = ([kind * width + width - 1 if kind >= 0 else -1 - k for k, kind in enumerate(kinds)] if -1 in kinds
+                    else list(map((width - 1).__add__, map(width.__mul__, kinds))))  # the same, a pass in C
         into.names, into.tensors, into.owners = names, columns.tensors, columns.owners
         decided: dict[int, object] = dict.fromkeys(keys)
         for key in decided:
@@ -755,7 +749,8 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
             result.add(planner.entry(*row))
     else:
         planner.plan(columns, result)
-    actions = {id(action): action for _, action, _ in result.decisions}
+    # The distinct decisions (rows deciding alike share one tuple), found by a pass in C.
+    actions = {id(action): action for _, action, _ in dict(zip(map(id, result.decisions), result.decisions)).values()}
     if id(FROZEN) in actions and not any(action.rule in _WRITING for action in actions.values()):
         warnings.warn(
             f"nspl_filler: every parameter of the {type(module).__name__} that init_module_ would fill is frozen "
@@ -804,13 +799,13 @@ def init_plan(
     measured."""
     with collector_paused():
         the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
-    records = the_plan.records(own_std=True)
-    departures = [r for r in records if _departs(r)]
+        records, measured = the_plan.report(own_std=True)
+    departures = [records[k] for k in measured if _departs(records[k])]
     if departures:
         shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])
         more = f"; and {len(departures) - 8} more" if len(departures) > 8 else ""
         warnings.warn(
-            f"nspl_filler: {len(departures)} of {sum(r.own_std is not None for r in records)} drawn parameters "
+            f"nspl_filler: {len(departures)} of {len(measured)} drawn parameters "
             f"of the {type(module).__name__} have an own std more than {DEPARTURE:g}x away from the planned "
             f"one, so the model's own init departs from fan scaling there ({shown}{more}); if that recipe "
             "matters, pass scale='keep' or give those parameters rules",
