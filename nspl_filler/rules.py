@@ -15,7 +15,7 @@ import numbers
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase, translate
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
@@ -185,6 +185,17 @@ def default_action(role: str) -> Action:
 
 
 
+def _one_regex(indices: Iterable[tuple[int, str]]) -> tuple[Optional[re.Pattern], dict[int, int]]:
+    """The globs (index, glob) as one regex of named alternatives, and for each alternative's
+    group the index of its glob; (None, {}) for no glob."""
+    globs = [f"(?P<r{k}>{translate(key)})" for k, key in indices]
+    if not globs:
+        return None, {}
+    regex = re.compile("|".join(globs))
+    # The alternative's own group closes after any group inside it: it is the match's lastindex.
+    return regex, {index: int(name[1:]) for name, index in regex.groupindex.items()}
+
+
 class CompiledRules:
     """A call's rules, compiled once: first(...) gives the index of the first rule that a
     parameter matches, as trying matches() on each rule in order would, and records that the
@@ -197,18 +208,14 @@ class CompiledRules:
     in order below the best index found so far, so a predicate is called exactly where the
     one-by-one search would call it."""
 
-    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_patterns", "_types", "_predicates", "_by_type",
+    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_free", "_digits", "_patterns", "_types", "_predicates", "_by_type",
                  "per_row", "digit_free")
 
     def __init__(self, rule_list: Sequence[tuple[RuleKey, Action]]) -> None:
         self.keys = [key for key, _ in rule_list]
         self.actions = [action for _, action in rule_list]
         self.used = [False] * len(rule_list)
-        globs = [f"(?P<r{k}>{translate(key)})" for k, key in enumerate(self.keys) if isinstance(key, str)]
-        self._globs = re.compile("|".join(globs)) if globs else None
-        # The alternative's own group closes after any group inside it: it is the match's lastindex.
-        self._glob_rule = {} if self._globs is None else {
-            index: int(name[1:]) for name, index in self._globs.groupindex.items()}
+        self._globs, self._glob_rule = _one_regex((k, key) for k, key in enumerate(self.keys) if isinstance(key, str))
         self._patterns = [(k, key) for k, key in enumerate(self.keys) if isinstance(key, re.Pattern)]
         self._types = [(k, key, action.rule in RANDOM_RULES) for k, (key, action) in enumerate(rule_list)
                        if isinstance(key, type)]
@@ -220,8 +227,11 @@ class CompiledRules:
         # Whether every name key is a glob of '*' and characters other than digits and '\x01'
         # (and no regex): then names that differ only in their runs of digits match the same keys,
         # and one name answers for all of them (plan.py's kinds share a digit-free name).
-        self.digit_free = not self._patterns and all(
-            not any(c.isdigit() or c in "?[]\x01" for c in key) for key in self.keys if isinstance(key, str))
+        free = [isinstance(key, str) and not any(c.isdigit() or c in "?[]\x01" for c in key) for key in self.keys]
+        self.digit_free = not self._patterns and all(free[k] for k, key in enumerate(self.keys) if isinstance(key, str))
+        # The globs in two regexes: those that digit-free names answer for, and the others.
+        self._free = _one_regex((k, key) for k, key in enumerate(self.keys) if free[k])
+        self._digits = _one_regex((k, key) for k, key in enumerate(self.keys) if isinstance(key, str) and not free[k])
 
     def first(self, name: str, local_name: str, param: Tensor, owner: nn.Module) -> int:
         """The index of the first rule that the parameter `name` (own name `local_name` in
@@ -247,15 +257,19 @@ class CompiledRules:
                 break
         return best
 
-    def name_indices(self, names: Sequence[str]) -> list[int]:
+    def name_indices(self, names: Sequence[str], free: Optional[bool] = None) -> list[int]:
         """For each of `names`, the index of the first glob or regex key that it matches,
-        len(rules) if none does (first() without module types and predicates)."""
+        len(rules) if none does (first() without module types and predicates). `free`: True
+        for the digit-free globs alone (see digit_free), False for every other glob and the
+        regexes, None for all."""
         none = len(self.keys)
-        if self._globs is None:
+        globs, rule = (self._globs, self._glob_rule) if free is None else self._free if free else self._digits
+        if globs is None:
             found = [none] * len(names)
         else:
-            rule = self._glob_rule
-            found = [none if m is None else rule[m.lastindex] for m in map(self._globs.fullmatch, names)]
+            found = [none if m is None else rule[m.lastindex] for m in map(globs.fullmatch, names)]
+        if free:
+            return found
         for k, pattern in self._patterns:
             match = pattern.fullmatch
             found = [k if k < best and match(name) is not None else best for name, best in zip(names, found)]
