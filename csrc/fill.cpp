@@ -99,13 +99,8 @@ VarianceNorm parse_variance_norm(c10::string_view mode) {
 }
 
 const char* variance_norm_name(VarianceNorm norm) {
-  switch (norm) {
-    case VarianceNorm::FanIn:
-      return "fan_in";
-    case VarianceNorm::FanOut:
-      return "fan_out";
-    case VarianceNorm::Average:
-      return "average";
+  for (const auto& entry : kVarianceNormNames) {
+    if (entry.norm == norm) return entry.name;  // each norm's own name comes before its aliases
   }
   return "?";
 }
