@@ -208,8 +208,8 @@ class CompiledRules:
     in order below the best index found so far, so a predicate is called exactly where the
     one-by-one search would call it."""
 
-    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_free", "_digits", "_patterns", "_types", "_predicates", "_by_type",
-                 "per_row", "digit_free")
+    __slots__ = ("actions", "keys", "used", "_globs", "_glob_rule", "_free", "_digits", "_patterns", "_types",
+                 "_predicates", "_by_type", "per_row", "digit_free")
 
     def __init__(self, rule_list: Sequence[tuple[RuleKey, Action]]) -> None:
         self.keys = [key for key, _ in rule_list]
@@ -257,13 +257,12 @@ class CompiledRules:
                 break
         return best
 
-    def name_indices(self, names: Sequence[str], free: Optional[bool] = None) -> list[int]:
-        """For each of `names`, the index of the first glob or regex key that it matches,
-        len(rules) if none does (first() without module types and predicates). `free`: True
-        for the digit-free globs alone (see digit_free), False for every other glob and the
-        regexes, None for all."""
+    def name_indices(self, names: Sequence[str], free: bool) -> list[int]:
+        """For each of `names`, the index of the first of some glob and regex keys that it
+        matches, len(rules) if none does (first() for those keys alone): with `free`, the
+        digit-free globs (see digit_free); without, every other glob and the regexes."""
         none = len(self.keys)
-        globs, rule = (self._globs, self._glob_rule) if free is None else self._free if free else self._digits
+        globs, rule = self._free if free else self._digits
         if globs is None:
             found = [none] * len(names)
         else:
