@@ -118,6 +118,8 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
             row[f"torch_loop_cpu_us{tag}"] = 1e6 * theirs_cpu / count
             row[f"ratio_cpu{tag}"] = theirs_cpu / ours_cpu
         plans = {
+            # torch's own walk of the same model, for scale: what listing the parameters costs.
+            "named_parameters": lambda: list(meta_model.named_parameters()),
             "planner": lambda: planning.plan(meta_model),
             "planner_globs": lambda: planning.plan(meta_model, rules=GLOBS),
             "planner_name": lambda: name_keys(meta_model),
@@ -144,14 +146,15 @@ def name_keys(model: nn.Module) -> list[int]:
 def table(rows: list[dict]) -> str:
     lines = ["| model | parameters | init_module_ µs/param | torch loop µs/param | ratio | ratio (gc off) "
              "| ratio (CPU time) | planner: defaults | globs | stream=name keys | init_plan "
-             "| on meta: defaults | globs | stream=name |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| on meta: defaults | globs | stream=name | named_parameters() |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['parameters']:,} | {r['init_module_us']:.2f} | {r['torch_loop_us']:.2f} "
             f"| {r['ratio']:.2f}x | {r['ratio_nogc']:.2f}x | {r['ratio_cpu']:.2f}x | {r['planner_us']:.2f} "
             f"| {r['planner_globs_us']:.2f} | {r['planner_name_us']:.2f} | {r['init_plan_us']:.2f} "
-            f"| {r['plan_defaults_us']:.2f} | {r['plan_globs_us']:.2f} | {r['plan_name_us']:.2f} |")
+            f"| {r['plan_defaults_us']:.2f} | {r['plan_globs_us']:.2f} | {r['plan_name_us']:.2f} "
+            f"| {r['named_parameters_us']:.2f} |")
     return "\n".join(lines)
 
 
@@ -203,7 +206,8 @@ def main() -> None:
                     "Planning, on the model built on the meta device: the planner (nspl_filler.plan.plan) with the "
                     "defaults and with a table of globs, the planner and the keys of stream=\"name\" (names "
                     "checked and hashed), and init_plan (the report). On meta: init_module_ of that model "
-                    "(planning, streams and every op's checks; nothing is written).\n\n"
+                    "(planning, streams and every op's checks; nothing is written). named_parameters(): torch's own "
+                    "listing of the meta model's parameters, for scale (what a walk of its modules costs).\n\n"
                     + text + "\n")
 
 

@@ -303,6 +303,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("measure"), py::arg("plain_types"),
         "The rows of init_plan's report (module_walk.h), an instance of `cls` per parameter made without "
         "its __init__, and the rows whose own std was measured.");
+  m.def("tensor_facts", &nspl::tensor_facts, py::arg("tensors"), py::arg("plain_types"),
+        "(block counts, indices of inference tensors, whether all share one device) of a list of tensors, "
+        "in one pass (module_walk.h); None if one's type is not in plain_types.");
   m.def("name_keys", &nspl::name_keys, py::arg("seed"), py::arg("names"),
         "The Philox key of each name under `seed` by streams by name (docs/spec.md §4b; name_keys.h).");
   m.def("elements_per_block", &nspl::elements_per_block, py::arg("dtype"),

@@ -13,12 +13,16 @@ bool has_concrete_shape(const at::Tensor& self) {
   return !self.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
 }
 
-void check_stream_room(int64_t offset, uint64_t blocks, const char* what) {
-  check_offset(offset);
+bool stream_has_room(int64_t offset, uint64_t blocks) {
   // Offsets travel through the ops as int64, so the stream of a key is the blocks below
   // 2^63 - 1: a fill may end there, and the next offset is still a valid argument.
-  const uint64_t room = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - static_cast<uint64_t>(offset);
-  TORCH_CHECK_VALUE(blocks <= room, "nspl_filler: ", what, " needs ", blocks, " blocks from offset ", offset,
+  return offset >= 0 &&
+         blocks <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - static_cast<uint64_t>(offset);
+}
+
+void check_stream_room(int64_t offset, uint64_t blocks, const char* what) {
+  check_offset(offset);
+  TORCH_CHECK_VALUE(stream_has_room(offset, blocks), "nspl_filler: ", what, " needs ", blocks, " blocks from offset ", offset,
                     ", past the end of the stream (offset + blocks must be <= 2^63 - 1); start from a "
                     "lower offset or another seed");
 }

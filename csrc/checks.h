@@ -40,6 +40,8 @@ bool has_concrete_shape(const at::Tensor& self);
 // ValueError unless blocks [offset, offset + blocks) lie in the stream: offset >= 0, and the
 // offset after them is still an int64, so a Generator that made the fill can carry on from it.
 void check_stream_room(int64_t offset, uint64_t blocks, const char* what);
+// Whether blocks [offset, offset + blocks) lie inside the stream (what check_stream_room checks).
+bool stream_has_room(int64_t offset, uint64_t blocks);
 
 // The checks of each op, in argument order of its schema.
 std::optional<CheckedFill> check_nspl(const at::Tensor& self, c10::string_view variance_norm,

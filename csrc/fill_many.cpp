@@ -99,6 +99,7 @@ std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view m
   std::vector<ManyFillItem> items;
   items.reserve(n);
   size_t dim_at = 0;
+  size_t like_gain = 0;  // the index of the last item's gain
   for (size_t k = 0; k < n; ++k) {
     const at::Tensor& t = tensors[k];
     check_fillable(t);
@@ -115,11 +116,21 @@ std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view m
     item.tensor = t;
     item.view = ShardView::make(t, shape, start);
     item.global_start = start ? start->vec() : std::vector<int64_t>(nd, 0);
-    item.spec = nspl_spec(item.view.global_sizes, mode, alpha, ratio, gains[k], std::nullopt,
-                          std::nullopt, /*caffe_1d=*/false);
-    check_range(item.spec, t.scalar_type());
-    check_stream_room(offsets[k], blocks_for(item.view.global_numel(), t.scalar_type()),
-                      ("tensor " + std::to_string(k)).c_str());
+    // The spec and its range check depend on (global sizes, gain, dtype) alone (mode, alpha
+    // and ratio are the call's): a run of like tensors, as a model's repeated layers give,
+    // works them out once.
+    const ManyFillItem* like = items.empty() ? nullptr : &items.back();
+    if (like != nullptr && like->view.global_sizes == item.view.global_sizes && gains[k] == gains[like_gain] &&
+        like->tensor.scalar_type() == t.scalar_type()) {
+      item.spec = like->spec;
+    } else {
+      item.spec = nspl_spec(item.view.global_sizes, mode, alpha, ratio, gains[k], std::nullopt,
+                            std::nullopt, /*caffe_1d=*/false);
+      check_range(item.spec, t.scalar_type());
+    }
+    like_gain = k;
+    const uint64_t blocks = blocks_for(item.view.global_numel(), t.scalar_type());
+    if (!stream_has_room(offsets[k], blocks)) check_stream_room(offsets[k], blocks, ("tensor " + std::to_string(k)).c_str());
     item.offset = static_cast<uint64_t>(offsets[k]);
     items.push_back(std::move(item));
   }

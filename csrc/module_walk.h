@@ -9,10 +9,14 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/extension.h>
 
+#include "nspl_filler/stream.h"
+
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace nspl {
@@ -108,6 +112,43 @@ inline void append_skeleton(std::string& out, const std::string& name) {
 
 constexpr const char* kFlatParam = "_flat_param";  // FSDP's flat parameter: planned on its own
 
+// The row of each parameter met so far, by object: open addressing in one array (a model
+// has up to 10^5 parameters, and a map of nodes would cost a cache miss or two per lookup).
+class RowOf {
+ public:
+  // {the row of `object`, true} if it is new (then `row` is recorded), else {its row, false}.
+  std::pair<int64_t, bool> emplace(PyObject* object, int64_t row) {
+    if (2 * (count_ + 1) > slots_.size()) grow();
+    Slot& slot = find(slots_, object);
+    if (slot.object == object) return {slot.row, false};
+    slot = Slot{object, row};
+    ++count_;
+    return {row, true};
+  }
+
+ private:
+  struct Slot {
+    PyObject* object = nullptr;
+    int64_t row = 0;
+  };
+  static Slot& find(std::vector<Slot>& slots, PyObject* object) {
+    const size_t mask = slots.size() - 1;
+    // Objects are 16-byte aligned: the bits above those, mixed, spread them.
+    size_t at = static_cast<size_t>((reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull) & mask;
+    while (slots[at].object != nullptr && slots[at].object != object) at = (at + 1) & mask;
+    return slots[at];
+  }
+  void grow() {
+    std::vector<Slot> larger(slots_.empty() ? 64 : 2 * slots_.size());
+    for (const Slot& slot : slots_) {
+      if (slot.object != nullptr) find(larger, slot.object) = slot;
+    }
+    slots_.swap(larger);
+  }
+  std::vector<Slot> slots_;
+  size_t count_ = 0;
+};
+
 }  // namespace walk
 
 // walk_modules(root, attributes, plain_types) -> (names, local_names, tensors, owners,
@@ -129,7 +170,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   py::list names, local_names, tensors, owners, parents, kinds, examples, modules;
   py::dict tied;
   bool plain = true;
-  std::unordered_map<PyObject*, int64_t> first;        // parameter -> its row
+  walk::RowOf first;                                    // parameter -> its row
   std::unordered_map<PyObject*, walk::TypeInfo> infos;  // module type -> what the walk asks of it
   std::unordered_map<std::string, int64_t> kind_of;     // kind key -> index in examples
   // Interned, as attribute names are: dict lookups then match by identity.
@@ -200,14 +241,14 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
             PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size())));
         if (!qualified) throw py::error_already_set();
         const int64_t row = static_cast<int64_t>(PyList_GET_SIZE(names.ptr()));
-        auto found = first.emplace(value, row);
+        const auto found = first.emplace(value, row);
         if (!found.second) {
           // A parameter met before under another name: the first row takes this name as an alias,
           // and is planned on its own.
-          py::object index = py::int_(found.first->second);
+          py::object index = py::int_(found.first);
           py::object aliases = tied.attr("setdefault")(index, py::list());
           aliases.attr("append")(py::make_tuple(qualified, py::handle(local), owner));
-          kinds[found.first->second] = py::int_(-1);
+          kinds[found.first] = py::int_(-1);
           continue;
         }
         PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
@@ -261,6 +302,35 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     }
   }
   return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, modules, plain);
+}
+
+// tensor_facts(tensors, plain_types) -> (blocks, inference, one_device), what a bulk write of
+// many tensors asks of each, in one C++ pass; None if any tensor's type is not in
+// `plain_types` (a subclass may answer otherwise: the caller asks each tensor in Python):
+//   blocks[k]: the Philox blocks a fill of tensors[k] consumes (blocks_for, stream.h);
+//   inference: the indices of the inference tensors;
+//   one_device: whether every tensor is on the device of the first (True for none).
+inline py::object tensor_facts(py::list tensors, py::tuple plain_types) {
+  std::vector<PyObject*> plain_list;
+  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+  const Py_ssize_t count = PyList_GET_SIZE(tensors.ptr());
+  py::list blocks(count), inference;
+  bool one_device = true;
+  std::optional<c10::Device> first;
+  for (Py_ssize_t k = 0; k < count; ++k) {
+    PyObject* item = PyList_GET_ITEM(tensors.ptr(), k);
+    bool plain = false;
+    for (PyObject* kind : plain_list) plain = plain || reinterpret_cast<PyObject*>(Py_TYPE(item)) == kind;
+    if (!plain) return py::none();
+    const at::Tensor& tensor = THPVariable_Unpack(item);
+    PyObject* count_of = PyLong_FromUnsignedLongLong(blocks_for(tensor.numel(), tensor.scalar_type()));
+    if (count_of == nullptr) throw py::error_already_set();
+    PyList_SET_ITEM(blocks.ptr(), k, count_of);
+    if (tensor.is_inference()) walk::append_new(inference, PyLong_FromSsize_t(k));
+    if (!first) first = tensor.device();
+    one_device = one_device && tensor.device() == *first;
+  }
+  return py::make_tuple(blocks, inference, one_device);
 }
 
 // plan_records(cls, names, tensors, decisions, aliases, special, common_of, special_record,

@@ -11,7 +11,7 @@ from torch import Tensor
 from ._extension import _C, ops
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _check_tensor, _mode_name, _real
 from .sharded import any_dtensor, is_dtensor, local_shard
-from .stream import GeneratorLike, Streams, check_names, check_stream, with_streams
+from .stream import GeneratorLike, Streams, check_names, check_stream, tensor_facts, with_streams
 
 GainLike = Union[None, float, Sequence[float]]
 
@@ -29,11 +29,30 @@ def _gains(gain: GainLike, nonlinearity: str, param: Optional[float], count: int
     return [_real(f"gain[{k}]", g) for k, g in enumerate(gain)]
 
 
+def _inference(tensors: Sequence[Tensor]) -> list[int]:
+    """The indices of the inference tensors among `tensors` (those _check_writable asks about)."""
+    facts = tensor_facts(tensors)
+    return facts[1] if facts is not None else [k for k, t in enumerate(tensors) if t.is_inference()]
+
+
 def _check_writable(tensor: Tensor) -> None:
     """torch's rule for in-place writes to inference tensors, as the ops apply it; called for
     every tensor of a bulk fill before its first write."""
     if tensor.is_inference():
         _C.check_inplace_allowed(tensor)
+
+
+class _Labels:
+    """The names of a bulk call's tensors for its error messages, formatted only when one is:
+    "parameter 'name'" from `names` (a model's), else "tensors[k]"."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: Optional[Sequence[str]]) -> None:
+        self.names = names
+
+    def __getitem__(self, k: int) -> str:
+        return f"tensors[{k}]" if self.names is None else f"parameter {self.names[k]!r}"
 
 
 class _OpCall:
@@ -81,14 +100,19 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
     sharded = not plain and any_dtensor(tensors)
     shards = [local_shard(t) for t in tensors] if sharded else [(t, None, None) for t in tensors]
     by_device: dict[torch.device, list[int]] = {}
-    for k, (target, _, _) in enumerate(shards):
-        by_device.setdefault(target.device, []).append(k)
+    targets = [target for target, _, _ in shards]
+    facts = tensor_facts(targets)
+    if targets and (facts[2] if facts is not None else len({t.device for t in targets}) == 1):
+        by_device[targets[0].device] = list(range(len(targets)))
+    else:
+        for k, target in enumerate(targets):
+            by_device.setdefault(target.device, []).append(k)
     if len(by_device) > 1 and streams.generator is not None:
         raise ValueError(
             f"nspl_filler: a torch.Generator serves one device; the tensors are on {sorted(map(str, by_device))}"
         )
-    placed = any(shape is not None for _, shape, _ in shards)
-    labels = labels or [f"tensors[{k}]" for k in range(len(tensors))]
+    placed = sharded and any(shape is not None for _, shape, _ in shards)
+    labels = _Labels(None) if labels is None else labels
 
     def call(device: torch.device, indices: list[int]) -> _OpCall:
         group = [shards[k][0] for k in indices]
@@ -104,9 +128,9 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
                 starts += [0] * target.dim() if start is None else start
 
         def check() -> None:
-            for j, t in enumerate(group):
+            for j in _inference(group):
                 try:
-                    _check_writable(t)
+                    _check_writable(group[j])
                 except RuntimeError as error:
                     raise _named(error, labels[indices[j]]) from None
             try:

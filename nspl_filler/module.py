@@ -9,13 +9,15 @@ the first runs (write_plan, here). Works on nested models, tied and shared param
 meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
-from typing import Optional, Union
+import itertools
+import operator
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from ._extension import _C, ops
-from .bulk import _check_writable, _named, _nspl_many_calls, _OpCall, _run_all
+from .bulk import _check_writable, _inference, _Labels, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm
 from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
@@ -43,45 +45,58 @@ def _callable_generator(tensor: Tensor, key: Optional[int], offset: int, torch_g
     return torch.Generator(device=device).manual_seed(words[0] | (words[1] << 32))
 
 
-class _Labels:
-    """The names of a bulk call's parameters for its error messages, formatted only when one is."""
+def _rows_where(decisions: list[tuple], test: Callable[[tuple], bool]) -> list[int]:
+    """The indices k with test(decisions[k]), asking `test` once per distinct decision (the rows
+    deciding alike share one tuple) and finding the rows by passes in C."""
+    ids = list(map(id, decisions))
+    distinct = dict(zip(ids, decisions))
+    chosen = {i for i, decision in distinct.items() if test(decision)}
+    if len(chosen) == len(distinct):
+        return list(range(len(ids)))
+    return list(itertools.compress(range(len(ids)), map(chosen.__contains__, ids))) if chosen else []
 
-    __slots__ = ("names",)
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, k: int) -> str:
-        return f"parameter {self.names[k]!r}"
+_SKIP, _ALONE = object(), object()  # _random_calls: a parameter it leaves, one it calls its op for alone
 
 
 def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[_OpCall]:
     """The op calls of the random rules among the parameters `drawing` (indices into the
     plan; parameter drawing[j] reads the stream of streams' tensor j): NSPL parameters in one
     bulk call per (alpha, ratio, mode) and device, the others (normal, uniform, NSPL with
-    explicit fans) one op call each."""
-    groups: dict[tuple, list[int]] = {}
-    calls: list[_OpCall] = []
+    explicit fans) one op call each. What a parameter needs is worked out once per decision."""
     decisions = the_plan.decisions
-    for j, k in enumerate(drawing):
-        _, action, scaled = decisions[k]
+    drawn = list(map(decisions.__getitem__, drawing))
+    ids = list(map(id, drawn))
+    distinct = dict(zip(ids, drawn))
+    how: dict[int, object] = {}  # id(decision) -> its bulk group's (mode, alpha, ratio), _SKIP or _ALONE
+    for i, (_, action, scaled) in distinct.items():
         if action.rule not in _RANDOM or scaled.std is None:
-            continue  # a callable, or scale "keep" on the meta device: no values, and a fill would write none
-        if action.rule == "nspl" and scaled.fans is None:
+            how[i] = _SKIP  # a callable, or scale "keep" on the meta device: no values, a fill would write none
+        elif action.rule == "nspl" and scaled.fans is None:
             draw = scaled.draw
-            groups.setdefault((draw.mode, draw.alpha, draw.ratio), []).append(j)
+            how[i] = (draw.mode, draw.alpha, draw.ratio)
         else:
-            key = None if streams.keys is None else streams.keys[j]
-            calls.append(_one_call(the_plan.entry(k), key, streams.offsets[j], streams.generator))
+            how[i] = _ALONE
+    labels = list(map(how.__getitem__, ids))
+    groups: dict[object, list[int]] = {}
+    if len(set(how.values())) == 1:  # one way for all
+        groups[labels[0]] = list(range(len(drawing)))
+    else:
+        for j, label in enumerate(labels):
+            groups.setdefault(label, []).append(j)
+    calls: list[_OpCall] = []
+    for j in groups.pop(_ALONE, []):
+        key = None if streams.keys is None else streams.keys[j]
+        calls.append(_one_call(the_plan.entry(drawing[j]), key, streams.offsets[j], streams.generator))
+    groups.pop(_SKIP, None)
+    gain_of = {i: decision[2].gain for i, decision in distinct.items() if isinstance(how[i], tuple)}
     bulk: list[_OpCall] = []
     for (mode, alpha, ratio), group in groups.items():
-        indices = [drawing[j] for j in group]
+        indices = list(map(drawing.__getitem__, group))
         bulk += _nspl_many_calls(
-            [the_plan.tensors[k] for k in indices], mode, alpha, ratio, [decisions[k][2].gain for k in indices],
-            streams.part(group), labels=_Labels([the_plan.names[k] for k in indices]), plain=the_plan.plain,
+            list(map(the_plan.tensors.__getitem__, indices)), mode, alpha, ratio,
+            list(map(gain_of.__getitem__, map(ids.__getitem__, group))), streams.part(group),
+            labels=_Labels(list(map(the_plan.names.__getitem__, indices))), plain=the_plan.plain,
         )
     return bulk + calls
 
@@ -118,6 +133,8 @@ def _one_call(entry: Entry, key: Optional[int], offset: int, generator: Optional
 def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
     """nn.Embedding / nn.EmbeddingBag keep the row padding_idx at zero (their reset_parameters
     does the same); for a sharded weight, on the rank whose shard holds that row."""
+    if not any(issubclass(kind, (nn.Embedding, nn.EmbeddingBag)) for kind in set(map(type, the_plan.owners))):
+        return
     for k in drawing:
         owner, tensor = the_plan.owners[k], the_plan.tensors[k]
         if (not isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) or owner.padding_idx is None
@@ -131,25 +148,36 @@ def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
 
 def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
     """The local tensors of the constant rules, by value; ValueError for a constant that is
-    not a value of its parameter's dtype (docs/spec.md §5: no silent infinities)."""
+    not a value of its parameter's dtype (docs/spec.md §5: no silent infinities), naming the
+    first such parameter. Each decision is asked once; its rows are found by passes in C."""
+    decisions, tensors = the_plan.decisions, the_plan.tensors
+    ids = list(map(id, decisions))
+    ids_of: dict[float, set[int]] = {}  # a constant -> the decisions that write it
+    for i, (_, action, _) in dict(zip(ids, decisions)).items():
+        if action.rule in _CONSTANT_RULES:
+            value = action.value if action.rule == "constant" else _CONSTANT_VALUES[action.rule]
+            ids_of.setdefault(value, set()).add(i)
     by_value: dict[float, list[Tensor]] = {}
-    tensors = the_plan.tensors
-    for k, (_, action, _) in enumerate(the_plan.decisions):
-        rule = action.rule
-        if rule in _CONSTANT_RULES:
-            if rule == "constant":
-                value = action.value
-                if tensors[k].dtype.is_floating_point and abs(value) > torch.finfo(tensors[k].dtype).max:
-                    raise ValueError(
-                        f"nspl_filler: parameter {the_plan.names[k]!r} (rule {action.label()!r}): the constant "
-                        f"{value:g} overflows {tensors[k].dtype} (max {torch.finfo(tensors[k].dtype).max:g})"
-                    )
-            else:
-                value = _CONSTANT_VALUES[rule]
-            by_value.setdefault(value, []).append(tensors[k])
+    overflows: list[int] = []  # the first row of each (constant, dtype) that overflows
+    for value, chosen in ids_of.items():
+        rows = list(itertools.compress(range(len(ids)), map(chosen.__contains__, ids)))
+        targets = by_value[value] = list(map(tensors.__getitem__, rows))
+        for dtype in set(map(_dtype_of, targets)):
+            if dtype.is_floating_point and abs(value) > torch.finfo(dtype).max:
+                overflows.append(next(k for k in rows if tensors[k].dtype == dtype))
+    if overflows:
+        k = min(overflows)
+        action, dtype = decisions[k][1], tensors[k].dtype
+        raise ValueError(
+            f"nspl_filler: parameter {the_plan.names[k]!r} (rule {action.label()!r}): the constant "
+            f"{action.value:g} overflows {dtype} (max {torch.finfo(dtype).max:g})"
+        )
     if not the_plan.plain and any_dtensor(tensors):
         by_value = {value: [local_shard(t)[0] for t in targets] for value, targets in by_value.items()}
     return by_value
+
+
+_dtype_of = operator.attrgetter("dtype")
 
 
 def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, check_only: bool = False,
@@ -158,16 +186,17 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
     `check_only`: make every check, write nothing (and advance no Generator). `named_in`: the
     model whose parameter names give the streams (stream="name"), None for one stream."""
     decisions, all_tensors = the_plan.decisions, the_plan.tensors
-    drawing = [k for k, (_, action, _) in enumerate(decisions) if action.rule in _DRAWING]
-    tensors = [all_tensors[k] for k in drawing]
+    drawing = _rows_where(decisions, lambda decision: decision[1].rule in _DRAWING)
+    tensors = list(map(all_tensors.__getitem__, drawing))
     names = (None if named_in is None else
-             check_names([the_plan.names[k] for k in drawing], len(drawing), "the parameters' names", named_in))
+             check_names(list(map(the_plan.names.__getitem__, drawing)), len(drawing), "the parameters' names",
+                         named_in))
     with torch.no_grad():
         by_value = _constants(the_plan)
         # The constants are written after the random rules: check now what could refuse them.
         for targets in by_value.values():
-            for target in targets:
-                _check_writable(target)
+            for j in _inference(targets):
+                _check_writable(targets[j])
         if check_only:
             streams = preview_streams(tensors, seed=seed, generator=generator, names=names, argument="stream='name'")
             for call in _random_calls(the_plan, drawing, streams):
@@ -186,16 +215,16 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
             torch._foreach_zero_(targets)
             if value != 0.0:
                 torch._foreach_add_(targets, value)
-        for j, k in enumerate(drawing):
-            action = decisions[k][1]
-            if action.rule == "custom":
-                if action.takes_generator:
-                    streams = chosen[0]
-                    key = None if streams.keys is None else streams.keys[j]
-                    action.function(all_tensors[k], generator=_callable_generator(
-                        all_tensors[k], key, streams.offsets[j], streams.generator))
-                else:
-                    action.function(all_tensors[k])
+        drawn = list(map(decisions.__getitem__, drawing))
+        for j in _rows_where(drawn, lambda decision: decision[1].rule == "custom"):
+            k, action = drawing[j], drawn[j][1]
+            if action.takes_generator:
+                streams = chosen[0]
+                key = None if streams.keys is None else streams.keys[j]
+                action.function(all_tensors[k], generator=_callable_generator(
+                    all_tensors[k], key, streams.offsets[j], streams.generator))
+            else:
+                action.function(all_tensors[k])
         _zero_padding_rows(the_plan, drawing)
         for k, through in the_plan.through.items():
             if decisions[k][1].rule in _THROUGH:

@@ -26,7 +26,7 @@ from .rules import (
     DEFAULT_ACTIONS, FLAT, FROZEN, LABELS, NO_INVERSE, RANDOM_RULES, SCALES, WRITING_RULES,
     Action, CompiledRules, Rules, attribute_of, default_action, parse_rules,
 )
-from .sharded import is_dtensor
+from .sharded import PLAIN_TYPES, is_dtensor
 
 @dataclass(frozen=True)
 class ParamInit:
@@ -227,7 +227,7 @@ _RANDOM = frozenset(RANDOM_RULES)
 _WRITING = frozenset(WRITING_RULES)
 # Parameters of these types take the planner's short path (a DTensor, FSDP's flat parameter (an
 # nn.Parameter named _flat_param) or a lazy module's uninitialised one are checked in Planner.entry).
-_PLAIN_TYPES = (nn.Parameter, Tensor)
+_PLAIN_TYPES = PLAIN_TYPES
 _PLAIN = frozenset(_PLAIN_TYPES)
 KEEP = DEFAULT_ACTIONS["keep"]
 
@@ -503,7 +503,9 @@ class Planner:
             # The rows of a kind share their names but for the digits, and so what the digit-free
             # globs (rules.digit_free) make of them: those are matched once per kind.
             by_kind = [min(n, t) for n, t in zip(rules.name_indices([names[e] for e in examples], free=True), by_type)]
-            if rules.digit_free:
+            if rules.digit_free and -1 not in kinds:  # the same as below, a pass in C
+                keys = list(map([kind * width + index for kind, index in enumerate(by_kind)].__getitem__, kinds))
+            elif rules.digit_free:
                 keys = [kind * width + by_kind[kind] if kind >= 0 else -1 - k for k, kind in enumerate(kinds)]
             else:  # the other globs and the regexes, name by name
                 by_name = rules.name_indices(names, free=False)

@@ -9,6 +9,7 @@ that finding a parameter's rule costs one regex match and one dict lookup howeve
 there are; regexes and predicates are tried in their order, only where they could still win."""
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -187,7 +188,13 @@ def default_action(role: str) -> Action:
 
 def _one_regex(indices: Iterable[tuple[int, str]]) -> tuple[Optional[re.Pattern], dict[int, int]]:
     """The globs (index, glob) as one regex of named alternatives, and for each alternative's
-    group the index of its glob; (None, {}) for no glob."""
+    group the index of its glob (not to be changed: a table called again gets the same one);
+    (None, {}) for no glob."""
+    return _regex_of(tuple(indices))
+
+
+@functools.lru_cache(maxsize=128)
+def _regex_of(indices: tuple[tuple[int, str], ...]) -> tuple[Optional[re.Pattern], dict[int, int]]:
     globs = [f"(?P<r{k}>{translate(key)})" for k, key in indices]
     if not globs:
         return None, {}

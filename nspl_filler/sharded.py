@@ -18,6 +18,11 @@ from torch import Tensor, nn
 ShardInfo = tuple[Tensor, Optional[list[int]], Optional[list[int]]]
 
 
+#: The tensor types whose instances are exactly what they hold (no DTensor, no subclass that
+#: may answer for itself): C++ passes over many tensors read these directly.
+PLAIN_TYPES = (nn.Parameter, Tensor)
+
+
 def is_dtensor(tensor: object) -> bool:
     """True for a torch.distributed.tensor.DTensor (an nn.Parameter wrapping one included).
 

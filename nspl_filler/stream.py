@@ -15,6 +15,8 @@ the Streams of its tensors and hands them to the ops as they are:
 """
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from ._extension import _C
 from .generator import Generator, _check_seed, as_signed64
-from .sharded import comm_device, is_dtensor
+from .sharded import PLAIN_TYPES, comm_device, is_dtensor
 
 GeneratorLike = Union[None, Generator, torch.Generator]
 
@@ -211,7 +213,26 @@ _ELEMENTS_PER_BLOCK = {
 def blocks(tensor: Tensor) -> int:
     """Philox blocks a fill of `tensor` consumes: ceil(numel / 4), float64 ceil(numel / 2), of
     the global tensor for a DTensor."""
-    return -(-tensor.numel() // _ELEMENTS_PER_BLOCK[tensor.dtype])
+    return block_counts((tensor,))[0]
+
+
+def block_counts(tensors: Sequence[Tensor]) -> list[int]:
+    """[blocks(t) for t in tensors]."""
+    facts = tensor_facts(tensors)
+    if facts is not None:
+        return facts[0]
+    per_block = _ELEMENTS_PER_BLOCK
+    return [-(-t.numel() // per_block[t.dtype]) for t in tensors]
+
+
+def tensor_facts(tensors: Sequence[Tensor]) -> Optional[tuple[list[int], list[int], bool]]:
+    """(block counts, indices of the inference tensors, whether all lie on one device) of
+    `tensors` in one pass in C++ (_C.tensor_facts: a model has 10^5 tensors); None where one
+    is not a plain Tensor or Parameter, or while torch.compile traces: then the caller asks
+    each tensor what it needs."""
+    if torch.compiler.is_compiling():
+        return None
+    return _C.tensor_facts(tensors if isinstance(tensors, list) else list(tensors), PLAIN_TYPES)
 
 
 class Streams:
@@ -231,13 +252,13 @@ class Streams:
     @classmethod
     def sequential(cls, key: int, start: int, tensors: Sequence[Tensor]) -> "Streams":
         """Key `key` for all; tensor k from block start + sum_{j<k} blocks_j."""
-        offsets = [start + s for s in _running_sums([blocks(t) for t in tensors])]
+        offsets = _running_sums(block_counts(tensors), start)
         return cls([key] * len(offsets), offsets)
 
     @classmethod
     def drawn(cls, generator: Optional[torch.Generator], tensors: Sequence[Tensor]) -> "Streams":
         """Positions the ops draw from `generator`, one per op call."""
-        counts = [blocks(t) for t in tensors]
+        counts = block_counts(tensors)
         return cls(None, _running_sums(counts), generator, counts)
 
     @classmethod
@@ -252,6 +273,8 @@ class Streams:
     def part(self, indices: Sequence[int]) -> "Streams":
         """The Streams of tensors `indices` filled by one op call. Drawn positions are per
         call, so the call's tensors follow one another from its own drawn block 0."""
+        if len(indices) == len(self.offsets) and all(map(operator.eq, indices, range(len(indices)))):
+            return self  # all of them, in order
         if self.keys is None:
             counts = [self._blocks[k] for k in indices]
             return Streams(None, _running_sums(counts), self.generator, counts)
@@ -259,14 +282,16 @@ class Streams:
 
     def op_keys(self) -> Optional[list[int]]:
         """The keys as the ops take them (int64), or None where the op draws them."""
-        return None if self.keys is None else [as_signed64(k) for k in self.keys]
+        if self.keys is None:
+            return None
+        signed = {key: as_signed64(key) for key in set(self.keys)}  # few distinct keys (one, sequentially)
+        return list(map(signed.__getitem__, self.keys))
 
 
-def _running_sums(counts: Sequence[int]) -> list[int]:
-    sums, total = [], 0
-    for c in counts:
-        sums.append(total)
-        total += c
+def _running_sums(counts: Sequence[int], start: int = 0) -> list[int]:
+    """[start, start + counts[0], start + counts[0] + counts[1], ...] (as many as counts)."""
+    sums = list(itertools.accumulate(counts, initial=start))
+    sums.pop()
     return sums
 
 
@@ -284,7 +309,7 @@ def with_streams(tensors: Sequence[Tensor], fill: Callable[[Streams], None], *, 
     elif key is not None:
         fill(Streams.sequential(key, 0, tensors))
     elif isinstance(generator, Generator):
-        generator._consume(sum(blocks(t) for t in tensors),
+        generator._consume(sum(block_counts(tensors)),
                            lambda key, start: fill(Streams.sequential(key, start, tensors)))
     else:
         mesh = common_mesh(tensors)

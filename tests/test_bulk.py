@@ -298,3 +298,24 @@ def test_cuda_torch_generator_is_reproducible():
     assert_same(again, tensors)
     fill_many_(again)
     assert not torch.equal(again[0], tensors[0])
+
+
+def test_runs_of_like_tensors_get_what_each_gets_alone():
+    # The bulk op works a tensor's law out once per run of tensors of one shape, gain and
+    # dtype: every change in the run (gain, dtype, shape) must give that tensor its own law.
+    shapes = [(8, 4)] * 3 + [(4, 8)] * 2 + [(8, 4)]
+    dtypes = [torch.float32, torch.float32, torch.float64, torch.float64, torch.float32, torch.float32]
+    gains = [1.0, 2.0, 2.0, 2.0, 2.0, 0.5]
+    tensors = [torch.empty(s, dtype=d) for s, d in zip(shapes, dtypes)]
+    fill_many_(tensors, seed=7, gain=gains)
+    g = Generator(7)
+    for t, s, d, gain in zip(tensors, shapes, dtypes, gains):
+        assert torch.equal(t, fill_(torch.empty(s, dtype=d), generator=g, gain=gain))
+
+
+def test_a_dtype_change_in_a_run_of_like_tensors_is_range_checked():
+    # Same shape and gain: the float32 tensor's law fits, the float16 one's overflows it.
+    tensors = [torch.zeros(4, 4), torch.zeros(4, 4, dtype=torch.float16)]
+    with pytest.raises(ValueError, match="overflows Half"):
+        fill_many_(tensors, seed=0, gain=1e6)
+    assert all(not t.any() for t in tensors)

@@ -258,3 +258,56 @@ def test_kinds_that_share_a_digit_free_name_plan_as_each_parameter_alone(model, 
             return str(error)
 
     assert outcome(lambda: planning.plan(model, rules=pairs).records()) == outcome(lambda: one_by_one(model, rules=pairs))
+
+
+def test_tensor_facts_agree_with_what_each_tensor_says():
+    from nspl_filler import stream
+
+    with torch.inference_mode():
+        frozen = torch.empty(5)
+    tensors = [torch.empty(7), torch.empty(3, dtype=torch.float64), nn.Parameter(torch.empty(2, 3)),
+               torch.empty(0), frozen, torch.empty(9, dtype=torch.bfloat16, device="meta"),
+               torch.empty(1, dtype=torch.int32)]
+    blocks, inference, one_device = stream.tensor_facts(tensors)
+    assert blocks == [2, 2, 2, 0, 2, 3, 1]  # ceil(numel / 4), float64 ceil(numel / 2)
+    assert blocks == [-(-t.numel() // (2 if t.dtype == torch.float64 else 4)) for t in tensors]
+    assert inference == [4]
+    assert not one_device and stream.tensor_facts(tensors[:5])[2] and stream.tensor_facts([])[2]
+
+    class Marked(torch.Tensor):
+        pass
+
+    assert stream.tensor_facts([torch.empty(2), torch.empty(2).as_subclass(Marked)]) is None
+    assert stream.block_counts([torch.empty(2).as_subclass(Marked)]) == [1]
+
+
+def test_tied_parameters_among_many_keep_their_first_row_and_every_name():
+    # Enough parameters that the walk's table of the parameters met grows several times.
+    layers = [nn.Linear(2, 2) for _ in range(300)]
+    for k in range(3, 300, 7):
+        layers[k].weight = layers[k - 3].weight
+    model = nn.Sequential(*layers)
+    the_plan = planning.plan(model)
+    assert the_plan.names == [name for name, _ in model.named_parameters()]
+    assert the_plan.tensors == list(model.parameters())
+    every = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    # A tied row keeps its first name; its aliases are its other names, every one of them.
+    assert sorted(the_plan.aliases) == [the_plan.names.index(f"{k - 3}.weight") for k in range(3, 300, 7)]
+    assert sum(len(names) for names in the_plan.aliases.values()) == len(every) - len(the_plan)
+    for k, names in the_plan.aliases.items():
+        assert the_plan.names[k] not in names
+        assert all(model.get_parameter(name) is the_plan.tensors[k] for name in names)
+
+
+def test_an_overflowing_constant_names_the_first_parameter_it_overflows():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).half(), nn.Linear(2, 2).half())
+    with pytest.raises(ValueError, match=r"parameter '1.bias' \(rule 'constant\(1e\+06\)'\): the constant 1e\+06 "
+                                         r"overflows torch.float16"):
+        init_module_(model, seed=0, rules={"*.bias": 1e6})
+    # The constant met first (1e6, from 1.weight on) overflows only at 3.weight; the one met
+    # next (1e39) at 2.weight, which comes first.
+    model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(3)), nn.Linear(2, 2).half())
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"parameter '2.weight' .*the constant 1e\+39 overflows torch.float32"):
+        init_module_(model, seed=0, rules={"[13].*": 1e6, "2.*": 1e39})
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
