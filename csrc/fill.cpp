@@ -178,13 +178,21 @@ SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, doubl
 ShardView ShardView::make(const at::Tensor& self, at::OptionalIntArrayRef global_shape,
                           at::OptionalIntArrayRef global_start) {
   ShardView v;
-  v.local_sizes = self.sizes().vec();
+  v.local_sizes.assign(self.sizes().begin(), self.sizes().end());
   const size_t nd = v.local_sizes.size();
   TORCH_CHECK_VALUE(global_shape.has_value() || !global_start.has_value(),
                     "nspl_filler: global_start needs global_shape");
-  v.global_sizes = global_shape ? global_shape->vec() : v.local_sizes;
-  std::vector<int64_t> starts =
-      global_start ? global_start->vec() : std::vector<int64_t>(nd, 0);
+  if (global_shape) {
+    v.global_sizes.assign(global_shape->begin(), global_shape->end());
+  } else {
+    v.global_sizes = v.local_sizes;
+  }
+  ShardView::Dims starts;
+  if (global_start) {
+    starts.assign(global_start->begin(), global_start->end());
+  } else {
+    starts.assign(nd, 0);
+  }
   TORCH_CHECK_VALUE(v.global_sizes.size() == nd && starts.size() == nd,
                     "nspl_filler: global_shape ", c10::IntArrayRef(v.global_sizes), " and global_start ",
                     c10::IntArrayRef(starts), " must each have one entry per dimension of the tensor ",

@@ -9,6 +9,7 @@
 #include <c10/core/ScalarType.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/OptionalArrayRef.h>
+#include <c10/util/SmallVector.h>
 
 #include <cstdint>
 #include <optional>
@@ -26,9 +27,12 @@ namespace nspl {
 // (possibly larger) global tensor: the tensor is the block of `global_sizes` that starts
 // at `starts`. Unsharded, global_sizes are the tensor's own sizes and starts are zero.
 struct ShardView {
-  std::vector<int64_t> local_sizes;
-  std::vector<int64_t> global_sizes;
-  std::vector<int64_t> global_strides;  // row-major strides of global_sizes
+  // Inline for up to 6 dims: a bulk fill makes a view per tensor, and 10^5 of them would
+  // otherwise cost 10^5 trips to the heap each.
+  using Dims = c10::SmallVector<int64_t, 6>;
+  Dims local_sizes;
+  Dims global_sizes;
+  Dims global_strides;  // row-major strides of global_sizes
   int64_t base = 0;                     // global index of local element (0, ..., 0)
   // True when local logical index i maps to global index base + i.
   bool affine = true;

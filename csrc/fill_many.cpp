@@ -35,7 +35,9 @@ void check_disjoint(const std::vector<ManyFillItem>& items) {
     spans[k] = byte_span(items[k].tensor);
     order.push_back(k);
   }
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return spans[a] < spans[b]; });
+  const auto by_span = [&](size_t a, size_t b) { return spans[a] < spans[b]; };
+  // Tensors allocated one after another, as a model's often are, come in order already.
+  if (!std::is_sorted(order.begin(), order.end(), by_span)) std::sort(order.begin(), order.end(), by_span);
   // `reach` is the item, among those seen, whose span ends last.
   for (size_t j = 1, reach = 0; j < order.size(); ++j) {
     const size_t a = order[reach], b = order[j];
@@ -115,7 +117,6 @@ std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view m
     ManyFillItem item;
     item.tensor = t;
     item.view = ShardView::make(t, shape, start);
-    item.global_start = start ? start->vec() : std::vector<int64_t>(nd, 0);
     // The spec and its range check depend on (global sizes, gain, dtype) alone (mode, alpha
     // and ratio are the call's): a run of like tensors, as a model's repeated layers give,
     // works them out once.

@@ -30,7 +30,6 @@ struct ManyFillItem {
   at::Tensor tensor;
   SampleSpec spec;
   ShardView view;
-  std::vector<int64_t> global_start;  // where the tensor sits in its global tensor
   uint64_t offset = 0;                // first block, relative to the call's stream position
   uint64_t key = 0;                   // the tensor's key in an explicit call, else 0
   bool writes() const { return tensor.numel() > 0 && !tensor.is_meta(); }

@@ -98,9 +98,9 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
     # Without DTensors every tensor is its own target (a model of 10^5 small tensors need not
     # ask each whether it is one).
     sharded = not plain and any_dtensor(tensors)
-    shards = [local_shard(t) for t in tensors] if sharded else [(t, None, None) for t in tensors]
+    shards = [local_shard(t) for t in tensors] if sharded else None
+    targets = [target for target, _, _ in shards] if sharded else list(tensors)
     by_device: dict[torch.device, list[int]] = {}
-    targets = [target for target, _, _ in shards]
     facts = tensor_facts(targets)
     if targets and (facts[2] if facts is not None else len({t.device for t in targets}) == 1):
         by_device[targets[0].device] = list(range(len(targets)))
@@ -114,16 +114,20 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
     placed = sharded and any(shape is not None for _, shape, _ in shards)
     labels = _Labels(None) if labels is None else labels
 
+    def shard(k: int) -> tuple[Tensor, Optional[list[int]], Optional[list[int]]]:
+        return shards[k] if sharded else (targets[k], None, None)
+
     def call(device: torch.device, indices: list[int]) -> _OpCall:
-        group = [shards[k][0] for k in indices]
-        group_gains = [gains[k] for k in indices]
+        whole = len(indices) == len(targets)  # then indices are 0, 1, ... (one device)
+        group = targets if whole else [targets[k] for k in indices]
+        group_gains = list(gains) if whole else [gains[k] for k in indices]
         group_streams = streams.part(indices)
         keys, group_offsets, generator = group_streams.op_keys(), group_streams.offsets, group_streams.generator
         shapes = starts = None
         if placed:
             shapes, starts = [], []
             for k in indices:
-                target, shape, start = shards[k]
+                target, shape, start = shard(k)
                 shapes += list(target.shape) if shape is None else shape
                 starts += [0] * target.dim() if start is None else start
 
@@ -139,7 +143,7 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
             except (TypeError, ValueError) as error:
                 # Name the tensor at fault where one is; else (tensors that share memory) the group.
                 for j, k in enumerate(indices):
-                    target, shape, start = shards[k]
+                    target, shape, start = shard(k)
                     try:
                         _C.check_nspl(target, mode, alpha, ratio, group_gains[j], None, None,
                                       None if keys is None else keys[j], group_offsets[j], generator is not None,

@@ -45,10 +45,12 @@ def _callable_generator(tensor: Tensor, key: Optional[int], offset: int, torch_g
     return torch.Generator(device=device).manual_seed(words[0] | (words[1] << 32))
 
 
-def _rows_where(decisions: list[tuple], test: Callable[[tuple], bool]) -> list[int]:
+def _rows_where(decisions: list[tuple], test: Callable[[tuple], bool], ids: Optional[list[int]] = None
+                ) -> list[int]:
     """The indices k with test(decisions[k]), asking `test` once per distinct decision (the rows
-    deciding alike share one tuple) and finding the rows by passes in C."""
-    ids = list(map(id, decisions))
+    deciding alike share one tuple) and finding the rows by passes in C; `ids`: the decisions'
+    ids where the caller has them."""
+    ids = list(map(id, decisions)) if ids is None else ids
     distinct = dict(zip(ids, decisions))
     chosen = {i for i, decision in distinct.items() if test(decision)}
     if len(chosen) == len(distinct):
@@ -59,15 +61,14 @@ def _rows_where(decisions: list[tuple], test: Callable[[tuple], bool]) -> list[i
 _SKIP, _ALONE = object(), object()  # _random_calls: a parameter it leaves, one it calls its op for alone
 
 
-def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[_OpCall]:
+def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams, ids: list[int]) -> list[_OpCall]:
     """The op calls of the random rules among the parameters `drawing` (indices into the
     plan; parameter drawing[j] reads the stream of streams' tensor j): NSPL parameters in one
     bulk call per (alpha, ratio, mode) and device, the others (normal, uniform, NSPL with
-    explicit fans) one op call each. What a parameter needs is worked out once per decision."""
+    explicit fans) one op call each. What a parameter needs is worked out once per decision
+    (`ids`: the ids of the drawing parameters' decisions)."""
     decisions = the_plan.decisions
-    drawn = list(map(decisions.__getitem__, drawing))
-    ids = list(map(id, drawn))
-    distinct = dict(zip(ids, drawn))
+    distinct = dict(zip(ids, map(decisions.__getitem__, drawing)))
     how: dict[int, object] = {}  # id(decision) -> its bulk group's (mode, alpha, ratio), _SKIP or _ALONE
     for i, (_, action, scaled) in distinct.items():
         if action.rule not in _RANDOM or scaled.std is None:
@@ -77,12 +78,11 @@ def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[
             how[i] = (draw.mode, draw.alpha, draw.ratio)
         else:
             how[i] = _ALONE
-    labels = list(map(how.__getitem__, ids))
     groups: dict[object, list[int]] = {}
     if len(set(how.values())) == 1:  # one way for all
-        groups[labels[0]] = list(range(len(drawing)))
+        groups[next(iter(how.values()))] = list(range(len(drawing)))
     else:
-        for j, label in enumerate(labels):
+        for j, label in enumerate(map(how.__getitem__, ids)):
             groups.setdefault(label, []).append(j)
     calls: list[_OpCall] = []
     for j in groups.pop(_ALONE, []):
@@ -93,9 +93,10 @@ def _random_calls(the_plan: Plan, drawing: list[int], streams: Streams) -> list[
     bulk: list[_OpCall] = []
     for (mode, alpha, ratio), group in groups.items():
         indices = list(map(drawing.__getitem__, group))
+        gains = (list(map(gain_of.__getitem__, ids)) if len(group) == len(ids)
+                 else list(map(gain_of.__getitem__, map(ids.__getitem__, group))))
         bulk += _nspl_many_calls(
-            list(map(the_plan.tensors.__getitem__, indices)), mode, alpha, ratio,
-            list(map(gain_of.__getitem__, map(ids.__getitem__, group))), streams.part(group),
+            list(map(the_plan.tensors.__getitem__, indices)), mode, alpha, ratio, gains, streams.part(group),
             labels=_Labels(list(map(the_plan.names.__getitem__, indices))), plain=the_plan.plain,
         )
     return bulk + calls
@@ -146,12 +147,12 @@ def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
             target[row].zero_()
 
 
-def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
+def _constants(the_plan: Plan, ids: list[int]) -> dict[float, list[Tensor]]:
     """The local tensors of the constant rules, by value; ValueError for a constant that is
     not a value of its parameter's dtype (docs/spec.md §5: no silent infinities), naming the
-    first such parameter. Each decision is asked once; its rows are found by passes in C."""
+    first such parameter. Each decision is asked once (`ids`: the decisions' ids); its rows are
+    found by passes in C."""
     decisions, tensors = the_plan.decisions, the_plan.tensors
-    ids = list(map(id, decisions))
     ids_of: dict[float, set[int]] = {}  # a constant -> the decisions that write it
     for i, (_, action, _) in dict(zip(ids, decisions)).items():
         if action.rule in _CONSTANT_RULES:
@@ -162,9 +163,10 @@ def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
     for value, chosen in ids_of.items():
         rows = list(itertools.compress(range(len(ids)), map(chosen.__contains__, ids)))
         targets = by_value[value] = list(map(tensors.__getitem__, rows))
-        for dtype in set(map(_dtype_of, targets)):
-            if dtype.is_floating_point and abs(value) > torch.finfo(dtype).max:
-                overflows.append(next(k for k in rows if tensors[k].dtype == dtype))
+        if not abs(value) <= _FITS_EVERY_DTYPE:  # (NaN included)
+            for dtype in set(map(_dtype_of, targets)):
+                if dtype.is_floating_point and abs(value) > torch.finfo(dtype).max:
+                    overflows.append(next(k for k in rows if tensors[k].dtype == dtype))
     if overflows:
         k = min(overflows)
         action, dtype = decisions[k][1], tensors[k].dtype
@@ -180,33 +182,51 @@ def _constants(the_plan: Plan) -> dict[float, list[Tensor]]:
 _dtype_of = operator.attrgetter("dtype")
 
 
+def _smallest_max() -> float:
+    """The largest finite value of the floating dtype of torch whose range is narrowest (a
+    float8 type): no constant up to it overflows any dtype."""
+    maxima = []
+    for dtype in vars(torch).values():
+        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            try:
+                maxima.append(torch.finfo(dtype).max)
+            except (NotImplementedError, TypeError):  # packed types (float4 pairs) have no finfo
+                continue
+    return min(maxima)
+
+
+_FITS_EVERY_DTYPE = _smallest_max()
+
+
 def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, check_only: bool = False,
                named_in: Optional[nn.Module] = None) -> None:
     """Writes the plan: the stream, then every op call and constant checked, then written.
     `check_only`: make every check, write nothing (and advance no Generator). `named_in`: the
     model whose parameter names give the streams (stream="name"), None for one stream."""
     decisions, all_tensors = the_plan.decisions, the_plan.tensors
-    drawing = _rows_where(decisions, lambda decision: decision[1].rule in _DRAWING)
+    ids = list(map(id, decisions))
+    drawing = _rows_where(decisions, lambda decision: decision[1].rule in _DRAWING, ids)
+    drawn_ids = ids if len(drawing) == len(ids) else list(map(ids.__getitem__, drawing))
     tensors = list(map(all_tensors.__getitem__, drawing))
     names = (None if named_in is None else
              check_names(list(map(the_plan.names.__getitem__, drawing)), len(drawing), "the parameters' names",
                          named_in))
     with torch.no_grad():
-        by_value = _constants(the_plan)
+        by_value = _constants(the_plan, ids)
         # The constants are written after the random rules: check now what could refuse them.
         for targets in by_value.values():
             for j in _inference(targets):
                 _check_writable(targets[j])
         if check_only:
             streams = preview_streams(tensors, seed=seed, generator=generator, names=names, argument="stream='name'")
-            for call in _random_calls(the_plan, drawing, streams):
+            for call in _random_calls(the_plan, drawing, streams, drawn_ids):
                 call.check()
             return
         chosen: list[Streams] = []
 
         def fill(streams: Streams) -> None:
             chosen.append(streams)
-            _run_all(_random_calls(the_plan, drawing, streams))
+            _run_all(_random_calls(the_plan, drawing, streams, drawn_ids))
 
         if drawing:
             with_streams(tensors, fill, seed=seed, generator=generator, names=names, argument="stream='name'")
@@ -216,7 +236,7 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
             if value != 0.0:
                 torch._foreach_add_(targets, value)
         drawn = list(map(decisions.__getitem__, drawing))
-        for j in _rows_where(drawn, lambda decision: decision[1].rule == "custom"):
+        for j in _rows_where(drawn, lambda decision: decision[1].rule == "custom", drawn_ids):
             k, action = drawing[j], drawn[j][1]
             if action.takes_generator:
                 streams = chosen[0]

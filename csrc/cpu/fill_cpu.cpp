@@ -53,21 +53,18 @@ void fill_strided(const at::Tensor& self, const Sampler& sampler, const StreamPo
                   const ShardView& view) {
   scalar_t* const data = self.data_ptr<scalar_t>();
   const int64_t numel = self.numel();
-  // A contiguous, affine tensor is one long row.
-  const bool flat = self.is_contiguous() && view.affine;
-  std::vector<int64_t> sizes, strides, gstrides;
-  if (flat || self.dim() == 0) {
-    sizes = {numel};
-    strides = {1};
-    gstrides = {1};
-  } else {
-    sizes = self.sizes().vec();
-    strides = self.strides().vec();
-    gstrides = view.global_strides;
+  const cpu::Capability capability = cpu::capability();
+  // A contiguous, affine tensor is one long row: local index i is global index base + i.
+  if ((self.is_contiguous() && view.affine) || self.dim() == 0) {
+    at::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
+      fill_run(data + begin, 1, static_cast<uint64_t>(view.base + begin), end - begin, sampler, pos, capability);
+    });
+    return;
   }
+  const std::vector<int64_t> sizes = self.sizes().vec(), strides = self.strides().vec();
+  const ShardView::Dims& gstrides = view.global_strides;
   const int64_t nd = static_cast<int64_t>(sizes.size());
   const int64_t row = sizes[nd - 1];
-  const cpu::Capability capability = cpu::capability();
 
   at::parallel_for(0, numel, kGrainSize, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> idx(nd);

@@ -153,8 +153,9 @@ struct Dim {
 // unsharded tensor (or a shard along dim 0) becomes one dim of stride 1. The last dim
 // returned is the row: its global stride is 1 (a size-1 row is added when the last
 // logical dim was dropped, a shard one wide in it).
-inline std::vector<Dim> merge_dims(const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides,
-                                   const std::vector<int64_t>& global_strides) {
+// (Each argument any container of int64_t with size() and [].)
+template <typename Sizes, typename Strides, typename GlobalStrides>
+std::vector<Dim> merge_dims(const Sizes& sizes, const Strides& strides, const GlobalStrides& global_strides) {
   std::vector<Dim> dims;
   for (size_t d = 0; d < sizes.size(); ++d) {
     const Dim next{sizes[d], strides[d], global_strides[d]};
@@ -265,8 +266,10 @@ NSPL_MAP_HD void walk_strided(const StridedGeometry& g, uint64_t thread, uint64_
 // (any shard of a 1-D mesh, and row-and-column shards of 2-D tensors). Then run = local
 // elements from dim d on, run_stride = global elements from dim d on. An unsharded tensor
 // or a shard along dim 0 is one run.
-inline bool global_runs(const std::vector<int64_t>& local_sizes, const std::vector<int64_t>& global_sizes,
-                        const std::vector<int64_t>& global_strides, int64_t* run, int64_t* run_stride) {
+// (Each of the sizes and strides any container of int64_t with size() and [].)
+template <typename LocalSizes, typename GlobalSizes, typename GlobalStrides>
+bool global_runs(const LocalSizes& local_sizes, const GlobalSizes& global_sizes, const GlobalStrides& global_strides,
+                 int64_t* run, int64_t* run_stride) {
   int64_t numel = 1;
   for (int64_t s : local_sizes) numel *= s;
   const int64_t nd = static_cast<int64_t>(local_sizes.size());
