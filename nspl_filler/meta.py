@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
-from .module import init_module_, write_plan
-from .plan import collector_paused, plan
+from .module import init_module_, write_module, write_plan
+from .plan import Plan, collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
 
@@ -170,7 +170,7 @@ def materialize_(
     meshes = root_meshes(t for m in modules for t in m._parameters.values())
     try:
         device, by_name = _check_arguments(device, values, meta_buffers, init_args)
-        needed = _check(module, device, values, meta_buffers, init_args, by_name)
+        needed, the_plan, planning_warnings = _check(module, device, values, meta_buffers, init_args, by_name)
     except Exception:
         if meshes:
             all_passed(meshes, False)  # the other ranks raise too, instead of waiting for this one
@@ -226,7 +226,18 @@ def materialize_(
     if empty:
         warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
                       UserWarning, stacklevel=2)
-    return init_module_(module, **init_args)
+    if values is not None or the_plan.through:
+        # values= may have replaced tensors or given them the values a rule's scale reads, and
+        # a parametrization's weight is evaluated from its originals: plan again.
+        return init_module_(module, **init_args)
+    # The plan that was checked, on the tensors that now hold memory: every decision it made
+    # reads what moving keeps (shapes, dtypes, requires_grad, the owners, the names).
+    for caught in planning_warnings:
+        warnings.warn(caught.message, stacklevel=2)
+    the_plan.tensors = [moved.get(id(tensor), tensor) for tensor in the_plan.tensors]
+    write_module(module, the_plan, init_args.get("seed"), init_args.get("generator"), init_args.get("verbose", False),
+                 by_name)
+    return module
 
 
 def _check_arguments(device, values, meta_buffers: str, init_args: dict) -> tuple[torch.device, bool]:
@@ -254,9 +265,10 @@ _Needed = tuple[str, str, nn.Module, str]  # (qualified name, "parameter" / "buf
 
 
 def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, init_args: dict,
-           by_name: bool) -> list[_Needed]:
+           by_name: bool) -> tuple[list[_Needed], Plan, list[warnings.WarningMessage]]:
     """Every check of materialize_ that can be made before anything is allocated; returns the
-    tensors that need values from `values` (with values None: the meta buffers it warns of)."""
+    tensors that need values from `values` (with values None: the meta buffers it warns of),
+    the plan init_module_ makes of the model as it is, and the warnings planning gave."""
     owners: dict[int, tuple[str, nn.Module, str]] = {}
     for prefix, m in module.named_modules(remove_duplicate=False):
         for name, param in m._parameters.items():
@@ -265,8 +277,8 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
                 if is_dtensor(param):
                     check_placeable(param, device, owners[id(param)][0])
     plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rules that match nothing: init_module_ warns below
+    with warnings.catch_warnings(record=True) as planning_warnings:
+        warnings.simplefilter("always")  # rules that match nothing: given to the caller once the model is written
         with collector_paused():
             the_plan = plan(module, **plan_args)
     valueless = [
@@ -312,7 +324,7 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
             )
     write_plan(the_plan, init_args.get("seed"), init_args.get("generator"), check_only=True,
                named_in=module if by_name else None)
-    return needed
+    return needed, the_plan, planning_warnings
 
 
 def _label(values) -> str:

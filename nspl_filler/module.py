@@ -363,11 +363,20 @@ def init_module_(
     # planning allocated (its count of allocations keeps growing while it is off).
     with collector_paused():
         the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+        write_module(module, the_plan, seed, generator, verbose, by_name)
+    return module
+
+
+def write_module(module: nn.Module, the_plan: Plan, seed: Optional[int], generator: GeneratorLike, verbose: bool,
+                 by_name: bool) -> None:
+    """What init_module_ does with the plan of `module` (plan() with the call's arguments,
+    on the tensors the module holds now): write it, streams by name where `by_name`, and
+    print the report where `verbose`; the collector paused throughout."""
+    with collector_paused():
         records = the_plan.records(own_std=True) if verbose else None
         write_plan(the_plan, seed, generator, named_in=module if by_name else None)
     if verbose:
         print(format_report(records))
-    return module
 
 
 __all__ = ["DEPARTURE", "EMBEDDING_RULE", "ParamInit", "SCALES", "format_report", "init_module_", "init_plan"]

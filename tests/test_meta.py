@@ -317,3 +317,41 @@ def test_empty_weights_nests_and_restores_the_original():
     assert inner.weight.device.type == "meta" and after_inner.weight.device.type == "meta"
     assert nn.Module.register_parameter is ORIGINAL_REGISTER
     assert nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_materialize_plans_the_model_once_and_warns_once(monkeypatch, capsys):
+    from nspl_filler import plan as planning
+
+    walks = []
+    walk = planning._Columns.__init__
+
+    def counted(self, module):
+        walks.append(module)
+        walk(self, module)
+
+    monkeypatch.setattr(planning._Columns, "__init__", counted)
+    rules = {"*.bias": "zeros", "nothing.*": "ones", "hidden.weight": {"init": "normal"}}
+    with empty_weights():
+        deferred = Net()
+    with pytest.warns(UserWarning, match=r"rules \['nothing\.\*'\] match no parameter") as caught:
+        materialize_(deferred, "cpu", seed=5, rules=rules, verbose=True)
+    assert len(walks) == 1  # planned once: checked on meta, then written on the moved tensors
+    assert sum("match no parameter" in str(w.message) for w in caught) == 1
+    assert "hidden.weight" in capsys.readouterr().out  # verbose: the report
+    # The values are those of planning the moved model afresh (init_module_).
+    direct = Net()
+    direct.load_state_dict(deferred.state_dict())
+    direct.decoder.weight = direct.embed.weight
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init_module_(direct, seed=5, rules=rules)
+    for name, tensor in direct.state_dict().items():
+        assert torch.equal(tensor, deferred.state_dict()[name]), name
+    # With values=, the values may change what planning reads: it plans again.
+    with empty_weights():
+        again = Net()
+    walks.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        materialize_(again, "cpu", seed=5, values=lambda m: None)
+    assert len(walks) == 2
