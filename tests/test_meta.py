@@ -355,3 +355,19 @@ def test_materialize_plans_the_model_once_and_warns_once(monkeypatch, capsys):
         warnings.simplefilter("ignore")
         materialize_(again, "cpu", seed=5, values=lambda m: None)
     assert len(walks) == 2
+
+
+@pytest.mark.parametrize("rule", ["normal", "uniform"])
+def test_single_tensor_rules_on_meta_check_and_bump_as_the_op_does(rule):
+    # On meta, a normal / uniform parameter gets the op's checks without its fake kernel:
+    # the same errors as on the CPU, and the same version bump as an in-place op.
+    meta, real = nn.Linear(3, 4, device="meta"), nn.Linear(3, 4)
+    before = meta.weight._version
+    init_module_(meta, seed=0, rules={"weight": rule})
+    assert meta.weight._version == before + 1 and meta.weight.is_meta
+    errors = []
+    for model in (meta.half(), real.half()):
+        with pytest.raises(ValueError) as caught:
+            init_module_(model, seed=0, rules={"weight": {"init": rule, "gain": 1e6}})
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1] and "overflows" in errors[0] and "'weight'" in errors[0]
