@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernel_args.h"
 
@@ -232,42 +233,31 @@ NSPL_HD double max_of(double a, double b) { return a > b ? a : b; }
 NSPL_HD bool lt(float a, float b) { return a < b; }
 NSPL_HD bool lt(double a, double b) { return a < b; }
 
-NSPL_HD int32_t as_int(float x) {
+// The bits of `x` read as a `To` of the same width (a float's as an int, and back): a copy
+// on the host, a register move on the device.
+template <typename To, typename From>
+NSPL_HD To bits_as(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: the same width");
 #if defined(__CUDA_ARCH__)
-  return __float_as_int(x);
+  if constexpr (std::is_same_v<From, float>) {
+    return __float_as_int(x);
+  } else if constexpr (std::is_same_v<From, double>) {
+    return __double_as_longlong(x);
+  } else if constexpr (std::is_same_v<To, float>) {
+    return __int_as_float(x);
+  } else {
+    return __longlong_as_double(x);
+  }
 #else
-  int32_t i;
-  memcpy(&i, &x, sizeof i);
-  return i;
+  To y;
+  memcpy(&y, &x, sizeof y);
+  return y;
 #endif
 }
-NSPL_HD float as_float(int32_t i) {
-#if defined(__CUDA_ARCH__)
-  return __int_as_float(i);
-#else
-  float x;
-  memcpy(&x, &i, sizeof x);
-  return x;
-#endif
-}
-NSPL_HD int64_t as_int(double x) {
-#if defined(__CUDA_ARCH__)
-  return __double_as_longlong(x);
-#else
-  int64_t i;
-  memcpy(&i, &x, sizeof i);
-  return i;
-#endif
-}
-NSPL_HD double as_float(int64_t i) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(i);
-#else
-  double x;
-  memcpy(&x, &i, sizeof x);
-  return x;
-#endif
-}
+NSPL_HD int32_t as_int(float x) { return bits_as<int32_t>(x); }
+NSPL_HD float as_float(int32_t i) { return bits_as<float>(i); }
+NSPL_HD int64_t as_int(double x) { return bits_as<int64_t>(x); }
+NSPL_HD double as_float(int64_t i) { return bits_as<double>(i); }
 
 NSPL_HD int32_t add(int32_t a, int32_t b) { return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b)); }
 NSPL_HD int64_t add(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }

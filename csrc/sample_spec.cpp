@@ -358,13 +358,20 @@ SampleSpec power_law_spec(double alpha, double low, double high) {
   return spec;
 }
 
-SampleSpec uniform_spec(double bound) {
-  check_positive("bound", bound);
+namespace {
+
+// The spec of a law that one positive parameter, `name`, scales.
+SampleSpec scaled_spec(Distribution distribution, const char* name, double scale) {
+  check_positive(name, scale);
   SampleSpec spec;
-  spec.distribution = Distribution::Uniform;
-  spec.scale = bound;
+  spec.distribution = distribution;
+  spec.scale = scale;
   return spec;
 }
+
+}  // namespace
+
+SampleSpec uniform_spec(double bound) { return scaled_spec(Distribution::Uniform, "bound", bound); }
 
 SampleSpec trunc_normal_spec(double mean, double std, double a, double b) {
   check_finite("mean", mean);
@@ -380,12 +387,6 @@ SampleSpec trunc_normal_spec(double mean, double std, double a, double b) {
   return spec;
 }
 
-SampleSpec normal_spec(double std) {
-  check_positive("std", std);
-  SampleSpec spec;
-  spec.distribution = Distribution::Normal;
-  spec.scale = std;
-  return spec;
-}
+SampleSpec normal_spec(double std) { return scaled_spec(Distribution::Normal, "std", std); }
 
 }  // namespace nspl
