@@ -65,5 +65,5 @@ export NSPL_HYPOTHESIS_PROFILE=sanitizers
 # default capture would hold, and lose when the runtime aborts the process.
 # shellcheck disable=SC2086
 "$PY" -m pytest -q -p no:cacheprovider --capture=sys ${SANITIZER_TESTS:-tests/test_ops.py tests/test_extremes.py \
-  tests/test_properties.py tests/test_overlap.py tests/test_cpp_library.py tests/test_names.py tests/test_planning.py}
+  tests/test_properties.py tests/test_overlap.py tests/test_cpp_library.py tests/test_names.py tests/test_planning.py tests/test_bulk.py}
 echo "== sanitizer tests done in $((SECONDS - start)) s"
