@@ -140,23 +140,19 @@ std::vector<ManyFillItem> check_items(at::TensorList tensors, c10::string_view m
 
 }  // namespace
 
-std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
-                                         double alpha, double ratio, at::ArrayRef<double> gains,
-                                         std::optional<int64_t> seed, at::IntArrayRef offsets,
-                                         const std::optional<at::Generator>& generator,
-                                         at::OptionalIntArrayRef global_shapes,
-                                         at::OptionalIntArrayRef global_starts,
-                                         at::OptionalIntArrayRef keys) {
+std::vector<ManyFillItem> plan_nspl_many(const ManyFillArgs& args) {
   std::vector<ManyFillItem> items =
-      check_items(tensors, mode, alpha, ratio, gains, seed.has_value(), offsets,
-                  generator.has_value() && generator->defined(), global_shapes, global_starts, keys);
-  TORCH_INTERNAL_ASSERT(items.size() == tensors.size(), "nspl_filler: an eager kernel got a tensor with symbolic sizes");
+      check_items(args.tensors, args.mode, args.alpha, args.ratio, args.gains, args.seed.has_value(), args.offsets,
+                  args.generator.has_value() && args.generator->defined(), args.global_shapes, args.global_starts,
+                  args.keys);
+  TORCH_INTERNAL_ASSERT(items.size() == args.tensors.size(),
+                        "nspl_filler: an eager kernel got a tensor with symbolic sizes");
   check_disjoint(items);
   for (size_t k = 0; k < items.size(); ++k) {
-    if (keys) {
-      items[k].key = static_cast<uint64_t>((*keys)[k]);
-    } else if (seed) {
-      items[k].key = static_cast<uint64_t>(*seed);
+    if (args.keys) {
+      items[k].key = static_cast<uint64_t>((*args.keys)[k]);
+    } else if (args.seed) {
+      items[k].key = static_cast<uint64_t>(*args.seed);
     }
   }
   return items;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "fill.h"
@@ -35,20 +36,39 @@ struct ManyFillItem {
   bool writes() const { return tensor.numel() > 0 && !tensor.is_meta(); }
 };
 
+// The arguments of one nspl_many_ call, in the order of its schema (schemas.cpp).
+// global_shapes / global_starts, when given, are the per-tensor global_shape / global_start
+// of nspl_ concatenated: tensor k takes the next tensors[k].dim() entries.
+struct ManyFillArgs {
+  at::TensorList tensors;
+  c10::string_view mode;
+  double alpha;
+  double ratio;
+  at::ArrayRef<double> gains;
+  std::optional<int64_t> seed;
+  at::IntArrayRef offsets;
+  std::optional<at::Generator> generator;
+  at::OptionalIntArrayRef global_shapes;
+  at::OptionalIntArrayRef global_starts;
+  at::OptionalIntArrayRef keys;
+};
+
+// The kernel a backend registers for nspl_many_: the schema's arguments, gathered for the
+// backend's `run`.
+template <void (*run)(const ManyFillArgs&)>
+void nspl_many_kernel(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
+                      at::ArrayRef<double> gains, std::optional<int64_t> seed, at::IntArrayRef offsets,
+                      std::optional<at::Generator> generator, at::OptionalIntArrayRef global_shapes,
+                      at::OptionalIntArrayRef global_starts, at::OptionalIntArrayRef keys) {
+  run(ManyFillArgs{tensors, mode, alpha, ratio, gains, seed, offsets, std::move(generator), global_shapes,
+                   global_starts, keys});
+}
+
 // Checks every argument of nspl_many_ (the same checks as nspl_ for each tensor, plus: one
 // device for all, one gain and one offset per tensor, one key per tensor when keys are given,
 // at most one of seed, keys and generator, each tensor's blocks inside the stream, no two
 // tensors sharing memory) and returns the items. Throws before anything is written.
-//
-// global_shapes / global_starts, when given, are the per-tensor global_shape / global_start
-// of nspl_ concatenated: tensor k takes the next tensors[k].dim() entries.
-std::vector<ManyFillItem> plan_nspl_many(at::TensorList tensors, c10::string_view mode,
-                                         double alpha, double ratio, at::ArrayRef<double> gains,
-                                         std::optional<int64_t> seed, at::IntArrayRef offsets,
-                                         const std::optional<at::Generator>& generator,
-                                         at::OptionalIntArrayRef global_shapes,
-                                         at::OptionalIntArrayRef global_starts,
-                                         at::OptionalIntArrayRef keys);
+std::vector<ManyFillItem> plan_nspl_many(const ManyFillArgs& args);
 
 // True when a call's keys are its own (a seed or one key per tensor), so it draws nothing
 // from a generator.

@@ -124,5 +124,5 @@ void fill_cpu(const at::Tensor& self, const SampleSpec& spec, std::optional<int6
 
 TORCH_LIBRARY_IMPL(nspl_filler, CPU, m) {
   ::nspl::register_backend<::nspl::fill_cpu>(m);
-  m.impl("nspl_many_", &::nspl::nspl_many_cpu<::nspl::fill_cpu, ::nspl::cpu_stream>);
+  m.impl("nspl_many_", &::nspl::nspl_many_kernel<&::nspl::nspl_many_cpu<::nspl::fill_cpu, ::nspl::cpu_stream>>);
 }

@@ -33,18 +33,14 @@ using StreamFn = StreamPosition (*)(std::optional<int64_t> seed, int64_t offset,
 // another on one thread. Values depend only on element indices, so neither the split nor
 // the thread count changes them.
 template <FillFn fill, StreamFn stream>
-void nspl_many_cpu(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
-                   at::ArrayRef<double> gains, std::optional<int64_t> seed, at::IntArrayRef offsets,
-                   std::optional<at::Generator> generator, at::OptionalIntArrayRef global_shapes,
-                   at::OptionalIntArrayRef global_starts, at::OptionalIntArrayRef keys) {
-  const std::vector<ManyFillItem> items = plan_nspl_many(
-      tensors, mode, alpha, ratio, gains, seed, offsets, generator, global_shapes, global_starts, keys);
+void nspl_many_cpu(const ManyFillArgs& args) {
+  const std::vector<ManyFillItem> items = plan_nspl_many(args);
   int64_t total = 0;
   for (const auto& item : items) total += item.writes() ? item.tensor.numel() : 0;
   // Like nspl_, a call that writes nothing draws nothing from the generator.
   if (total == 0) return;
-  const bool own_keys = explicit_keys(seed, keys);
-  const StreamPosition drawn = own_keys ? StreamPosition{} : stream(std::nullopt, 0, generator);
+  const bool own_keys = explicit_keys(args.seed, args.keys);
+  const StreamPosition drawn = own_keys ? StreamPosition{} : stream(std::nullopt, 0, args.generator);
   const auto fill_item = [&](const ManyFillItem& item) {
     fill(item.tensor, item.spec, static_cast<int64_t>(own_keys ? item.key : drawn.key),
          static_cast<int64_t>(drawn.offset + item.offset), std::nullopt, item.view);

@@ -81,12 +81,8 @@ std::vector<Launch> plan_launches(const std::vector<const ManyFillItem*>& writin
   return launches;
 }
 
-void nspl_many_cuda(at::TensorList tensors, c10::string_view mode, double alpha, double ratio,
-                    at::ArrayRef<double> gains, std::optional<int64_t> seed, at::IntArrayRef offsets,
-                    std::optional<at::Generator> generator, at::OptionalIntArrayRef global_shapes,
-                    at::OptionalIntArrayRef global_starts, at::OptionalIntArrayRef keys) {
-  const std::vector<ManyFillItem> items = plan_nspl_many(
-      tensors, mode, alpha, ratio, gains, seed, offsets, generator, global_shapes, global_starts, keys);
+void nspl_many_cuda(const ManyFillArgs& args) {
+  const std::vector<ManyFillItem> items = plan_nspl_many(args);
   std::vector<const ManyFillItem*> writing;
   for (const ManyFillItem& item : items) {
     if (item.writes()) writing.push_back(&item);
@@ -104,9 +100,10 @@ void nspl_many_cuda(at::TensorList tensors, c10::string_view mode, double alpha,
   // See Note [Reserving torch's Philox counters] in launch.cuh: one reservation for the
   // whole call, as far as its furthest tensor reaches; every launch reads the same position.
   const LaunchStream stream =
-      explicit_keys(seed, keys)
+      explicit_keys(args.seed, args.keys)
           ? LaunchStream::from_seed(first_key, 0)
-          : LaunchStream::from_torch_state(reserve_torch_stream(writing.front()->tensor, generator, stream_extent(items)));
+          : LaunchStream::from_torch_state(
+                reserve_torch_stream(writing.front()->tensor, args.generator, stream_extent(items)));
   for (const Launch& launch : launches) launch(stream);
 }
 
@@ -114,4 +111,4 @@ void nspl_many_cuda(at::TensorList tensors, c10::string_view mode, double alpha,
 }  // namespace nspl
 
 // Only the bulk op: the per-tensor ops register their CUDA kernels in fill_cuda.cu.
-TORCH_LIBRARY_IMPL(nspl_filler, CUDA, m) { m.impl("nspl_many_", &::nspl::nspl_many_cuda); }
+TORCH_LIBRARY_IMPL(nspl_filler, CUDA, m) { m.impl("nspl_many_", &::nspl::nspl_many_kernel<&::nspl::nspl_many_cuda>); }
