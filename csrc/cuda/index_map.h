@@ -35,52 +35,51 @@ constexpr int kMaxDims = 25;
 // one multiply-high, two shifts and two adds. tests/index_map_model.cpp checks it against
 // plain division at the edges of the range and on random operands.
 // ---------------------------------------------------------------------------------
-template <typename T>
-struct Divider;
-
-template <>
-struct Divider<uint32_t> {
-  uint32_t divisor = 1, magic = 1;
-  uint8_t shift1 = 0, shift2 = 0;
-
-  Divider() = default;
-  explicit Divider(uint32_t d) : divisor(d) {
-    int l = 0;
-    while ((uint64_t(1) << l) < d) ++l;
-    magic = static_cast<uint32_t>(((uint64_t(1) << 32) * ((uint64_t(1) << l) - d)) / d + 1);
-    shift1 = static_cast<uint8_t>(l < 1 ? l : 1);
-    shift2 = static_cast<uint8_t>(l > 1 ? l - 1 : 0);
-  }
-  NSPL_MAP_HD uint32_t div(uint32_t n) const {
+// The high half of a·b.
+NSPL_MAP_HD uint32_t mul_high(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)
-    const uint32_t t = __umulhi(magic, n);
+  return __umulhi(a, b);
 #else
-    const uint32_t t = static_cast<uint32_t>((static_cast<uint64_t>(magic) * n) >> 32);
+  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
 #endif
-    return (t + ((n - t) >> shift1)) >> shift2;
-  }
+}
+NSPL_MAP_HD uint64_t mul_high(uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umul64hi(a, b);
+#else
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
+#endif
+}
+
+// The unsigned type twice as wide as T, in which the host works the magic number out.
+template <typename T>
+struct Wider;
+template <>
+struct Wider<uint32_t> {
+  using type = uint64_t;
+};
+template <>
+struct Wider<uint64_t> {
+  using type = unsigned __int128;
 };
 
-template <>
-struct Divider<uint64_t> {
-  uint64_t divisor = 1, magic = 1;
+template <typename T>
+struct Divider {
+  static constexpr int kBits = 8 * static_cast<int>(sizeof(T));
+  T divisor = 1, magic = 1;
   uint8_t shift1 = 0, shift2 = 0;
 
   Divider() = default;
-  explicit Divider(uint64_t d) : divisor(d) {
+  explicit Divider(T d) : divisor(d) {
+    using W = typename Wider<T>::type;
     int l = 0;
-    while (l < 64 && (uint64_t(1) << l) < d) ++l;
-    using u128 = unsigned __int128;
-    magic = static_cast<uint64_t>(((u128(1) << 64) * ((u128(1) << l) - d)) / d + 1);
+    while (l < kBits && (W(1) << l) < d) ++l;
+    magic = static_cast<T>(((W(1) << kBits) * ((W(1) << l) - d)) / d + 1);
     shift1 = static_cast<uint8_t>(l < 1 ? l : 1);
     shift2 = static_cast<uint8_t>(l > 1 ? l - 1 : 0);
   }
-  NSPL_MAP_HD uint64_t div(uint64_t n) const {
-#if defined(__CUDA_ARCH__)
-    const uint64_t t = __umul64hi(magic, n);
-#else
-    const uint64_t t = static_cast<uint64_t>((static_cast<unsigned __int128>(magic) * n) >> 64);
-#endif
+  NSPL_MAP_HD T div(T n) const {
+    const T t = mul_high(magic, n);
     return (t + ((n - t) >> shift1)) >> shift2;
   }
 };
