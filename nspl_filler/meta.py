@@ -226,9 +226,10 @@ def materialize_(
     if empty:
         warnings.warn(f"nspl_filler: buffers {empty} were on the meta device: they hold uninitialised memory",
                       UserWarning, stacklevel=2)
-    if values is not None or the_plan.through:
-        # values= may have replaced tensors or given them the values a rule's scale reads, and
-        # a parametrization's weight is evaluated from its originals: plan again.
+    if values is not None or the_plan.through or the_plan.asked:
+        # values= may have replaced tensors or given them the values a rule's scale reads, a
+        # parametrization's weight is evaluated from its originals, and a predicate among the
+        # rules may answer otherwise for a tensor with memory: plan again.
         return init_module_(module, **init_args)
     # The plan that was checked, on the tensors that now hold memory: every decision it made
     # reads what moving keeps (shapes, dtypes, requires_grad, the owners, the names).

@@ -10,7 +10,6 @@ meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
 import itertools
-import operator
 from typing import Callable, Optional, Union
 
 import torch
@@ -22,7 +21,7 @@ from .generator import as_signed64
 from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm
 from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
 from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES, Rules
-from .sharded import any_dtensor, local_shard
+from .sharded import PLAIN_TYPES, any_dtensor, local_shard
 from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
 
 _CONSTANT_RULES = frozenset(("zeros", "ones", "constant"))
@@ -126,7 +125,7 @@ def _one_call(entry: Entry, key: Optional[int], offset: int, generator: Optional
             raise _named(error, f"parameter {entry.name!r}, rule {entry.action.label()!r}") from None
 
     def run() -> None:
-        if target.is_meta:
+        if target.is_meta and type(target) in PLAIN_TYPES and not _intercepted():
             # Nothing to write: the op's own checks, without a trip through its fake kernel
             # (some 12 µs a call, for each of a meta model's many normal or uniform parameters),
             # and the version bump the in-place op makes.
@@ -137,6 +136,11 @@ def _one_call(entry: Entry, key: Optional[int], offset: int, generator: Optional
         op(target, *args, **stream)
 
     return _OpCall(check_call, run)
+
+
+def _intercepted() -> bool:
+    """Whether a torch function or dispatch mode is active: it must see every op call."""
+    return torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0
 
 
 def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
@@ -159,51 +163,35 @@ def _constants(the_plan: Plan, ids: list[int]) -> dict[float, list[Tensor]]:
     """The local tensors of the constant rules, by value; ValueError for a constant that is
     not a value of its parameter's dtype (docs/spec.md §5: no silent infinities), naming the
     first such parameter. Each decision is asked once (`ids`: the decisions' ids); its rows are
-    found by passes in C."""
+    found by passes in C, and a constant rule's value is checked once per dtype among its rows."""
     decisions, tensors = the_plan.decisions, the_plan.tensors
+    distinct = dict(zip(ids, decisions))
     ids_of: dict[float, set[int]] = {}  # a constant -> the decisions that write it
-    for i, (_, action, _) in dict(zip(ids, decisions)).items():
+    for i, (_, action, _) in distinct.items():
         if action.rule in _CONSTANT_RULES:
             value = action.value if action.rule == "constant" else _CONSTANT_VALUES[action.rule]
             ids_of.setdefault(value, set()).add(i)
     by_value: dict[float, list[Tensor]] = {}
-    overflows: list[int] = []  # the first row of each (constant, dtype) that overflows
     for value, chosen in ids_of.items():
         rows = list(itertools.compress(range(len(ids)), map(chosen.__contains__, ids)))
-        targets = by_value[value] = list(map(tensors.__getitem__, rows))
-        if not abs(value) <= _FITS_EVERY_DTYPE:  # (NaN included)
-            for dtype in set(map(_dtype_of, targets)):
-                if dtype.is_floating_point and abs(value) > torch.finfo(dtype).max:
-                    overflows.append(next(k for k in rows if tensors[k].dtype == dtype))
-    if overflows:
-        k = min(overflows)
+        by_value[value] = list(map(tensors.__getitem__, rows))
+    # A constant rule's value must be one of each of its parameters' dtypes: asked once per
+    # (rule, dtype), in row order, so that the error names the first parameter it refuses.
+    constant = {i for i, (_, action, _) in distinct.items() if action.rule == "constant"}
+    asked: set[tuple[int, torch.dtype]] = set()
+    for k in (itertools.compress(range(len(ids)), map(constant.__contains__, ids)) if constant else ()):
         action, dtype = decisions[k][1], tensors[k].dtype
-        raise ValueError(
-            f"nspl_filler: parameter {the_plan.names[k]!r} (rule {action.label()!r}): the constant "
-            f"{action.value:g} overflows {dtype} (max {torch.finfo(dtype).max:g})"
-        )
+        if (id(action), dtype) in asked:
+            continue
+        asked.add((id(action), dtype))
+        if dtype.is_floating_point and abs(action.value) > torch.finfo(dtype).max:
+            raise ValueError(
+                f"nspl_filler: parameter {the_plan.names[k]!r} (rule {action.label()!r}): the constant "
+                f"{action.value:g} overflows {dtype} (max {torch.finfo(dtype).max:g})"
+            )
     if not the_plan.plain and any_dtensor(tensors):
         by_value = {value: [local_shard(t)[0] for t in targets] for value, targets in by_value.items()}
     return by_value
-
-
-_dtype_of = operator.attrgetter("dtype")
-
-
-def _smallest_max() -> float:
-    """The largest finite value of the floating dtype of torch whose range is narrowest (a
-    float8 type): no constant up to it overflows any dtype."""
-    maxima = []
-    for dtype in vars(torch).values():
-        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
-            try:
-                maxima.append(torch.finfo(dtype).max)
-            except (NotImplementedError, TypeError):  # packed types (float4 pairs) have no finfo
-                continue
-    return min(maxima)
-
-
-_FITS_EVERY_DTYPE = _smallest_max()
 
 
 def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, check_only: bool = False,

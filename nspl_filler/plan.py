@@ -292,7 +292,7 @@ class Plan:
     statistics module.py resets. Columns keep a parameter to a few list slots: a model of 10^5
     parameters plans in one pass without an object per parameter."""
 
-    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain")
+    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain", "asked")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -304,6 +304,9 @@ class Plan:
         self.statistics: dict[int, nn.Module] = {}
         # Whether every tensor is a plain Parameter or Tensor (no DTensor: no shard to look up).
         self.plain = True
+        # Whether the rules asked predicates about the parameters (whose answers may depend on
+        # the tensors themselves, not only on their names, owners and shapes).
+        self.asked = False
 
     def __len__(self) -> int:
         return len(self.names)
@@ -751,6 +754,7 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
             result.add(planner.entry(*row))
     else:
         planner.plan(columns, result)
+    result.asked = planner.rules.per_row
     # The distinct decisions (rows deciding alike share one tuple), found by a pass in C.
     actions = {id(action): action for _, action, _ in dict(zip(map(id, result.decisions), result.decisions)).values()}
     if id(FROZEN) in actions and not any(action.rule in _WRITING for action in actions.values()):

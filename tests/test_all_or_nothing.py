@@ -120,3 +120,18 @@ def test_constants_that_are_not_values_of_the_dtype_are_refused_before_anything_
     with pytest.raises(ValueError, match=match):
         init_module_(m, seed=0, rules={"0.bias": 0.5, "3.bias": value})
     assert all(torch.equal(p, before[name]) for name, p in m.named_parameters())
+
+
+@pytest.mark.skipif(not hasattr(torch, "float4_e2m1fn_x2"), reason="this torch has no float4_e2m1fn_x2")
+def test_a_constant_on_a_dtype_without_a_range_writes_nothing():
+    # torch.finfo has no range for a packed float4 pair: the constant's check refuses it
+    # before the random rules write anything.
+    m = model()
+    m.add_module("q", nn.Module())
+    m.q.scale = nn.Parameter(torch.zeros(4, 2, dtype=torch.uint8).view(torch.float4_e2m1fn_x2), requires_grad=False)
+    before = snapshot(m)
+    with pytest.raises(NotImplementedError):
+        init_module_(m, seed=0, rules={"q.scale": 0.5})
+    for name, p in m.named_parameters():
+        if p.dtype != torch.float4_e2m1fn_x2:
+            assert torch.equal(p, before[name]), name

@@ -371,3 +371,35 @@ def test_single_tensor_rules_on_meta_check_and_bump_as_the_op_does(rule):
             init_module_(model, seed=0, rules={"weight": {"init": rule, "gain": 1e6}})
         errors.append(str(caught.value))
     assert errors[0] == errors[1] and "overflows" in errors[0] and "'weight'" in errors[0]
+
+
+def test_materialize_asks_predicates_about_the_tensors_that_hold_memory():
+    # A predicate may answer by the tensor itself: it is asked again once the model has memory.
+    def on_cpu(name, param, module):
+        return param.device.type == "cpu" and name == "hidden.weight"
+
+    with empty_weights():
+        deferred = Net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        materialize_(deferred, "cpu", seed=0, rules=[(on_cpu, 0.5)])
+    assert torch.equal(deferred.hidden.weight, torch.full((8, 8), 0.5))
+
+
+def test_a_dispatch_mode_sees_the_ops_of_a_meta_model():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    with Seen() as seen:
+        init_module_(model, seed=0, rules={"0.weight": "normal", "1.weight": "uniform"})
+    assert {"nspl_many_", "normal_", "symmetric_uniform_"} <= {op.split(".")[0] for op in seen.ops}
