@@ -44,4 +44,23 @@ if settings is not None:
     settings.register_profile("sanitizers", max_examples=150)
     settings.load_profile(os.environ.get("NSPL_HYPOTHESIS_PROFILE", "thorough"))
 
+@pytest.fixture
+def op_calls():
+    """A TorchDispatchMode that records the op of every call that reaches the dispatcher while
+    it is active ("nspl_filler.nspl_many_", "aten.zero_", ...): ``with op_calls: ...``, then
+    ``op_calls.ops``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpCalls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    return OpCalls()
+
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

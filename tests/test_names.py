@@ -290,22 +290,11 @@ def test_wrapped_models_get_the_same_values():
     assert plan["_orig_mod.head.weight"] == "nspl"
 
 
-def test_init_module_by_name_is_one_bulk_op_call():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Calls(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(str(func.overloadpacket))
-            return func(*args, **(kwargs or {}))
-
+def test_init_module_by_name_is_one_bulk_op_call(op_calls):
     layers = nn.Sequential(*[nn.Linear(6, 6) for _ in range(8)], nn.Conv1d(6, 4, 3))
-    with Calls() as calls:
+    with op_calls:
         init_module_(layers, seed=0, stream="name", rules={"*bias": "zeros"})
-    assert [op for op in calls.ops if op.startswith("nspl_filler.")] == ["nspl_filler.nspl_many_"]
+    assert [op for op in op_calls.ops if op.startswith("nspl_filler.")] == ["nspl_filler.nspl_many_"]
 
 
 def test_callable_rules_get_generators_of_their_names():
