@@ -44,13 +44,10 @@ def _callable_generator(tensor: Tensor, key: Optional[int], offset: int, torch_g
     return torch.Generator(device=device).manual_seed(words[0] | (words[1] << 32))
 
 
-def _rows_where(decisions: list[tuple], test: Callable[[tuple], bool], ids: Optional[list[int]] = None
-                ) -> list[int]:
-    """The indices k with test(decisions[k]), asking `test` once per distinct decision (the rows
-    deciding alike share one tuple) and finding the rows by passes in C; `ids`: the decisions'
-    ids where the caller has them."""
-    ids = list(map(id, decisions)) if ids is None else ids
-    distinct = dict(zip(ids, decisions))
+def _rows_where(ids: list[int], distinct: dict[int, tuple], test: Callable[[tuple], bool]) -> list[int]:
+    """The indices k with test(the decision of id ids[k]), asking `test` once per distinct
+    decision (`distinct`: the decisions by id, those of `ids` among them; rows deciding alike
+    share one tuple) and finding the rows by passes in C."""
     chosen = {i for i, decision in distinct.items() if test(decision)}
     if len(chosen) == len(distinct):
         return list(range(len(ids)))
@@ -159,13 +156,13 @@ def _zero_padding_rows(the_plan: Plan, drawing: list[int]) -> None:
             target[row].zero_()
 
 
-def _constants(the_plan: Plan, ids: list[int]) -> dict[float, list[Tensor]]:
+def _constants(the_plan: Plan, ids: list[int], distinct: dict[int, tuple]) -> dict[float, list[Tensor]]:
     """The local tensors of the constant rules, by value; ValueError for a constant that is
     not a value of its parameter's dtype (docs/spec.md §5: no silent infinities), naming the
-    first such parameter. Each decision is asked once (`ids`: the decisions' ids); its rows are
-    found by passes in C, and a constant rule's value is checked once per dtype among its rows."""
+    first such parameter. Each decision is asked once (`ids`: the decisions' ids, `distinct`:
+    the decisions by id); its rows are found by passes in C, and a constant rule's value is
+    checked once per dtype among its rows."""
     decisions, tensors = the_plan.decisions, the_plan.tensors
-    distinct = dict(zip(ids, decisions))
     ids_of: dict[float, set[int]] = {}  # a constant -> the decisions that write it
     for i, (_, action, _) in distinct.items():
         if action.rule in _CONSTANT_RULES:
@@ -201,14 +198,15 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
     model whose parameter names give the streams (stream="name"), None for one stream."""
     decisions, all_tensors = the_plan.decisions, the_plan.tensors
     ids = list(map(id, decisions))
-    drawing = _rows_where(decisions, lambda decision: decision[1].rule in _DRAWING, ids)
+    distinct = dict(zip(ids, decisions))
+    drawing = _rows_where(ids, distinct, lambda decision: decision[1].rule in _DRAWING)
     drawn_ids = ids if len(drawing) == len(ids) else list(map(ids.__getitem__, drawing))
     tensors = list(map(all_tensors.__getitem__, drawing))
     names = (None if named_in is None else
              check_names(list(map(the_plan.names.__getitem__, drawing)), len(drawing), "the parameters' names",
                          named_in))
     with torch.no_grad():
-        by_value = _constants(the_plan, ids)
+        by_value = _constants(the_plan, ids, distinct)
         # The constants are written after the random rules: check now what could refuse them.
         for targets in by_value.values():
             for j in _inference(targets):
@@ -231,9 +229,8 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
             torch._foreach_zero_(targets)
             if value != 0.0:
                 torch._foreach_add_(targets, value)
-        drawn = list(map(decisions.__getitem__, drawing))
-        for j in _rows_where(drawn, lambda decision: decision[1].rule == "custom", drawn_ids):
-            k, action = drawing[j], drawn[j][1]
+        for j in _rows_where(drawn_ids, distinct, lambda decision: decision[1].rule == "custom"):
+            k, action = drawing[j], decisions[drawing[j]][1]
             if action.takes_generator:
                 streams = chosen[0]
                 key = None if streams.keys is None else streams.keys[j]

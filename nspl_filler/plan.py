@@ -227,8 +227,7 @@ _RANDOM = frozenset(RANDOM_RULES)
 _WRITING = frozenset(WRITING_RULES)
 # Parameters of these types take the planner's short path (a DTensor, FSDP's flat parameter (an
 # nn.Parameter named _flat_param) or a lazy module's uninitialised one are checked in Planner.entry).
-_PLAIN_TYPES = PLAIN_TYPES
-_PLAIN = frozenset(_PLAIN_TYPES)
+_PLAIN = frozenset(PLAIN_TYPES)
 KEEP = DEFAULT_ACTIONS["keep"]
 
 
@@ -347,7 +346,7 @@ class Plan:
                                              record.role, (), None))), own_std and action.rule in RANDOM_RULES
 
         return _C.plan_records(ParamInit, self.names, self.tensors, self.decisions, self.aliases, self.through,
-                               common_of, lambda k: self.entry(k).record(own_std), _measured_std, _PLAIN_TYPES)
+                               common_of, lambda k: self.entry(k).record(own_std), _measured_std, PLAIN_TYPES)
 
 
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
@@ -366,7 +365,7 @@ class _Columns:
 
     def __init__(self, module: nn.Module) -> None:
         (self.names, self.locals, self.tensors, self.owners, self.parents, self.kinds, self.examples, self.tied,
-         self.modules, self.plain) = _C.walk_modules(module, _ATTRIBUTES, _PLAIN_TYPES)
+         self.modules, self.plain) = _C.walk_modules(module, _ATTRIBUTES, PLAIN_TYPES)
 
     def parametrized(self) -> bool:
         """Whether any module is a ParametrizationList (torch.nn.utils.parametrize)."""
