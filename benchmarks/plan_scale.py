@@ -37,6 +37,7 @@ import nspl_filler
 from common import load_average, machine
 from nspl_filler import plan as planning
 from nspl_filler import stream
+from nspl_filler.options import PlanOptions, resolve
 
 ZERO_BIAS = {"*.bias": "zeros"}
 GLOBS = {"*.router.weight": "zeros", "*.gate_proj.weight": {"init": "normal"}, "[0-9]*.weight": "nspl",
@@ -120,8 +121,8 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
         plans = {
             # torch's own walk of the same model, for scale: what listing the parameters costs.
             "named_parameters": lambda: list(meta_model.named_parameters()),
-            "planner": lambda: planning.plan(meta_model),
-            "planner_globs": lambda: planning.plan(meta_model, rules=GLOBS),
+            "planner": lambda: planning.plan(meta_model, resolve("plan", {}, PlanOptions)),
+            "planner_globs": lambda: planning.plan(meta_model, resolve("plan", {"rules": GLOBS}, PlanOptions)),
             "planner_name": lambda: name_keys(meta_model),
             "plan_defaults": lambda: nspl_filler.init_module_(meta_model, seed=0),
             "plan_globs": lambda: nspl_filler.init_module_(meta_model, seed=0, rules=GLOBS),
@@ -138,7 +139,7 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
 def name_keys(model: nn.Module) -> list[int]:
     """The plan and the stream keys of stream="name": the parameters' canonical names, checked,
     hashed to their keys (what init_module_ derives before its op calls)."""
-    the_plan = planning.plan(model)
+    the_plan = planning.plan(model, resolve("plan", {}, PlanOptions))
     names = stream.check_names(the_plan.names, len(the_plan), "the parameters' names", model)
     return stream._keys(0, names)
 

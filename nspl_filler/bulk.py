@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union, Unpack
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
-from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _check_tensor, _mode_name, _real
+from .init import VarianceNorm, _check_tensor, _mode_name, _real
+from .options import LawOptions, resolve, takes
 from .sharded import any_dtensor, is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_names, check_stream, tensor_facts, with_streams
 
@@ -162,18 +163,16 @@ def _nspl_many_calls(tensors: Sequence[Tensor], mode: str, alpha: float, ratio: 
     return [call(device, indices) for device, indices in by_device.items()]
 
 
+@takes(LawOptions)
 def fill_many_(
     tensors: Sequence[Tensor],
     mode: Union[str, VarianceNorm] = "fan_in",
     *,
-    alpha: float = DEFAULT_ALPHA,
-    ratio: float = DEFAULT_RATIO,
     gain: GainLike = None,
-    nonlinearity: str = "relu",
-    param: Optional[float] = None,
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
     names: Optional[Sequence[str]] = None,
+    **law: Unpack[LawOptions],
 ) -> list[Tensor]:
     """Fill every tensor of `tensors` in place with the Normalized Symmetric Power Law, each
     with its own fans and gain; return them as a list.
@@ -211,6 +210,7 @@ def fill_many_(
             "nspl_filler: tensors must be a sequence of tensors, got a Tensor (iterating it would fill "
             "its slices with the fans of a slice); pass [tensor], or use fill_"
         )
+    options = resolve("fill_many_", law, LawOptions)
     tensors = list(tensors)
     for k, t in enumerate(tensors):
         if not isinstance(t, Tensor):
@@ -218,8 +218,7 @@ def fill_many_(
     overridable = [t for t in tensors if not is_dtensor(t)]
     if torch.overrides.has_torch_function(overridable):
         return torch.overrides.handle_torch_function(
-            fill_many_, overridable, tensors, mode, alpha=alpha, ratio=ratio, gain=gain,
-            nonlinearity=nonlinearity, param=param, seed=seed, generator=generator, names=names,
+            fill_many_, overridable, tensors, mode, gain=gain, seed=seed, generator=generator, names=names, **law,
         )
     for k, t in enumerate(tensors):
         _check_tensor(t, f"tensors[{k}]")
@@ -227,8 +226,8 @@ def fill_many_(
     if names is not None:
         names = check_names(names, len(tensors))
     mode_name = _mode_name(mode)
-    alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
-    gains = _gains(gain, nonlinearity, param, len(tensors))
+    alpha, ratio = _real("alpha", options["alpha"]), _real("ratio", options["ratio"])
+    gains = _gains(gain, options["nonlinearity"], options["param"], len(tensors))
     if not tensors:
         return tensors
     with torch.no_grad():

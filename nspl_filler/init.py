@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import enum
 import numbers
-from typing import Optional, Union
+from typing import Optional, Union, Unpack
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
 from .generator import as_signed64
+from .options import DEFAULTS, LawOptions, resolve, takes
 from .sharded import is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_name, explicit_key, with_streams
 
 #: Default power-law exponent and truncation ratio (see docs/fitting.md), the core's.
-DEFAULT_ALPHA: float = _C.DEFAULT_ALPHA
-DEFAULT_RATIO: float = _C.DEFAULT_RATIO
+DEFAULT_ALPHA: float = DEFAULTS["alpha"]
+DEFAULT_RATIO: float = DEFAULTS["ratio"]
 
 
 class VarianceNorm(str, enum.Enum):
@@ -91,6 +92,13 @@ def _gain_of(nonlinearity: str, param: Optional[float]) -> float:
         return gain
 
 
+def _law(options: LawOptions, gain: object) -> tuple[float, float, float]:
+    """(alpha, ratio, gain) of a call's law options, checked; the gain from the
+    nonlinearity where `gain` is None."""
+    return (_real("alpha", options["alpha"]), _real("ratio", options["ratio"]),
+            _gain_of(options["nonlinearity"], options["param"]) if gain is None else _real("gain", gain))
+
+
 def _direct(tensor: object, generator: GeneratorLike) -> bool:
     """Whether a fill may call the compiled op in one C++ call: a plain tensor or Parameter
     (no __torch_function__ of its own, no DTensor), no torch function mode, a seed or
@@ -149,20 +157,18 @@ def second_moment(alpha: float = DEFAULT_ALPHA, ratio: float = DEFAULT_RATIO, *,
     return (_C.power_law_log_second_moment if log else _C.power_law_second_moment)(alpha, ratio)
 
 
+@takes(LawOptions)
 def fill_(
     tensor: Tensor,
     mode: Union[str, VarianceNorm] = "fan_in",
     *,
-    alpha: float = DEFAULT_ALPHA,
-    ratio: float = DEFAULT_RATIO,
     gain: Optional[float] = None,
-    nonlinearity: str = "relu",
-    param: Optional[float] = None,
     fan_in: Optional[float] = None,
     fan_out: Optional[float] = None,
     seed: Optional[int] = None,
     generator: GeneratorLike = None,
     name: Optional[str] = None,
+    **law: Unpack[LawOptions],
 ) -> Tensor:
     """Fill `tensor` in place with the Normalized Symmetric Power Law and return it.
 
@@ -187,29 +193,26 @@ def fill_(
     layout; ValueError for non-finite or out-of-domain arguments, unknown mode or
     nonlinearity, fans <= 0, overlapping memory, or a range c·r that overflows the dtype.
     """
+    options = resolve("fill_", law, LawOptions)
     if _direct(tensor, generator):
         _check_tensor(tensor)
         key = explicit_key(seed, generator, name)
         key = None if key is None else as_signed64(key)
         _C.nspl_fill_(
-            tensor, _mode_name(mode), _real("alpha", alpha), _real("ratio", ratio),
-            _gain_of(nonlinearity, param) if gain is None else _real("gain", gain),
+            tensor, _mode_name(mode), *_law(options, gain),
             _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out), key,
         )
         return tensor
     # A DTensor is handled here, through its local shard, not by an override.
     if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
-            fill_, (tensor,), tensor, mode, alpha=alpha, ratio=ratio, gain=gain,
-            nonlinearity=nonlinearity, param=param, fan_in=fan_in, fan_out=fan_out,
-            seed=seed, generator=generator, name=name,
+            fill_, (tensor,), tensor, mode, gain=gain, fan_in=fan_in, fan_out=fan_out,
+            seed=seed, generator=generator, name=name, **law,
         )
     _check_tensor(tensor)
     mode_name = _mode_name(mode)
-    alpha, ratio = _real("alpha", alpha), _real("ratio", ratio)
-    gain = _gain_of(nonlinearity, param) if gain is None else _real("gain", gain)
     return _run(
-        tensor, seed, generator, name, ops.nspl_, mode_name, alpha, ratio, gain,
+        tensor, seed, generator, name, ops.nspl_, mode_name, *_law(options, gain),
         _optional_real("fan_in", fan_in), _optional_real("fan_out", fan_out),
     )
 

@@ -12,18 +12,18 @@ layouts.py) are created on meta.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union, Unpack
 
 import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
 from .module import init_module_, write_module, write_plan
+from .options import InitOptions, resolve, takes
 from .plan import Plan, collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind
@@ -117,16 +117,18 @@ def _moved(tensor: Tensor, device: torch.device) -> Tensor:
     return tensor if tensor.device == device else tensor.to(device)
 
 
+@takes(InitOptions)
 def materialize_(
     module: nn.Module,
     device: Union[str, torch.device, None] = None,
     *,
     values: Union[None, str, Callable[[nn.Module], Any]] = None,
     meta_buffers: str = "raise",
-    **init_args,
+    **init_args: Unpack[InitOptions],
 ) -> nn.Module:
     """Give `module`'s meta parameters memory on `device`, move everything else there, and
-    initialise it with init_module_(module, **init_args); return the module.
+    initialise it as init_module_ does with the same options (mode, alpha, ..., seed,
+    generator, rules, stream: init_module_'s keywords); return the module.
 
     - Ties are kept: every name of a parameter (tied weights such as GPT-2's ``lm_head`` and
       ``wte``, shared modules) holds the same new Parameter afterwards, filled once (where
@@ -156,7 +158,7 @@ def materialize_(
       need no values: init_module_ resets them.
 
     For a model built in empty_weights() with the same seed and arguments, the result equals
-    ``init_module_(Model().to(device), **init_args)`` wherever the kept parameters do not
+    ``init_module_(Model().to(device), **options)`` wherever the kept parameters do not
     depend on torch's random generator (a model whose constructor draws random numbers for
     layer weights draws fewer when they are on meta, so its later random draws differ).
 
@@ -169,8 +171,9 @@ def materialize_(
     modules = list(module.modules())
     meshes = root_meshes(t for m in modules for t in m._parameters.values())
     try:
-        device, by_name = _check_arguments(device, values, meta_buffers, init_args)
-        needed, the_plan, planning_warnings = _check(module, device, values, meta_buffers, init_args, by_name)
+        options = resolve("materialize_", init_args, InitOptions)
+        device, by_name = _check_arguments(device, values, meta_buffers, options)
+        needed, the_plan, planning_warnings = _check(module, device, values, meta_buffers, options, by_name)
     except Exception:
         if meshes:
             all_passed(meshes, False)  # the other ranks raise too, instead of waiting for this one
@@ -236,12 +239,11 @@ def materialize_(
     for caught in planning_warnings:
         warnings.warn(caught.message, stacklevel=2)
     the_plan.tensors = [moved.get(id(tensor), tensor) for tensor in the_plan.tensors]
-    write_module(module, the_plan, init_args.get("seed"), init_args.get("generator"), init_args.get("verbose", False),
-                 by_name)
+    write_module(module, the_plan, options, by_name)
     return module
 
 
-def _check_arguments(device, values, meta_buffers: str, init_args: dict) -> tuple[torch.device, bool]:
+def _check_arguments(device, values, meta_buffers: str, options: InitOptions) -> tuple[torch.device, bool]:
     """The checks of materialize_'s own arguments; returns (device, whether streams go by name)."""
     if meta_buffers not in META_BUFFER_ACTIONS:
         raise ValueError(f"nspl_filler: meta_buffers must be one of {META_BUFFER_ACTIONS}, got {meta_buffers!r}")
@@ -253,19 +255,15 @@ def _check_arguments(device, values, meta_buffers: str, init_args: dict) -> tupl
     device = torch.get_default_device() if device is None else torch.device(device)
     if device.type == "meta":
         raise ValueError("nspl_filler: device must be a device with memory, got meta")
-    unknown = set(init_args) - _INIT_ARGS
-    if unknown:
-        raise TypeError(f"nspl_filler: materialize_ got unexpected arguments {sorted(unknown)}; "
-                        f"it passes on those of init_module_: {sorted(_INIT_ARGS)}")
-    by_name = check_stream_kind(init_args.get("stream", "sequential"))
-    check_stream(init_args.get("seed"), init_args.get("generator"), "stream='name'" if by_name else None)
+    by_name = check_stream_kind(options["stream"])
+    check_stream(options["seed"], options["generator"], "stream='name'" if by_name else None)
     return device, by_name
 
 
 _Needed = tuple[str, str, nn.Module, str]  # (qualified name, "parameter" / "buffer", owner, own name)
 
 
-def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, init_args: dict,
+def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, options: InitOptions,
            by_name: bool) -> tuple[list[_Needed], Plan, list[warnings.WarningMessage]]:
     """Every check of materialize_ that can be made before anything is allocated; returns the
     tensors that need values from `values` (with values None: the meta buffers it warns of),
@@ -277,11 +275,10 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
                 owners.setdefault(id(param), (f"{prefix}.{name}" if prefix else name, m, name))
                 if is_dtensor(param):
                     check_placeable(param, device, owners[id(param)][0])
-    plan_args = {k: v for k, v in init_args.items() if k not in ("seed", "generator", "verbose", "stream")}
     with warnings.catch_warnings(record=True) as planning_warnings:
         warnings.simplefilter("always")  # rules that match nothing: given to the caller once the model is written
         with collector_paused():
-            the_plan = plan(module, **plan_args)
+            the_plan = plan(module, options)
     valueless = [
         the_plan.entry(k) for k, (tensor, (_, action, scaled)) in enumerate(zip(the_plan.tensors, the_plan.decisions))
         if tensor.device.type == "meta"
@@ -323,7 +320,7 @@ def _check(module: nn.Module, device: torch.device, values, meta_buffers: str, i
                 f"nspl_filler: values='reset_parameters', but the modules that own {lacking} have no "
                 "reset_parameters(); pass values=f(module) that writes them, or give them rules that write them"
             )
-    write_plan(the_plan, init_args.get("seed"), init_args.get("generator"), check_only=True,
+    write_plan(the_plan, options["seed"], options["generator"], check_only=True,
                named_in=module if by_name else None)
     return needed, the_plan, planning_warnings
 
@@ -371,7 +368,5 @@ def _give_values(module: nn.Module, values, needed: list[_Needed]) -> list[_Need
                 missing.append(entry)
     return missing
 
-
-_INIT_ARGS = set(inspect.signature(init_module_).parameters) - {"module"}
 
 __all__ = ["empty_weights", "materialize_"]

@@ -10,7 +10,7 @@ meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Unpack
 
 import torch
 from torch import Tensor, nn
@@ -18,9 +18,10 @@ from torch import Tensor, nn
 from ._extension import _C, ops
 from .bulk import _check_writable, _inference, _Labels, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
-from .init import DEFAULT_ALPHA, DEFAULT_RATIO, GeneratorLike, VarianceNorm
+from .init import GeneratorLike
+from .options import InitOptions, resolve, takes
 from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
-from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES, Rules
+from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES
 from .sharded import PLAIN_TYPES, any_dtensor, local_shard
 from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
 
@@ -105,12 +106,13 @@ def _one_call(entry: Entry, key: Optional[int], offset: int, generator: Optional
     offset = 0 if key is None else offset
     stream = dict(seed=seed, offset=offset, generator=generator, global_shape=global_shape,
                   global_start=global_start)
+    scaled = entry.scaled
     if entry.action.rule == "nspl":
-        draw = entry.draw
-        args = (draw.mode, draw.alpha, draw.ratio, entry.gain, *entry.fans)
+        draw = scaled.draw
+        args = (draw.mode, draw.alpha, draw.ratio, scaled.gain, *scaled.fans)
         op, check = ops.nspl_, _C.check_nspl
     else:
-        args = (entry.scale,)
+        args = (scaled.scale,)
         op, check = ((ops.normal_, _C.check_normal) if entry.action.rule == "normal"
                      else (ops.symmetric_uniform_, _C.check_symmetric_uniform))
 
@@ -247,23 +249,8 @@ def write_plan(the_plan: Plan, seed: Optional[int], generator: GeneratorLike, ch
                 m.reset_running_stats()
 
 
-def init_module_(
-    module: nn.Module,
-    *,
-    mode: Union[str, VarianceNorm] = "fan_in",
-    alpha: float = DEFAULT_ALPHA,
-    ratio: float = DEFAULT_RATIO,
-    gain: Optional[float] = None,
-    nonlinearity: str = "relu",
-    param: Optional[float] = None,
-    scale: str = "fan",
-    seed: Optional[int] = None,
-    generator: GeneratorLike = None,
-    rules: Optional[Rules] = None,
-    strict: bool = False,
-    verbose: bool = False,
-    stream: str = "sequential",
-) -> nn.Module:
+@takes(InitOptions)
+def init_module_(module: nn.Module, **options: Unpack[InitOptions]) -> nn.Module:
     """Initialise the parameters of `module` (nested modules included) in place; return it.
 
     Default rules, by the role of each parameter, in ``module.named_parameters()`` order (a
@@ -350,24 +337,25 @@ def init_module_(
     planning allocates per parameter would otherwise trigger collections that scan the whole
     model (docs/benchmarks.md).
     """
-    by_name = check_stream_kind(stream)
-    check_stream(seed, generator, "stream='name'" if by_name else None)
+    the_options = resolve("init_module_", options, InitOptions)
+    by_name = check_stream_kind(the_options["stream"])
+    check_stream(the_options["seed"], the_options["generator"], "stream='name'" if by_name else None)
     # One pause for both: the collector, back on between them, would collect then what
     # planning allocated (its count of allocations keeps growing while it is off).
     with collector_paused():
-        the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
-        write_module(module, the_plan, seed, generator, verbose, by_name)
+        the_plan = plan(module, the_options)
+        write_module(module, the_plan, the_options, by_name)
     return module
 
 
-def write_module(module: nn.Module, the_plan: Plan, seed: Optional[int], generator: GeneratorLike, verbose: bool,
-                 by_name: bool) -> None:
-    """What init_module_ does with the plan of `module` (plan() with the call's arguments,
+def write_module(module: nn.Module, the_plan: Plan, options: InitOptions, by_name: bool) -> None:
+    """What init_module_ does with the plan of `module` (plan() with the call's `options`,
     on the tensors the module holds now): write it, streams by name where `by_name`, and
-    print the report where `verbose`; the collector paused throughout."""
+    print the report where options["verbose"]; the collector paused throughout."""
+    verbose = options["verbose"]
     with collector_paused():
         records = the_plan.records(own_std=True) if verbose else None
-        write_plan(the_plan, seed, generator, named_in=module if by_name else None)
+        write_plan(the_plan, options["seed"], options["generator"], named_in=module if by_name else None)
     if verbose:
         print(format_report(records))
 

@@ -14,17 +14,18 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union, Unpack
 
 import torch
 from torch import Tensor, nn
 
 from ._extension import _C
-from .init import DEFAULT_ALPHA, DEFAULT_RATIO, VarianceNorm, _mode_name, _real, compute_fans
+from .init import _mode_name, _real, compute_fans
 from .layouts import Layout, is_norm, weight_layout
+from .options import PlanOptions, resolve, takes
 from .rules import (
     DEFAULT_ACTIONS, FLAT, FROZEN, LABELS, NO_INVERSE, RANDOM_RULES, SCALES, WRITING_RULES,
-    Action, CompiledRules, Rules, attribute_of, default_action, parse_rules,
+    Action, CompiledRules, attribute_of, default_action, parse_rules,
 )
 from .sharded import PLAIN_TYPES, is_dtensor
 
@@ -245,30 +246,6 @@ class Entry:
         self.name, self.aliases, self.tensor, self.owner, self.role = name, aliases, tensor, owner, role
         self.action, self.scaled, self.through = action, scaled, through
 
-    @property
-    def fan(self) -> Optional[float]:
-        return self.scaled.fan
-
-    @property
-    def std(self) -> Optional[float]:
-        return self.scaled.std
-
-    @property
-    def draw(self) -> Optional[_Draw]:
-        return self.scaled.draw
-
-    @property
-    def scale(self) -> Optional[float]:
-        return self.scaled.scale
-
-    @property
-    def gain(self) -> float:
-        return self.scaled.gain
-
-    @property
-    def fans(self) -> Optional[tuple[Optional[float], Optional[float]]]:
-        return self.scaled.fans
-
     def record(self, own_std: bool = False) -> ParamInit:
         """The report's row; `own_std`: measure the std the tensor has now (for init_plan)."""
         label = LABELS.get(id(self.action)) or self.action.label()
@@ -280,7 +257,8 @@ class Entry:
         own = None
         if own_std and self.action.rule in RANDOM_RULES:
             own = _measured_std(evaluated(self.through) if self.through is not None else self.tensor)
-        return ParamInit(self.name, tuple(self.tensor.shape), label, self.fan, self.std, self.role, self.aliases, own)
+        return ParamInit(self.name, tuple(self.tensor.shape), label, self.scaled.fan, self.scaled.std, self.role,
+                         self.aliases, own)
 
 
 class Plan:
@@ -421,14 +399,14 @@ class _Template:
 class Planner:
     """Turns (call arguments, rules) into a Plan."""
 
-    def __init__(self, mode, alpha, ratio, gain, nonlinearity, param, scale, rules) -> None:
-        self.defaults = {"mode": mode, "alpha": alpha, "ratio": ratio, "gain": gain, "nonlinearity": nonlinearity,
-                         "param": param, "scale": scale}
+    def __init__(self, options: PlanOptions) -> None:
+        # What a rule's own options (a dict rule's) take precedence over.
+        self.defaults = {k: options[k] for k in ("mode", "alpha", "ratio", "gain", "nonlinearity", "param", "scale")}
         self.draws: dict[int, _Draw] = {}
         self.draw_of(DEFAULT_ACTIONS["nspl"])  # checks the call's own arguments even where no rule is random
-        self.rules = CompiledRules(parse_rules(rules))
+        self.rules = CompiledRules(parse_rules(options["rules"]))
         # A scale "keep" decision reads the tensor's values: then every row is decided on its own.
-        self.per_row = scale == "keep" or any(action.options.get("scale") == "keep" for action in self.rules.actions)
+        self.per_row = options["scale"] == "keep" or any(action.options.get("scale") == "keep" for action in self.rules.actions)
         # Models repeat a few module types, names and shapes many times: each is worked out once.
         self.fans_of: dict[tuple, tuple[float, float]] = {}
         self.roles: dict[tuple, tuple[str, Optional[Layout]]] = {}
@@ -735,16 +713,16 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RATIO, gain=None, nonlinearity="relu",
-         param=None, scale="fan", rules=None, strict: bool = False) -> Plan:
-    """The Plan of `module`: a parameter per row, in named_parameters() order (a tied
-    parameter once, under its first name), with the warnings and errors of init_module_'s
-    rules."""
+def plan(module: nn.Module, options: PlanOptions) -> Plan:
+    """The Plan of `module` by the complete `options` (options.resolve): a parameter per row,
+    in named_parameters() order (a tied parameter once, under its first name), with the
+    warnings and errors of init_module_'s rules."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"nspl_filler: module must be a torch.nn.Module, got {type(module).__name__}")
+    strict = options["strict"]
     if not isinstance(strict, bool):
         raise TypeError(f"nspl_filler: strict must be a bool, got {type(strict).__name__} {strict!r}")
-    planner = Planner(mode, alpha, ratio, gain, nonlinearity, param, scale, rules)
+    planner = Planner(options)
     result = Plan()
     columns = _Columns(module)
     columns.statistics(result.statistics)
@@ -780,19 +758,8 @@ def plan(module: nn.Module, mode="fan_in", alpha=DEFAULT_ALPHA, ratio=DEFAULT_RA
     return result
 
 
-def init_plan(
-    module: nn.Module,
-    *,
-    mode: Union[str, VarianceNorm] = "fan_in",
-    alpha: float = DEFAULT_ALPHA,
-    ratio: float = DEFAULT_RATIO,
-    gain: Optional[float] = None,
-    nonlinearity: str = "relu",
-    param: Optional[float] = None,
-    scale: str = "fan",
-    rules: Optional[Rules] = None,
-    strict: bool = False,
-) -> list[ParamInit]:
+@takes(PlanOptions)
+def init_plan(module: nn.Module, **options: Unpack[PlanOptions]) -> list[ParamInit]:
     """The report of what init_module_ with these arguments would do, one ParamInit per
     parameter in named_parameters order, without touching the module.
 
@@ -802,8 +769,9 @@ def init_plan(
     1/sqrt(d_kv) into its queries' init, GPT-2 scales its residual projections, zero-initialised
     layers), and scale="keep" or a rule keeps it. Kept parameters and meta tensors are not
     measured."""
+    the_options = resolve("init_plan", options, PlanOptions)
     with collector_paused():
-        the_plan = plan(module, mode, alpha, ratio, gain, nonlinearity, param, scale, rules, strict)
+        the_plan = plan(module, the_options)
         records, measured = the_plan.report(own_std=True)
     departures = [records[k] for k in measured if _departs(records[k])]
     if departures:

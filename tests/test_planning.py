@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from nspl_filler import init_module_, init_plan, plan as planning, rules as rule_language
+from nspl_filler.options import PlanOptions, resolve
 
 SEGMENTS = ["layers", "0", "1", "12", "attn", "mlp", "weight", "bias", "experts", "router", "q_proj", "norm"]
 GLOB_PARTS = ["*", "?", "[0-9]", "[!0-9]", ".", "layers", "weight", "bias", "attn", "1", "*.", ".*"]
@@ -114,12 +115,15 @@ RULE_SETS = [
 ]
 
 
+def plan_of(module, **arguments):
+    """The Plan of `module` by init_plan's keyword `arguments`."""
+    return planning.plan(module, resolve("plan", arguments, PlanOptions))
+
+
 def one_by_one(module, **arguments):
     """The plan of `module` with every parameter planned on its own (Planner.entry): the
     planner's long path, which the short path must agree with."""
-    rules = arguments.pop("rules", None)
-    planner = planning.Planner(arguments.get("mode", "fan_in"), 1.0, 100.0, None, "relu", None,
-                               arguments.get("scale", "fan"), rules)
+    planner = planning.Planner(resolve("Planner", arguments, PlanOptions))
     rows, tied, _ = planning._walk(module)
     return [planner.entry(aliases, tensor).record() for aliases, tensor in planning._with_aliases(rows, tied)]
 
@@ -131,7 +135,7 @@ def test_short_path_plans_what_each_parameter_planned_alone_plans(rules, argumen
     model = Grouped()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        planned = planning.plan(model, rules=rules, **arguments).records()
+        planned = plan_of(model, rules=rules, **arguments).records()
     assert planned == one_by_one(model, rules=rules, **arguments)
     assert [r.name for r in planned] == [name for name, _ in model.named_parameters()]
 
@@ -140,7 +144,7 @@ def test_short_path_plans_what_each_parameter_planned_alone_plans(rules, argumen
 def test_short_path_refuses_what_each_parameter_planned_alone_refuses(rules):
     model = Grouped()
     with pytest.raises(ValueError) as short:
-        planning.plan(model, rules=rules)
+        plan_of(model, rules=rules)
     with pytest.raises(ValueError) as alone:
         one_by_one(model, rules=rules)
     assert str(short.value) == str(alone.value)
@@ -149,7 +153,7 @@ def test_short_path_refuses_what_each_parameter_planned_alone_refuses(rules):
 
 def test_plan_columns_share_decisions_between_alike_parameters():
     model = nn.Sequential(*(nn.Linear(4, 4) for _ in range(50)))
-    the_plan = planning.plan(model)
+    the_plan = plan_of(model)
     assert len(the_plan) == 100
     assert the_plan.tensors == list(model.parameters())
     # 50 weights share one decision object, and 50 biases another.
@@ -172,7 +176,7 @@ def test_running_statistics_are_reset_once_per_module_even_when_shared():
     norm.num_batches_tracked.fill_(7)
     init_module_(model, seed=0)
     assert torch.equal(norm.running_mean, torch.zeros(3)) and int(norm.num_batches_tracked) == 0
-    assert list(planning.plan(model).statistics.values()) == [norm]
+    assert list(plan_of(model).statistics.values()) == [norm]
 
 
 def test_a_class_level_groups_attribute_is_read_like_an_instance_one():
@@ -190,7 +194,7 @@ def test_a_class_level_groups_attribute_is_read_like_an_instance_one():
 
     model = nn.ModuleDict({"a": ClassGroups(6, 6, 3, groups=1), "b": PropertyGroups(6, 6, 3, groups=3),
                            "c": nn.ConvTranspose2d(6, 6, 3, groups=3)})
-    planned = {r.name: r.fan for r in planning.plan(model).records()}
+    planned = {r.name: r.fan for r in plan_of(model).records()}
     alone = {r.name: r.fan for r in one_by_one(model)}
     assert planned == alone
     assert planned["b.weight"] == planned["c.weight"]
@@ -257,7 +261,7 @@ def test_kinds_that_share_a_digit_free_name_plan_as_each_parameter_alone(model, 
         except ValueError as error:
             return str(error)
 
-    assert outcome(lambda: planning.plan(model, rules=pairs).records()) == outcome(lambda: one_by_one(model, rules=pairs))
+    assert outcome(lambda: plan_of(model, rules=pairs).records()) == outcome(lambda: one_by_one(model, rules=pairs))
 
 
 def test_tensor_facts_agree_with_what_each_tensor_says():
@@ -287,7 +291,7 @@ def test_tied_parameters_among_many_keep_their_first_row_and_every_name():
     for k in range(3, 300, 7):
         layers[k].weight = layers[k - 3].weight
     model = nn.Sequential(*layers)
-    the_plan = planning.plan(model)
+    the_plan = plan_of(model)
     assert the_plan.names == [name for name, _ in model.named_parameters()]
     assert the_plan.tensors == list(model.parameters())
     every = [name for name, _ in model.named_parameters(remove_duplicate=False)]
