@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,14 @@ at::Tensor working_tensor(const at::Tensor& tensor) {
 
 void commit(const at::Tensor& tensor, const at::Tensor& work) {
   if (!work.is_same(tensor)) tensor.copy_(work);
+}
+
+// n of variance_norm from the tensor's Caffe fans.
+double caffe_variance_fan(const FillerParameter& p, const at::Tensor& tensor) {
+  TORCH_CHECK_VALUE(tensor.dim() >= 1, "nspl_filler: a Caffe filler needs a blob with at least one axis, got shape ",
+                    tensor.sizes());
+  const Fans fans = compute_fans(tensor.sizes(), std::nullopt, std::nullopt, p.variance_norm, /*caffe_1d=*/true);
+  return variance_fan(fans, p.variance_norm);
 }
 
 // The stream `blocks` further on: a seeded stream's offset moves, a generator moves itself.
@@ -84,32 +93,25 @@ uint64_t Filler::offset() const {
 
 uint64_t Filler::BlocksFor(const at::Tensor& tensor) const { return blocks_for(tensor.numel(), tensor.scalar_type()); }
 
-double Filler::VarianceFan(const at::Tensor& tensor) const {
-  TORCH_CHECK_VALUE(tensor.dim() >= 1, "nspl_filler: a Caffe filler needs a blob with at least one axis, got shape ",
-                    tensor.sizes());
-  const Fans fans = compute_fans(tensor.sizes(), std::nullopt, std::nullopt, param_.variance_norm,
-                                 /*caffe_1d=*/true);
-  return variance_fan(fans, param_.variance_norm);
-}
+double Filler::VarianceFan(const at::Tensor& tensor) const { return caffe_variance_fan(param_, tensor); }
+
+namespace {
 
 // ---------------------------------------------------------------------------------
 // Caffe's family
 // ---------------------------------------------------------------------------------
-ConstantFiller::ConstantFiller(FillerParameter param) : Filler(std::move(param)) {
-  check_dense(filler_param());
-  check_finite("value", filler_param().value);
+void check_constant(const FillerParameter& p) {
+  check_dense(p);
+  check_finite("value", p.value);
 }
 
-uint64_t ConstantFiller::BlocksFor(const at::Tensor&) const { return 0; }
-
-void ConstantFiller::FillWith(const at::Tensor& tensor, const Stream&) {
-  const double value = filler_param().value;
+void fill_constant(const FillerParameter& p, const at::Tensor& tensor, const Stream&) {
+  const double value = p.value;
   check_fits(std::fabs(value), tensor.scalar_type());
   tensor.fill_(value);
 }
 
-UniformFiller::UniformFiller(FillerParameter param) : Filler(std::move(param)) {
-  const auto& p = filler_param();
+void check_uniform(const FillerParameter& p) {
   check_dense(p);
   check_finite("min", p.min);
   check_finite("max", p.max);
@@ -117,8 +119,7 @@ UniformFiller::UniformFiller(FillerParameter param) : Filler(std::move(param)) {
                     ", max = ", p.max);
 }
 
-void UniformFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const auto& p = filler_param();
+void fill_uniform(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
   const auto dtype = tensor.scalar_type();
   check_fits(std::max(std::fabs(p.min), std::fabs(p.max)), dtype);
   // Caffe's bounds are inclusive, and they hold for the values as stored: the clamp is to
@@ -137,21 +138,19 @@ void UniformFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
   commit(tensor, work);
 }
 
-GaussianFiller::GaussianFiller(FillerParameter param) : Filler(std::move(param)) {
-  const auto& p = filler_param();
+void check_gaussian(const FillerParameter& p) {
   check_finite("mean", p.mean);
   check_positive("std", p.std);
   TORCH_CHECK_VALUE(p.sparse >= -1, "nspl_filler: sparse must be -1 (dense) or >= 0, got ", p.sparse);
 }
 
-uint64_t GaussianFiller::BlocksFor(const at::Tensor& tensor) const {
+uint64_t gaussian_blocks(const FillerParameter& p, const at::Tensor& tensor) {
   const uint64_t values = blocks_for(tensor.numel(), tensor.scalar_type());
   // The mask draws one float32 word per element.
-  return filler_param().sparse >= 0 ? values + blocks_for(tensor.numel(), c10::kFloat) : values;
+  return p.sparse >= 0 ? values + blocks_for(tensor.numel(), c10::kFloat) : values;
 }
 
-void GaussianFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const auto& p = filler_param();
+void fill_gaussian(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
   check_fits(std::fabs(p.mean) + normal_spec(p.std).magnitude_high(), tensor.scalar_type());
   double keep = 1.0;
   if (p.sparse >= 0) {
@@ -175,15 +174,11 @@ void GaussianFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
   commit(tensor, work);
 }
 
-PositiveUnitballFiller::PositiveUnitballFiller(FillerParameter param) : Filler(std::move(param)) {
-  check_dense(filler_param());
-}
-
-uint64_t PositiveUnitballFiller::BlocksFor(const at::Tensor& tensor) const {
+uint64_t positive_unitball_blocks(const FillerParameter&, const at::Tensor& tensor) {
   return blocks_for(tensor.numel(), c10::kFloat);
 }
 
-void PositiveUnitballFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
+void fill_positive_unitball(const FillerParameter&, const at::Tensor& tensor, const Stream& stream) {
   TORCH_CHECK_VALUE(tensor.dim() >= 1, "nspl_filler: the positive_unitball filler needs a blob with at least one "
                     "axis (its rows), got shape ", tensor.sizes());
   // Every value is at least the dtype's smallest normal number, which a row's mean 1/n
@@ -214,25 +209,17 @@ void PositiveUnitballFiller::FillWith(const at::Tensor& tensor, const Stream& st
   commit(tensor, work);
 }
 
-XavierFiller::XavierFiller(FillerParameter param) : Filler(std::move(param)) { check_dense(filler_param()); }
-
-void XavierFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const double n = tensor.numel() == 0 ? 1.0 : VarianceFan(tensor);
+void fill_xavier(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
+  const double n = tensor.numel() == 0 ? 1.0 : caffe_variance_fan(p, tensor);
   symmetric_uniform_(tensor, std::sqrt(3.0 / n), stream);
 }
 
-MSRAFiller::MSRAFiller(FillerParameter param) : Filler(std::move(param)) { check_dense(filler_param()); }
-
-void MSRAFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const double n = tensor.numel() == 0 ? 1.0 : VarianceFan(tensor);
+void fill_msra(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
+  const double n = tensor.numel() == 0 ? 1.0 : caffe_variance_fan(p, tensor);
   normal_(tensor, std::sqrt(2.0 / n), stream);
 }
 
-BilinearFiller::BilinearFiller(FillerParameter param) : Filler(std::move(param)) { check_dense(filler_param()); }
-
-uint64_t BilinearFiller::BlocksFor(const at::Tensor&) const { return 0; }
-
-void BilinearFiller::FillWith(const at::Tensor& tensor, const Stream&) {
+void fill_bilinear(const FillerParameter&, const at::Tensor& tensor, const Stream&) {
   TORCH_CHECK_VALUE(tensor.dim() == 4 && tensor.size(2) == tensor.size(3),
                     "nspl_filler: the bilinear filler needs a 4-D weight (outputs, inputs, K, K) with a square "
                     "kernel, got shape ", tensor.sizes());
@@ -251,21 +238,18 @@ void BilinearFiller::FillWith(const at::Tensor& tensor, const Stream&) {
 // ---------------------------------------------------------------------------------
 // nspl_filler's own
 // ---------------------------------------------------------------------------------
-NsplFiller::NsplFiller(FillerParameter param) : Filler(std::move(param)) {
-  const auto& p = filler_param();
+void check_nspl_filler(const FillerParameter& p) {
   check_dense(p);
   check_power_law(p.alpha, p.ratio);
   check_positive("gain", p.gain);
 }
 
-void NsplFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const double n = tensor.numel() == 0 ? 1.0 : VarianceFan(tensor);
-  const auto& p = filler_param();
+void fill_nspl(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
+  const double n = tensor.numel() == 0 ? 1.0 : caffe_variance_fan(p, tensor);
   nspl_(tensor, NsplOptions{VarianceNorm::FanIn, p.alpha, p.ratio, p.gain, n, n}, stream);
 }
 
-SymmetricPowerLawFiller::SymmetricPowerLawFiller(FillerParameter param) : Filler(std::move(param)) {
-  const auto& p = filler_param();
+void check_symmetric_power_law_filler(const FillerParameter& p) {
   check_dense(p);
   TORCH_CHECK_VALUE(std::isfinite(p.min) && std::isfinite(p.max) && 0 < p.min && p.min < p.max,
                     "nspl_filler: the symmetric_power_law filler needs finite 0 < min < max (the bounds of |w|), "
@@ -273,37 +257,97 @@ SymmetricPowerLawFiller::SymmetricPowerLawFiller(FillerParameter param) : Filler
   power_law_spec(p.alpha, p.min, p.max);
 }
 
-void SymmetricPowerLawFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const auto& p = filler_param();
+void fill_symmetric_power_law(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
   symmetric_power_law_(tensor, p.alpha, p.min, p.max, stream);
 }
 
-TruncNormalFiller::TruncNormalFiller(FillerParameter param) : Filler(std::move(param)) {
-  const auto& p = filler_param();
+void check_trunc_normal_filler(const FillerParameter& p) {
   check_dense(p);
   trunc_normal_spec(p.mean, p.std, p.min, p.max);
 }
 
-void TruncNormalFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
-  const auto& p = filler_param();
+void fill_trunc_normal(const FillerParameter& p, const at::Tensor& tensor, const Stream& stream) {
   trunc_normal_(tensor, TruncNormalOptions{p.mean, p.std, p.min, p.max}, stream);
 }
 
+uint64_t no_blocks(const FillerParameter&, const at::Tensor&) { return 0; }
+
+// The law of a filler type: its name in FillerParameter::type, the check of the parameters
+// it reads, the blocks one fill consumes (nullptr: those of its values, Filler::BlocksFor)
+// and the fill itself (a fill checks the tensor before it writes).
+struct FillerLaw {
+  FillerType type;
+  const char* name;
+  void (*check)(const FillerParameter&);
+  uint64_t (*blocks)(const FillerParameter&, const at::Tensor&);
+  void (*fill)(const FillerParameter&, const at::Tensor&, const Stream&);
+};
+
+// Every filler type's law, in FillerType's order (GetFiller's error lists them so).
+constexpr FillerLaw kFillerLaws[] = {
+    {FillerType::Nspl, "nspl", check_nspl_filler, nullptr, fill_nspl},
+    {FillerType::SymmetricPowerLaw, "symmetric_power_law", check_symmetric_power_law_filler, nullptr,
+     fill_symmetric_power_law},
+    {FillerType::TruncNormal, "trunc_normal", check_trunc_normal_filler, nullptr, fill_trunc_normal},
+    {FillerType::Constant, "constant", check_constant, no_blocks, fill_constant},
+    {FillerType::Uniform, "uniform", check_uniform, nullptr, fill_uniform},
+    {FillerType::Gaussian, "gaussian", check_gaussian, gaussian_blocks, fill_gaussian},
+    {FillerType::PositiveUnitball, "positive_unitball", check_dense, positive_unitball_blocks, fill_positive_unitball},
+    {FillerType::Xavier, "xavier", check_dense, nullptr, fill_xavier},
+    {FillerType::Msra, "msra", check_dense, nullptr, fill_msra},
+    {FillerType::Bilinear, "bilinear", check_dense, no_blocks, fill_bilinear},
+};
+constexpr size_t kFillerTypes = sizeof(kFillerLaws) / sizeof(kFillerLaws[0]);
+
+constexpr bool laws_in_enum_order() {
+  for (size_t k = 0; k < kFillerTypes; ++k) {
+    if (static_cast<size_t>(kFillerLaws[k].type) != k) return false;
+  }
+  return true;
+}
+static_assert(laws_in_enum_order() && kFillerTypes == static_cast<size_t>(FillerType::Bilinear) + 1,
+              "kFillerLaws holds one law per FillerType, in the enum's order");
+
+const FillerLaw& law_of(FillerType type) {
+  const auto k = static_cast<size_t>(type);
+  TORCH_CHECK_VALUE(k < kFillerTypes, "nspl_filler: unknown FillerType ", static_cast<int>(type));
+  return kFillerLaws[k];
+}
+
+// The FillerOf of `type`, so that GetFiller's filler is the class Caffe's name gives it.
+template <size_t... K>
+std::unique_ptr<Filler> make_filler(FillerType type, const FillerParameter& param, std::index_sequence<K...>) {
+  std::unique_ptr<Filler> filler;
+  ((static_cast<size_t>(type) == K ? (void)(filler = std::make_unique<FillerOf<static_cast<FillerType>(K)>>(param))
+                                   : void()),
+   ...);
+  return filler;
+}
+
+}  // namespace
+
+TypedFiller::TypedFiller(FillerType type, FillerParameter param) : Filler(std::move(param)), type_(type) {
+  law_of(type_).check(filler_param());
+}
+
+uint64_t TypedFiller::BlocksFor(const at::Tensor& tensor) const {
+  const FillerLaw& law = law_of(type_);
+  return law.blocks != nullptr ? law.blocks(filler_param(), tensor) : Filler::BlocksFor(tensor);
+}
+
+void TypedFiller::FillWith(const at::Tensor& tensor, const Stream& stream) {
+  law_of(type_).fill(filler_param(), tensor, stream);
+}
+
 std::unique_ptr<Filler> GetFiller(const FillerParameter& param) {
-  const std::string& type = param.type;
-  if (type == "nspl") return std::make_unique<NsplFiller>(param);
-  if (type == "symmetric_power_law") return std::make_unique<SymmetricPowerLawFiller>(param);
-  if (type == "trunc_normal") return std::make_unique<TruncNormalFiller>(param);
-  if (type == "constant") return std::make_unique<ConstantFiller>(param);
-  if (type == "uniform") return std::make_unique<UniformFiller>(param);
-  if (type == "gaussian") return std::make_unique<GaussianFiller>(param);
-  if (type == "positive_unitball") return std::make_unique<PositiveUnitballFiller>(param);
-  if (type == "xavier") return std::make_unique<XavierFiller>(param);
-  if (type == "msra") return std::make_unique<MSRAFiller>(param);
-  if (type == "bilinear") return std::make_unique<BilinearFiller>(param);
-  TORCH_CHECK_VALUE(false, "nspl_filler: unknown filler type '", type,
-                    "' (expected 'nspl', 'symmetric_power_law', 'trunc_normal', 'constant', 'uniform', 'gaussian', "
-                    "'positive_unitball', 'xavier', 'msra' or 'bilinear')");
+  for (const FillerLaw& law : kFillerLaws) {
+    if (param.type == law.name) return make_filler(law.type, param, std::make_index_sequence<kFillerTypes>{});
+  }
+  std::string known;
+  for (size_t k = 0; k < kFillerTypes; ++k) {
+    known += std::string(k == 0 ? "'" : k + 1 == kFillerTypes ? " or '" : ", '") + kFillerLaws[k].name + "'";
+  }
+  TORCH_CHECK_VALUE(false, "nspl_filler: unknown filler type '", param.type, "' (expected ", known, ")");
 }
 
 }  // namespace nspl

@@ -84,7 +84,9 @@ int main(int argc, char** argv) {
   msra.variance_norm = nspl::VarianceNorm::Average;
   msra.seed = 5;
   torch::Tensor kernel = torch::empty({6, 4, 3, 3}, torch::kFloat64);
-  nspl::GetFiller(msra)->Fill(kernel);
+  // Each type is also a class of its own, under Caffe's name.
+  nspl::MSRAFiller msra_filler(msra);
+  msra_filler.Fill(kernel);
 
   nspl::FillerParameter power_law = filler("symmetric_power_law");
   power_law.alpha = 2.0;

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "nspl_filler/fans.h"
 #include "nspl_filler/init.h"
@@ -80,105 +81,77 @@ class Filler {
   uint64_t offset_ = 0;
 };
 
-// Every value is `value`. Consumes no blocks.
-class ConstantFiller final : public Filler {
+// The filler types, each with its law:
+//   Nspl              NSPL (docs/spec.md §2): the symmetric truncated power law with variance
+//                     gain² / n.
+//   SymmetricPowerLaw |w| in [min, max] with density ∝ |w|^-alpha and a fair random sign, not
+//                     normalised.
+//   TruncNormal       N(mean, std²) truncated to [min, max] (torch.nn.init.trunc_normal_ with
+//                     a = min, b = max: absolute bounds), by the exact inverse CDF; every value
+//                     lies in [min, max] after rounding.
+//   Constant          every value is `value`; consumes no blocks.
+//   Uniform           uniform on [min, max] (min <= max; min == max gives min everywhere):
+//                     Caffe's UniformFiller.
+//   Gaussian          gaussian with `mean` and `std`; with sparse = k >= 0, each value is kept
+//                     with probability k / shape(0) and the rest are 0 (the mask takes blocks
+//                     of its own, after the gaussian's).
+//   PositiveUnitball  uniform on (0, 1), then each of the shape(0) rows divided by its sum:
+//                     every row is a point of the positive part of the unit L1 sphere. The
+//                     uniforms have float32 resolution whatever the dtype, so that the row sums
+//                     are exact and the values the same for every layout and device.
+//   Xavier            Caffe's XavierFiller: uniform on ±sqrt(3 / n).
+//   Msra              Caffe's MSRAFiller: gaussian with mean 0 and std sqrt(2 / n).
+//   Bilinear          the kernel of bilinear upsampling for a deconvolution with a (C, 1, K, K)
+//                     weight (K square): with f = ceil(K / 2) and c = (K - 1) / (2f),
+//                     w[.., y, x] = (1 - |x / f - c|)·(1 - |y / f - c|). A 4-D tensor with equal
+//                     last two sizes; consumes no blocks.
+// FillerParameter::type names them in snake case ("nspl", "symmetric_power_law", ...,
+// "positive_unitball", "msra").
+enum class FillerType : int {
+  Nspl,
+  SymmetricPowerLaw,
+  TruncNormal,
+  Constant,
+  Uniform,
+  Gaussian,
+  PositiveUnitball,
+  Xavier,
+  Msra,
+  Bilinear,
+};
+
+// A filler of one of the types above, by the law its type names; checks the parameters it
+// reads when it is made.
+class TypedFiller : public Filler {
  public:
-  explicit ConstantFiller(FillerParameter param);
+  TypedFiller(FillerType type, FillerParameter param);
+  FillerType type() const { return type_; }
   uint64_t BlocksFor(const at::Tensor& tensor) const override;
 
  private:
   void FillWith(const at::Tensor& tensor, const Stream& stream) override;
+
+  FillerType type_;
 };
 
-// Uniform on [min, max] (min <= max; min == max gives min everywhere): Caffe's UniformFiller.
-class UniformFiller final : public Filler {
+// The filler of type `kType` under a name of its own, as Caffe names its fillers:
+// `nspl::XavierFiller filler(param); filler.Fill(weight);`.
+template <FillerType kType>
+class FillerOf final : public TypedFiller {
  public:
-  explicit UniformFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
+  explicit FillerOf(FillerParameter param) : TypedFiller(kType, std::move(param)) {}
 };
 
-// Gaussian with `mean` and `std`; with sparse = k >= 0, each value is kept with probability
-// k / shape(0) and the rest are 0 (the mask takes blocks of its own, after the gaussian's).
-class GaussianFiller final : public Filler {
- public:
-  explicit GaussianFiller(FillerParameter param);
-  uint64_t BlocksFor(const at::Tensor& tensor) const override;
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// Uniform on (0, 1), then each of the shape(0) rows divided by its sum: every row is a point of
-// the positive part of the unit L1 sphere. The uniforms have float32 resolution whatever the
-// dtype, so that the row sums are exact and the values the same for every layout and device.
-class PositiveUnitballFiller final : public Filler {
- public:
-  explicit PositiveUnitballFiller(FillerParameter param);
-  uint64_t BlocksFor(const at::Tensor& tensor) const override;
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// Caffe's XavierFiller: uniform on ±sqrt(3 / n).
-class XavierFiller final : public Filler {
- public:
-  explicit XavierFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// Caffe's MSRAFiller: gaussian with mean 0 and std sqrt(2 / n).
-class MSRAFiller final : public Filler {
- public:
-  explicit MSRAFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// The kernel of bilinear upsampling for a deconvolution with a (C, 1, K, K) weight (K square):
-// with f = ceil(K / 2) and c = (K - 1) / (2f), w[.., y, x] = (1 - |x / f - c|)·(1 - |y / f - c|).
-// A 4-D tensor with equal last two sizes; consumes no blocks.
-class BilinearFiller final : public Filler {
- public:
-  explicit BilinearFiller(FillerParameter param);
-  uint64_t BlocksFor(const at::Tensor& tensor) const override;
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// NSPL (docs/spec.md §2): the symmetric truncated power law with variance gain² / n.
-class NsplFiller final : public Filler {
- public:
-  explicit NsplFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// |w| in [min, max] with density ∝ |w|^-alpha and a fair random sign, not normalised.
-class SymmetricPowerLawFiller final : public Filler {
- public:
-  explicit SymmetricPowerLawFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
-
-// N(mean, std²) truncated to [min, max] (torch.nn.init.trunc_normal_ with a = min, b = max:
-// absolute bounds), by the exact inverse CDF; every value lies in [min, max] after rounding.
-class TruncNormalFiller final : public Filler {
- public:
-  explicit TruncNormalFiller(FillerParameter param);
-
- private:
-  void FillWith(const at::Tensor& tensor, const Stream& stream) override;
-};
+using NsplFiller = FillerOf<FillerType::Nspl>;
+using SymmetricPowerLawFiller = FillerOf<FillerType::SymmetricPowerLaw>;
+using TruncNormalFiller = FillerOf<FillerType::TruncNormal>;
+using ConstantFiller = FillerOf<FillerType::Constant>;
+using UniformFiller = FillerOf<FillerType::Uniform>;
+using GaussianFiller = FillerOf<FillerType::Gaussian>;
+using PositiveUnitballFiller = FillerOf<FillerType::PositiveUnitball>;
+using XavierFiller = FillerOf<FillerType::Xavier>;
+using MSRAFiller = FillerOf<FillerType::Msra>;
+using BilinearFiller = FillerOf<FillerType::Bilinear>;
 
 // The filler named by param.type; ValueError for an unknown type or a bad parameter.
 std::unique_ptr<Filler> GetFiller(const FillerParameter& param);
