@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "kernel_args.h"
+#include "mul_high.h"
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define NSPL_HD __host__ __device__ __forceinline__
@@ -70,14 +71,6 @@ constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 
-NSPL_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __umulhi(a, b);
-#else
-  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
-#endif
-}
-
 NSPL_HD PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
                                   uint32_t k0, uint32_t k1) {
 #if defined(__CUDA_ARCH__)
@@ -88,9 +81,9 @@ NSPL_HD PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    const uint32_t hi0 = mulhi32(kPhiloxM0, c0);
+    const uint32_t hi0 = mul_high(kPhiloxM0, c0);
     const uint32_t lo0 = kPhiloxM0 * c0;
-    const uint32_t hi1 = mulhi32(kPhiloxM1, c2);
+    const uint32_t hi1 = mul_high(kPhiloxM1, c2);
     const uint32_t lo1 = kPhiloxM1 * c2;
     c0 = hi1 ^ c1 ^ k0;
     c1 = lo1;
@@ -135,9 +128,9 @@ NSPL_HD PhiloxWords philox_block(const PhiloxRoundKeys& keys, uint64_t block) {
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
-    const uint32_t hi0 = mulhi32(kPhiloxM0, c0);
+    const uint32_t hi0 = mul_high(kPhiloxM0, c0);
     const uint32_t lo0 = kPhiloxM0 * c0;
-    const uint32_t hi1 = mulhi32(kPhiloxM1, c2);
+    const uint32_t hi1 = mul_high(kPhiloxM1, c2);
     const uint32_t lo1 = kPhiloxM1 * c2;
     c0 = hi1 ^ c1 ^ keys.k0[round];
     c1 = lo1;
