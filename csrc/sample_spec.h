@@ -55,32 +55,29 @@ void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
   switch (spec.distribution) {
     case Distribution::PowerLaw:
       if (is_log_uniform(spec)) {
-        f(LogUniformSampler<acc_t>{log_uniform_constants<acc_t>(spec, dtype)});
+        f(sampler_for(log_uniform_constants<acc_t>(spec, dtype)));
         return;
       }
       switch (power_law_form<acc_t>(spec)) {
         case PowerLawForm::AlphaAboveOne:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOne>{
-              power_law_constants<acc_t, PowerLawForm::AlphaAboveOne>(spec, dtype)});
+          f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaAboveOne>(spec, dtype)));
           return;
         case PowerLawForm::AlphaAboveOneTinyExpK:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>{
-              power_law_constants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>(spec, dtype)});
+          f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>(spec, dtype)));
           return;
         case PowerLawForm::AlphaBelowOne:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaBelowOne>{
-              power_law_constants<acc_t, PowerLawForm::AlphaBelowOne>(spec, dtype)});
+          f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaBelowOne>(spec, dtype)));
           return;
       }
       return;
     case Distribution::Uniform:
-      f(UniformSampler<acc_t>{{static_cast<acc_t>(spec.scale)}});
+      f(sampler_for(UniformConstants<acc_t>{static_cast<acc_t>(spec.scale)}));
       return;
     case Distribution::Normal:
-      f(NormalSampler<acc_t>{{static_cast<acc_t>(spec.scale * 1.4142135623730951)}});
+      f(sampler_for(NormalConstants<acc_t>{static_cast<acc_t>(spec.scale * 1.4142135623730951)}));
       return;
     case Distribution::TruncNormal:
-      f(TruncNormalSampler<acc_t>{trunc_normal_constants<acc_t>(spec, dtype)});
+      f(sampler_for(trunc_normal_constants<acc_t>(spec, dtype)));
       return;
   }
 }
