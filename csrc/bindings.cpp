@@ -99,7 +99,7 @@ at::Tensor power_law_of_bits(const at::Tensor& bits, double alpha, double low, d
   TORCH_CHECK_TYPE((bits.scalar_type() == at::kInt || bits.scalar_type() == at::kLong) && bits.device().is_cpu(),
                    "nspl_filler: bits must be a CPU int32 or int64 tensor, got ", bits.scalar_type(), " on ",
                    bits.device());
-  const nspl::SampleSpec spec = nspl::power_law_spec(alpha, low, high);
+  const nspl::PowerLawSpec spec = nspl::power_law_spec(alpha, low, high);
   const bool wide = bits.scalar_type() == at::kLong;
   const c10::ScalarType dtype = wide ? at::kDouble : at::kFloat;
   nspl::check_range(spec, dtype);

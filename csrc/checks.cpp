@@ -72,7 +72,7 @@ std::optional<CheckedFill> check_nspl(const at::Tensor& self, c10::string_view v
     if (fan_out) check_positive("fan_out", *fan_out);
     return std::nullopt;
   }
-  const SampleSpec spec =
+  const PowerLawSpec spec =
       nspl_spec(view->global_sizes, variance_norm, alpha, ratio, gain, fan_in, fan_out, /*caffe_1d=*/false);
   return with_spec(self, std::move(view), spec);
 }

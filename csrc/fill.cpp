@@ -145,18 +145,15 @@ double variance_fan(const Fans& fans, VarianceNorm norm) {
 }
 
 
-SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
-                     double ratio, double gain, std::optional<double> fan_in,
-                     std::optional<double> fan_out, bool caffe_1d) {
+PowerLawSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
+                       double ratio, double gain, std::optional<double> fan_in,
+                       std::optional<double> fan_out, bool caffe_1d) {
   const VarianceNorm norm = parse_variance_norm(mode);
   check_power_law(alpha, ratio);
   check_positive("gain", gain);
   int64_t numel = 1;
   for (auto s : global_sizes) numel *= s;
-  SampleSpec spec;
-  spec.distribution = Distribution::PowerLaw;
-  spec.alpha = alpha;
-  spec.ratio = ratio;
+  PowerLawSpec spec{alpha, ratio};
   if (numel == 0 && !(fan_in && fan_out)) {
     // Nothing will be written; fans of an empty shape may be zero, which is not an error.
     if (fan_in) check_positive("fan_in", *fan_in);

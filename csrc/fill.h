@@ -61,9 +61,10 @@ void check_fillable(const at::Tensor& self);
 // by a sufficient test that every slice, step, transpose and permute of a dense tensor passes.
 bool elements_are_distinct(c10::IntArrayRef sizes, c10::IntArrayRef strides);
 
-SampleSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
-                     double ratio, double gain, std::optional<double> fan_in,
-                     std::optional<double> fan_out, bool caffe_1d);
+// The power law of nspl_: its c from the gain and the fans of `global_sizes`.
+PowerLawSpec nspl_spec(c10::IntArrayRef global_sizes, c10::string_view mode, double alpha,
+                       double ratio, double gain, std::optional<double> fan_in,
+                       std::optional<double> fan_out, bool caffe_1d);
 
 // Fills a tensor that passed its op's checks (checks.h), unless there is nothing to write.
 void run_fill(FillFn fill, const at::Tensor& self, const SampleSpec& spec,

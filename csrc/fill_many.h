@@ -29,7 +29,7 @@ namespace nspl {
 // One tensor of a bulk call.
 struct ManyFillItem {
   at::Tensor tensor;
-  SampleSpec spec;
+  PowerLawSpec spec;  // the bulk op fills with nspl_'s law alone
   ShardView view;
   uint64_t offset = 0;                // first block, relative to the call's stream position
   uint64_t key = 0;                   // the tensor's key in an explicit call, else 0

@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "kernel_args.h"
+#include "mul_high.h"
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define NSPL_HD __host__ __device__ __forceinline__
@@ -70,14 +71,6 @@ constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 
-NSPL_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __umulhi(a, b);
-#else
-  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
-#endif
-}
-
 NSPL_HD PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
                                   uint32_t k0, uint32_t k1) {
 #if defined(__CUDA_ARCH__)
@@ -88,9 +81,9 @@ NSPL_HD PhiloxWords philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    const uint32_t hi0 = mulhi32(kPhiloxM0, c0);
+    const uint32_t hi0 = mul_high(kPhiloxM0, c0);
     const uint32_t lo0 = kPhiloxM0 * c0;
-    const uint32_t hi1 = mulhi32(kPhiloxM1, c2);
+    const uint32_t hi1 = mul_high(kPhiloxM1, c2);
     const uint32_t lo1 = kPhiloxM1 * c2;
     c0 = hi1 ^ c1 ^ k0;
     c1 = lo1;
@@ -135,9 +128,9 @@ NSPL_HD PhiloxWords philox_block(const PhiloxRoundKeys& keys, uint64_t block) {
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
-    const uint32_t hi0 = mulhi32(kPhiloxM0, c0);
+    const uint32_t hi0 = mul_high(kPhiloxM0, c0);
     const uint32_t lo0 = kPhiloxM0 * c0;
-    const uint32_t hi1 = mulhi32(kPhiloxM1, c2);
+    const uint32_t hi1 = mul_high(kPhiloxM1, c2);
     const uint32_t lo1 = kPhiloxM1 * c2;
     c0 = hi1 ^ c1 ^ keys.k0[round];
     c1 = lo1;
@@ -547,10 +540,23 @@ struct Lanes<double> {
 };
 
 // ---------------------------------------------------------------------------------
-// Samplers. Each holds its constants (kernel_args.h) and maps an element's random bits,
-// in any lane type, to its value: `draw(bits)`. operator()(words, lane) is the scalar form
-// the per-element kernels call.
+// Samplers. Each maps an element's random bits, in any lane type, to its value with its
+// constants k (kernel_args.h): `draw(bits)`, the law itself, which is all a sampler
+// defines. The rest is the same for every law and written once, in SamplerBase: the
+// constants, the arithmetic type Acc and operator()(words, lane), the scalar form the
+// per-element kernels call. A sampler is an aggregate of its constants alone, so kernels
+// take it by value as a kernel argument, and sampler_for(constants) makes one.
 // ---------------------------------------------------------------------------------
+template <typename Sampler, typename acc_t, typename Constants>
+struct SamplerBase {
+  using Acc = acc_t;
+  Constants k;
+
+  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const {
+    return static_cast<const Sampler&>(*this).draw(Lanes<acc_t>::bits(words, lane));
+  }
+};
+
 // Symmetric truncated power law (docs/spec.md §2), general alpha: |w| = c·y, y on [1, r]
 // with density ∝ y^-alpha, by the inverse CDF y = exp(ln(1 + s·E) / b) (alpha > 1, s = u)
 // or y = r·exp(ln(1 + s·E) / b) (alpha < 1, s = q = 1 - u), E = expm1(K), K = -|b|·ln r;
@@ -575,31 +581,26 @@ struct Lanes<double> {
 // Where exp(K) is below the smallest normal it is stored as 0 (the TinyExpK form), which
 // keeps subnormal operands out of the arithmetic; s̄ >= 2^-32 keeps 1 + x a normal number.
 template <typename acc_t, PowerLawForm kForm>
-struct PowerLawSampler {
-  using Acc = acc_t;
-  PowerLawConstants<acc_t, kForm> k;
-
-  template <typename I>
-  NSPL_HD FloatLane<I> draw(I bits) const {
-    using F = FloatLane<I>;
+struct PowerLawSampler : SamplerBase<PowerLawSampler<acc_t, kForm>, acc_t, PowerLawConstants<acc_t, kForm>> {
+  template <typename I, typename F = FloatLane<I>>
+  NSPL_HD F draw(I bits) const {
     using A = Arith<acc_t>;
     const UnitVariates<F> variates = unit_variates(bits);
     const F s = kForm == PowerLawForm::AlphaBelowOne ? variates.q : variates.u;
     const F s_bar = kForm == PowerLawForm::AlphaBelowOne ? variates.u : variates.q;
-    const F x = s * F(k.expm1_k);
+    const F x = s * F(this->k.expm1_k);
     // 1 + x as a sum of two positive terms (s̄ itself where exp(K) is stored as 0).
-    const F a = kForm == PowerLawForm::AlphaAboveOneTinyExpK ? s_bar : fmadd(s, F(k.exp_k), s_bar);
+    const F a = kForm == PowerLawForm::AlphaAboveOneTinyExpK ? s_bar : fmadd(s, F(this->k.exp_k), s_bar);
     // Where a >= sqrt(1/2) its reduction has exponent 0 and ln(1 + x) is log1p(x) itself;
     // below, ln a = e·ln 2 + log1p(f).
     F e, f;
     const auto below = is_negative(log_reduce(a, e, f));
     f = select(below, f, x);
     // log2 |w| = ln(1 + x) / (b ln 2) + log2_base = log1p(f)·(log2(e) / b) + e / b + log2_base.
-    const F z = fmadd(A::log1p_reduced(f), F(k.log2e_over_b), fmadd(e, F(k.inv_b), F(k.log2_base)));
-    return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
+    const F z =
+        fmadd(A::log1p_reduced(f), F(this->k.log2e_over_b), fmadd(e, F(this->k.inv_b), F(this->k.log2_base)));
+    return apply_sign(clamp_to(exp2_to_normal(z), F(this->k.low), F(this->k.high)), bits);
   }
-
-  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
 // The power law at alpha = 1: y = exp(u·ln r) = r·exp(-q·ln r), log-uniform. Each half
@@ -608,35 +609,23 @@ struct PowerLawSampler {
 // unit_variates (+t·2^32 where u = t, -t·2^32 where q = t) both are one fma,
 // n·(log2 r·2^-32) + base, the base chosen by the word's top bit.
 template <typename acc_t>
-struct LogUniformSampler {
-  using Acc = acc_t;
-  LogUniformConstants<acc_t> k;
-
-  template <typename I>
-  NSPL_HD FloatLane<I> draw(I bits) const {
-    using F = FloatLane<I>;
-    const F base = select(is_negative(bits), F(k.log2_high), F(k.log2_low));
-    const F z = fmadd(signed_small_side_integer(bits), F(k.log2_ratio_cell), base);
-    return apply_sign(clamp_to(exp2_to_normal(z), F(k.low), F(k.high)), bits);
+struct LogUniformSampler : SamplerBase<LogUniformSampler<acc_t>, acc_t, LogUniformConstants<acc_t>> {
+  template <typename I, typename F = FloatLane<I>>
+  NSPL_HD F draw(I bits) const {
+    const F base = select(is_negative(bits), F(this->k.log2_high), F(this->k.log2_low));
+    const F z = fmadd(signed_small_side_integer(bits), F(this->k.log2_ratio_cell), base);
+    return apply_sign(clamp_to(exp2_to_normal(z), F(this->k.low), F(this->k.high)), bits);
   }
-
-  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
 // Uniform on (-bound, bound): Caffe's XavierFiller with bound = sqrt(3 / n). The sign is
 // bit 0, the magnitude bound·|v| with |v| = magnitude_variate, both exact cell centres.
 template <typename acc_t>
-struct UniformSampler {
-  using Acc = acc_t;
-  UniformConstants<acc_t> k;
-
-  template <typename I>
-  NSPL_HD FloatLane<I> draw(I bits) const {
-    using F = FloatLane<I>;
-    return apply_sign(F(k.bound) * magnitude_variate(bits), bits);
+struct UniformSampler : SamplerBase<UniformSampler<acc_t>, acc_t, UniformConstants<acc_t>> {
+  template <typename I, typename F = FloatLane<I>>
+  NSPL_HD F draw(I bits) const {
+    return apply_sign(F(this->k.bound) * magnitude_variate(bits), bits);
   }
-
-  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
 // erfinv on (-1, 1): M. Giles, "Approximating the erfinv function" (GPU Computing Gems,
@@ -685,29 +674,18 @@ template <typename acc_t>
 struct NormalSampler;
 
 template <>
-struct NormalSampler<float> {
-  using Acc = float;
-  NormalConstants<float> k;
-
-  template <typename I>
-  NSPL_HD FloatLane<I> draw(I bits) const {
-    using F = FloatLane<I>;
+struct NormalSampler<float> : SamplerBase<NormalSampler<float>, float, NormalConstants<float>> {
+  template <typename I, typename F = FloatLane<I>>
+  NSPL_HD F draw(I bits) const {
     return apply_sign(F(k.std_sqrt2) * erfinv_approx(magnitude_variate(bits)), bits);
   }
-
-  NSPL_HD float operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<float>::bits(words, lane)); }
 };
 
 template <>
-struct NormalSampler<double> {
-  using Acc = double;
-  NormalConstants<double> k;
-
+struct NormalSampler<double> : SamplerBase<NormalSampler<double>, double, NormalConstants<double>> {
   NSPL_HD double draw(int64_t bits) const {
     return apply_sign(k.std_sqrt2 * erfinv_refined(magnitude_variate(bits)), bits);
   }
-
-  NSPL_HD double operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<double>::bits(words, lane)); }
 };
 
 // Φ⁻¹(t), the standard normal quantile, for t in (0, ~1/2] a positive normal number: M. J.
@@ -801,23 +779,17 @@ NSPL_HD F normal_quantile_lower(F t) {
 // cancel, so far-tail intervals (a = 8σ) keep their digits. Clamped to [a, b] rounded
 // inward to the dtype.
 template <typename acc_t>
-struct TruncNormalSampler {
-  using Acc = acc_t;
-  TruncNormalConstants<acc_t> k;
-
-  template <typename I>
-  NSPL_HD FloatLane<I> draw(I bits) const {
-    using F = FloatLane<I>;
+struct TruncNormalSampler : SamplerBase<TruncNormalSampler<acc_t>, acc_t, TruncNormalConstants<acc_t>> {
+  template <typename I, typename F = FloatLane<I>>
+  NSPL_HD F draw(I bits) const {
     const UnitVariates<F> v = unit_variates(bits);
-    const F lower = fmadd(v.u, F(k.mass), F(k.lower_mass));
-    const F upper = fmadd(v.q, F(k.mass), F(k.upper_mass));
+    const F lower = fmadd(v.u, F(this->k.mass), F(this->k.lower_mass));
+    const F upper = fmadd(v.q, F(this->k.mass), F(this->k.upper_mass));
     const auto from_upper = lt(upper, lower);
     const F z = normal_quantile_lower(min_of(lower, upper));
     const F signed_z = select(from_upper, F(acc_t(0)) - z, z);
-    return clamp_to(fmadd(signed_z, F(k.std), F(k.mean)), F(k.low), F(k.high));
+    return clamp_to(fmadd(signed_z, F(this->k.std), F(this->k.mean)), F(this->k.low), F(this->k.high));
   }
-
-  NSPL_HD acc_t operator()(const PhiloxWords& words, int lane) const { return draw(Lanes<acc_t>::bits(words, lane)); }
 };
 
 // `function` of x (the tests evaluate each element function on given arguments).
@@ -857,6 +829,12 @@ template <typename acc_t>
 struct SamplerFor<TruncNormalConstants<acc_t>> {
   using type = TruncNormalSampler<acc_t>;
 };
+
+// The sampler that draws with `constants`: its base, SamplerBase, holds them.
+template <typename Constants>
+NSPL_HD typename SamplerFor<Constants>::type sampler_for(const Constants& constants) {
+  return {{constants}};
+}
 
 NSPL_ISA_END
 }  // namespace nspl

@@ -1,6 +1,6 @@
-// What a fill samples: the SampleSpec of each distribution, its constants for the kernels
-// (computed in float64), the power law's second moment and the normalising scale, and
-// whether the values fit the tensor's dtype.
+// The host-side math of each distribution of sample_spec.h, one section each: its spec
+// builder, its range check and its samplers' constants (computed in float64); the power law's
+// second moment and the normalising scale with it.
 #include "sample_spec.h"
 
 #include <c10/util/Exception.h>
@@ -13,34 +13,11 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "fill.h"
 
 namespace nspl {
-
-double SampleSpec::magnitude_low() const {
-  switch (distribution) {
-    case Distribution::PowerLaw:
-      return scale;
-    default:
-      return 0.0;
-  }
-}
-
-double SampleSpec::magnitude_high() const {
-  switch (distribution) {
-    case Distribution::PowerLaw:
-      return scale * ratio;
-    case Distribution::Uniform:
-      return scale;
-    case Distribution::Normal:
-      // The largest |z| a 53-bit u can give is below 8.3 standard deviations.
-      return scale * 8.3;
-    case Distribution::TruncNormal:
-      return std::max(std::fabs(lower), std::fabs(upper));
-  }
-  return scale;
-}
 
 namespace {
 
@@ -91,8 +68,44 @@ double round_into_dtype(double x, c10::ScalarType dtype, bool up) {
   }
 }
 
+// ValueError unless the largest |value|, `high`, of a law with scale `scale` fits the dtype.
+void check_largest_magnitude(double high, double scale, c10::ScalarType dtype) {
+  const DtypeRange range = dtype_range(dtype);
+  TORCH_CHECK_VALUE(std::isfinite(high) && high <= range.max, "nspl_filler: the largest |value| ", high,
+                    " (scale ", scale, ") overflows ", dtype, " (max ", range.max, ")");
+}
+
+}  // namespace
+
+std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype) {
+  // A value of either sign: its magnitude rounded toward the inside of [low, high].
+  const auto inward = [dtype](double x, bool up) {
+    if (x == 0.0) return 0.0;
+    return x > 0 ? round_into_dtype(x, dtype, up) : -round_into_dtype(-x, dtype, !up);
+  };
+  return {inward(low, /*up=*/true), inward(high, /*up=*/false)};
+}
+
+double dtype_min_normal(c10::ScalarType dtype) { return dtype_range(dtype).min_normal; }
+
+// ---------------------------------------------------------------------------------
+// The power law
+// ---------------------------------------------------------------------------------
+PowerLawSpec power_law_spec(double alpha, double low, double high) {
+  check_finite("alpha", alpha);
+  check_positive("low", low);
+  TORCH_CHECK_VALUE(std::isfinite(high) && high > low, "nspl_filler: high must be finite and > low (",
+                    low, "), got ", high);
+  const double ratio = high / low;
+  TORCH_CHECK_VALUE(ratio > 1 && std::isfinite(ratio), "nspl_filler: high / low must be finite and > 1, got ",
+                    ratio);
+  return PowerLawSpec{alpha, ratio, low};
+}
+
+namespace {
+
 // [c, c·r] rounded inward to the dtype (see PowerLawConstants::low, high).
-std::pair<double, double> inward_bounds(const SampleSpec& spec, c10::ScalarType dtype) {
+std::pair<double, double> inward_bounds(const PowerLawSpec& spec, c10::ScalarType dtype) {
   return {round_into_dtype(spec.magnitude_low(), dtype, /*up=*/true),
           round_into_dtype(spec.magnitude_high(), dtype, /*up=*/false)};
 }
@@ -103,12 +116,12 @@ constexpr double kLogUniformThreshold = 1e-20;
 
 }  // namespace
 
-bool is_log_uniform(const SampleSpec& spec) {
+bool is_log_uniform(const PowerLawSpec& spec) {
   return std::fabs((1.0 - spec.alpha) * std::log(spec.ratio)) < kLogUniformThreshold;
 }
 
 template <typename acc_t>
-LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype) {
+LogUniformConstants<acc_t> log_uniform_constants(const PowerLawSpec& spec, c10::ScalarType dtype) {
   const auto [low, high] = inward_bounds(spec, dtype);
   // log2 r rounded to acc_t, then scaled exactly by the cell unit of acc_t's variate.
   const acc_t log2_ratio = static_cast<acc_t>(std::log2(spec.ratio));
@@ -120,11 +133,11 @@ LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::Sc
 
 namespace {
 // -|b|·L; -inf where |b| is near the largest double, and exp(K) = 0, expm1(K) = -1 then.
-double power_law_k(const SampleSpec& spec) { return -std::fabs((1.0 - spec.alpha) * std::log(spec.ratio)); }
+double power_law_k(const PowerLawSpec& spec) { return -std::fabs((1.0 - spec.alpha) * std::log(spec.ratio)); }
 }  // namespace
 
 template <typename acc_t>
-PowerLawForm power_law_form(const SampleSpec& spec) {
+PowerLawForm power_law_form(const PowerLawSpec& spec) {
   if (spec.alpha < 1.0) return PowerLawForm::AlphaBelowOne;
   // Where exp(K) is below the normal numbers it is stored as 0: no subnormal operand
   // reaches the kernels, and s̄ >= 2^-32 keeps their log's argument normal.
@@ -134,7 +147,7 @@ PowerLawForm power_law_form(const SampleSpec& spec) {
 }
 
 template <typename acc_t, PowerLawForm kForm>
-PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype) {
+PowerLawConstants<acc_t, kForm> power_law_constants(const PowerLawSpec& spec, c10::ScalarType dtype) {
   const double b = 1.0 - spec.alpha;
   const double k = power_law_k(spec);
   const auto [low, high] = inward_bounds(spec, dtype);
@@ -149,12 +162,12 @@ PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10:
   return c;
 }
 
-template LogUniformConstants<float> log_uniform_constants<float>(const SampleSpec&, c10::ScalarType);
-template LogUniformConstants<double> log_uniform_constants<double>(const SampleSpec&, c10::ScalarType);
-template PowerLawForm power_law_form<float>(const SampleSpec&);
-template PowerLawForm power_law_form<double>(const SampleSpec&);
+template LogUniformConstants<float> log_uniform_constants<float>(const PowerLawSpec&, c10::ScalarType);
+template LogUniformConstants<double> log_uniform_constants<double>(const PowerLawSpec&, c10::ScalarType);
+template PowerLawForm power_law_form<float>(const PowerLawSpec&);
+template PowerLawForm power_law_form<double>(const PowerLawSpec&);
 #define NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(acc_t, form) \
-  template PowerLawConstants<acc_t, form> power_law_constants<acc_t, form>(const SampleSpec&, c10::ScalarType)
+  template PowerLawConstants<acc_t, form> power_law_constants<acc_t, form>(const PowerLawSpec&, c10::ScalarType)
 NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaAboveOne);
 NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaAboveOneTinyExpK);
 NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(float, PowerLawForm::AlphaBelowOne);
@@ -163,123 +176,10 @@ NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaAboveOneTinyExpK
 NSPL_INSTANTIATE_POWER_LAW_CONSTANTS(double, PowerLawForm::AlphaBelowOne);
 #undef NSPL_INSTANTIATE_POWER_LAW_CONSTANTS
 
-namespace {
-
-// docs/spec.md §2b. Every element's tail mass (its p or q, whichever is smaller) is at least
-// cell·D, cell = 2^-32 (float arithmetic) or 2^-64 (double): the smallest small side of
-// unit_variates. Where Φ(α) or Φ(-β) is below the smallest normal number of the arithmetic
-// it is stored as 0, which changes such a mass by less than one rounding when D is at least
-// kMinMass: 2^-126 / (2^-32·2^-70) = 2^-24, and 2^-1022 / (2^-64·2^-905) = 2^-53.
-struct TruncNormalArith {
-  double cell;
-  double min_mass;
-  const char* min_mass_text;
-  // mean (unless 0) and std are at least this, so that no intermediate value of the sampler
-  // (std·z, mean + std·z) is a subnormal number, whose treatment differs between devices.
-  double min_scale;
-  const char* min_scale_text;
-  const char* name;
-};
-
-TruncNormalArith trunc_normal_arith(c10::ScalarType dtype) {
-  if (dtype == c10::kDouble) return {0x1p-64, 0x1p-905, "2^-905", 0x1p-900, "2^-900", "float64"};
-  return {0x1p-32, 0x1p-70, "2^-70", 0x1p-60, "2^-60", "float32 (the arithmetic of float16, bfloat16 and float32 fills)"};
-}
-
-// [a, b] cut to the values the fill reaches: |z| <= sqrt(-2 ln(cell·D)), since Φ(-x) < e^(-x²/2).
-std::pair<double, double> trunc_normal_reach(const SampleSpec& spec, const TruncNormalMasses& masses,
-                                             const TruncNormalArith& arith) {
-  const double z_bound = std::sqrt(-2.0 * std::log(arith.cell * masses.mass));
-  return {std::max(spec.lower, spec.mean - spec.scale * z_bound), std::min(spec.upper, spec.mean + spec.scale * z_bound)};
-}
-
-// The clamp bounds: [a, b] within the dtype's range, rounded inward to its values; a bound that
-// would be a subnormal number is moved inward to 0 or to the smallest normal number.
-std::pair<double, double> trunc_normal_bounds(const SampleSpec& spec, c10::ScalarType dtype) {
-  const DtypeRange range = dtype_range(dtype);
-  const auto within_range = [&](double x) { return std::min(std::max(x, -range.max), range.max); };
-  auto [low, high] = dtype_values_within(within_range(spec.lower), within_range(spec.upper), dtype);
-  if (low != 0 && std::fabs(low) < range.min_normal) low = low > 0 ? range.min_normal : 0.0;
-  if (high != 0 && std::fabs(high) < range.min_normal) high = high < 0 ? -range.min_normal : 0.0;
-  return {low + 0.0, high + 0.0};
-}
-
-void check_trunc_normal_range(const SampleSpec& spec, c10::ScalarType dtype) {
-  const DtypeRange range = dtype_range(dtype);
-  const TruncNormalArith arith = trunc_normal_arith(dtype);
-  const DtypeRange arith_range = dtype_range(dtype == c10::kDouble ? c10::kDouble : c10::kFloat);
-  TORCH_CHECK_VALUE(spec.scale >= arith.min_scale && spec.scale <= arith_range.max, "nspl_filler: std must lie in [",
-                    arith.min_scale_text, ", ", arith_range.max, "] for ", dtype, " (", arith.name, "), got ",
-                    spec.scale);
-  TORCH_CHECK_VALUE(spec.mean == 0 || (std::fabs(spec.mean) >= arith.min_scale && std::fabs(spec.mean) <= arith_range.max),
-                    "nspl_filler: mean must be 0 or of magnitude in [", arith.min_scale_text, ", ", arith_range.max,
-                    "] for ", dtype, " (", arith.name, "), got ", spec.mean);
-  const TruncNormalMasses masses = trunc_normal_masses(spec);
-  TORCH_CHECK_VALUE(masses.mass >= arith.min_mass, "nspl_filler: [a, b] = [", spec.lower, ", ", spec.upper,
-                    "] holds probability ", masses.mass, " of the normal with mean ", spec.mean, " and std ", spec.scale,
-                    ", below the ", arith.min_mass_text, " that a ", dtype, " fill resolves; move a or b towards the mean",
-                    dtype == c10::kDouble ? "" : " or fill a float64 tensor");
-  const auto [reach_low, reach_high] = trunc_normal_reach(spec, masses, arith);
-  TORCH_CHECK_VALUE(reach_low >= -range.max && reach_high <= range.max, "nspl_filler: the values of the normal with mean ",
-                    spec.mean, " and std ", spec.scale, " on [a, b] = [", spec.lower, ", ", spec.upper, "] reach [",
-                    reach_low, ", ", reach_high, "], beyond the range of ", dtype, " (max ", range.max,
-                    "); use a smaller mean or std, a narrower [a, b], or a wider dtype");
-  const auto [low, high] = trunc_normal_bounds(spec, dtype);
-  TORCH_CHECK_VALUE(low <= high, "nspl_filler: no ", dtype, " value lies in [a, b] = [", spec.lower, ", ", spec.upper,
-                    "]; widen it or use a wider dtype");
-}
-
-}  // namespace
-
-TruncNormalMasses trunc_normal_masses(const SampleSpec& spec) {
-  const double alpha = (spec.lower - spec.mean) / spec.scale;
-  const double beta = (spec.upper - spec.mean) / spec.scale;
-  // Φ(x) = erfc(-x/√2) / 2, accurate in the lower tail; Φ(±inf) is 1 or 0.
-  const auto phi = [](double x) { return 0.5 * std::erfc(-x * 0.70710678118654752440); };
-  const double lower = phi(alpha);
-  const double upper = phi(-beta);
-  double mass;
-  if (alpha >= 0) {
-    mass = phi(-alpha) - upper;  // both upper tails: the larger first
-  } else if (beta <= 0) {
-    mass = phi(beta) - lower;  // both lower tails
-  } else {
-    mass = (1.0 - lower) - upper;  // each tail at most 1/2: nothing cancels
-  }
-  return {lower, upper, mass};
-}
-
-template <typename acc_t>
-TruncNormalConstants<acc_t> trunc_normal_constants(const SampleSpec& spec, c10::ScalarType dtype) {
-  const TruncNormalMasses masses = trunc_normal_masses(spec);
-  const auto [low, high] = trunc_normal_bounds(spec, dtype);
-  const auto flushed = [](double mass) {
-    return mass < static_cast<double>(std::numeric_limits<acc_t>::min()) ? acc_t(0) : static_cast<acc_t>(mass);
-  };
-  TruncNormalConstants<acc_t> c{};
-  c.lower_mass = flushed(masses.lower);
-  c.upper_mass = flushed(masses.upper);
-  c.mass = static_cast<acc_t>(masses.mass);
-  c.mean = static_cast<acc_t>(spec.mean + 0.0);  // +0.0 for a mean of -0.0: no zeros of both signs
-  c.std = static_cast<acc_t>(spec.scale);
-  c.low = static_cast<acc_t>(low);
-  c.high = static_cast<acc_t>(high);
-  return c;
-}
-
-template TruncNormalConstants<float> trunc_normal_constants<float>(const SampleSpec&, c10::ScalarType);
-template TruncNormalConstants<double> trunc_normal_constants<double>(const SampleSpec&, c10::ScalarType);
-
-void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
-  if (spec.distribution == Distribution::TruncNormal) {
-    check_trunc_normal_range(spec, dtype);
-    return;
-  }
-  const DtypeRange range = dtype_range(dtype);
+void check_range(const PowerLawSpec& spec, c10::ScalarType dtype) {
   const double high = spec.magnitude_high();
-  TORCH_CHECK_VALUE(std::isfinite(high) && high <= range.max, "nspl_filler: the largest |value| ", high,
-                    " (scale ", spec.scale, ") overflows ", dtype, " (max ", range.max, ")");
-  if (spec.distribution != Distribution::PowerLaw) return;
+  check_largest_magnitude(high, spec.scale, dtype);
+  const DtypeRange range = dtype_range(dtype);
   const double low = spec.magnitude_low();
   TORCH_CHECK_VALUE(low >= range.min_normal, "nspl_filler: the smallest |value| c = ", low,
                     " is below the smallest normal ", dtype, " (", range.min_normal,
@@ -289,17 +189,6 @@ void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
   TORCH_CHECK_VALUE(low_in <= high_in, "nspl_filler: no ", dtype, " value lies in [c, c·r] = [", low, ", ", high,
                     "]; use a larger ratio or a wider dtype");
 }
-
-std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype) {
-  // A value of either sign: its magnitude rounded toward the inside of [low, high].
-  const auto inward = [dtype](double x, bool up) {
-    if (x == 0.0) return 0.0;
-    return x > 0 ? round_into_dtype(x, dtype, up) : -round_into_dtype(-x, dtype, !up);
-  };
-  return {inward(low, /*up=*/true), inward(high, /*up=*/false)};
-}
-
-double dtype_min_normal(c10::ScalarType dtype) { return dtype_range(dtype).min_normal; }
 
 namespace {
 // ln(-expm1(-|x|)) = ln(1 - e^-|x|) for x != 0: 0 at x = ±inf, accurate for small |x|.
@@ -343,50 +232,150 @@ double normalised_scale(double alpha, double ratio, double gain, double n) {
   return std::exp(std::log(gain) - 0.5 * std::log(n) - 0.5 * power_law_log_second_moment(alpha, ratio));
 }
 
-SampleSpec power_law_spec(double alpha, double low, double high) {
-  check_finite("alpha", alpha);
-  check_positive("low", low);
-  TORCH_CHECK_VALUE(std::isfinite(high) && high > low, "nspl_filler: high must be finite and > low (",
-                    low, "), got ", high);
-  SampleSpec spec;
-  spec.distribution = Distribution::PowerLaw;
-  spec.alpha = alpha;
-  spec.ratio = high / low;
-  TORCH_CHECK_VALUE(spec.ratio > 1 && std::isfinite(spec.ratio),
-                    "nspl_filler: high / low must be finite and > 1, got ", spec.ratio);
-  spec.scale = low;
-  return spec;
+// ---------------------------------------------------------------------------------
+// The uniform and the normal: the largest |value| is their only limit
+// ---------------------------------------------------------------------------------
+UniformSpec uniform_spec(double bound) {
+  check_positive("bound", bound);
+  return UniformSpec{bound};
 }
 
-namespace {
-
-// The spec of a law that one positive parameter, `name`, scales.
-SampleSpec scaled_spec(Distribution distribution, const char* name, double scale) {
-  check_positive(name, scale);
-  SampleSpec spec;
-  spec.distribution = distribution;
-  spec.scale = scale;
-  return spec;
+void check_range(const UniformSpec& spec, c10::ScalarType dtype) {
+  check_largest_magnitude(spec.magnitude_high(), spec.bound, dtype);
 }
 
-}  // namespace
+NormalSpec normal_spec(double std) {
+  check_positive("std", std);
+  return NormalSpec{std};
+}
 
-SampleSpec uniform_spec(double bound) { return scaled_spec(Distribution::Uniform, "bound", bound); }
+void check_range(const NormalSpec& spec, c10::ScalarType dtype) {
+  check_largest_magnitude(spec.magnitude_high(), spec.std, dtype);
+}
 
-SampleSpec trunc_normal_spec(double mean, double std, double a, double b) {
+// ---------------------------------------------------------------------------------
+// The truncated normal
+// ---------------------------------------------------------------------------------
+TruncNormalSpec trunc_normal_spec(double mean, double std, double a, double b) {
   check_finite("mean", mean);
   check_positive("std", std);
   TORCH_CHECK_VALUE(!std::isnan(a) && !std::isnan(b) && a < b, "nspl_filler: the bounds need a < b (either may be "
                     "infinite, neither NaN), got a = ", a, ", b = ", b);
-  SampleSpec spec;
-  spec.distribution = Distribution::TruncNormal;
-  spec.scale = std;
-  spec.mean = mean;
-  spec.lower = a;
-  spec.upper = b;
-  return spec;
+  return TruncNormalSpec{mean, std, a, b};
 }
 
-SampleSpec normal_spec(double std) { return scaled_spec(Distribution::Normal, "std", std); }
+namespace {
+
+// docs/spec.md §2b. Every element's tail mass (its p or q, whichever is smaller) is at least
+// cell·D, cell = 2^-32 (float arithmetic) or 2^-64 (double): the smallest small side of
+// unit_variates. Where Φ(α) or Φ(-β) is below the smallest normal number of the arithmetic
+// it is stored as 0, which changes such a mass by less than one rounding when D is at least
+// kMinMass: 2^-126 / (2^-32·2^-70) = 2^-24, and 2^-1022 / (2^-64·2^-905) = 2^-53.
+struct TruncNormalArith {
+  double cell;
+  double min_mass;
+  const char* min_mass_text;
+  // mean (unless 0) and std are at least this, so that no intermediate value of the sampler
+  // (std·z, mean + std·z) is a subnormal number, whose treatment differs between devices.
+  double min_scale;
+  const char* min_scale_text;
+  const char* name;
+};
+
+TruncNormalArith trunc_normal_arith(c10::ScalarType dtype) {
+  if (dtype == c10::kDouble) return {0x1p-64, 0x1p-905, "2^-905", 0x1p-900, "2^-900", "float64"};
+  return {0x1p-32, 0x1p-70, "2^-70", 0x1p-60, "2^-60", "float32 (the arithmetic of float16, bfloat16 and float32 fills)"};
+}
+
+// [a, b] cut to the values the fill reaches: |z| <= sqrt(-2 ln(cell·D)), since Φ(-x) < e^(-x²/2).
+std::pair<double, double> trunc_normal_reach(const TruncNormalSpec& spec, const TruncNormalMasses& masses,
+                                             const TruncNormalArith& arith) {
+  const double z_bound = std::sqrt(-2.0 * std::log(arith.cell * masses.mass));
+  return {std::max(spec.lower, spec.mean - spec.std * z_bound), std::min(spec.upper, spec.mean + spec.std * z_bound)};
+}
+
+// The clamp bounds: [a, b] within the dtype's range, rounded inward to its values; a bound that
+// would be a subnormal number is moved inward to 0 or to the smallest normal number.
+std::pair<double, double> trunc_normal_bounds(const TruncNormalSpec& spec, c10::ScalarType dtype) {
+  const DtypeRange range = dtype_range(dtype);
+  const auto within_range = [&](double x) { return std::min(std::max(x, -range.max), range.max); };
+  auto [low, high] = dtype_values_within(within_range(spec.lower), within_range(spec.upper), dtype);
+  if (low != 0 && std::fabs(low) < range.min_normal) low = low > 0 ? range.min_normal : 0.0;
+  if (high != 0 && std::fabs(high) < range.min_normal) high = high < 0 ? -range.min_normal : 0.0;
+  return {low + 0.0, high + 0.0};
+}
+
+}  // namespace
+
+void check_range(const TruncNormalSpec& spec, c10::ScalarType dtype) {
+  const DtypeRange range = dtype_range(dtype);
+  const TruncNormalArith arith = trunc_normal_arith(dtype);
+  const DtypeRange arith_range = dtype_range(dtype == c10::kDouble ? c10::kDouble : c10::kFloat);
+  TORCH_CHECK_VALUE(spec.std >= arith.min_scale && spec.std <= arith_range.max, "nspl_filler: std must lie in [",
+                    arith.min_scale_text, ", ", arith_range.max, "] for ", dtype, " (", arith.name, "), got ",
+                    spec.std);
+  TORCH_CHECK_VALUE(spec.mean == 0 || (std::fabs(spec.mean) >= arith.min_scale && std::fabs(spec.mean) <= arith_range.max),
+                    "nspl_filler: mean must be 0 or of magnitude in [", arith.min_scale_text, ", ", arith_range.max,
+                    "] for ", dtype, " (", arith.name, "), got ", spec.mean);
+  const TruncNormalMasses masses = trunc_normal_masses(spec);
+  TORCH_CHECK_VALUE(masses.mass >= arith.min_mass, "nspl_filler: [a, b] = [", spec.lower, ", ", spec.upper,
+                    "] holds probability ", masses.mass, " of the normal with mean ", spec.mean, " and std ", spec.std,
+                    ", below the ", arith.min_mass_text, " that a ", dtype, " fill resolves; move a or b towards the mean",
+                    dtype == c10::kDouble ? "" : " or fill a float64 tensor");
+  const auto [reach_low, reach_high] = trunc_normal_reach(spec, masses, arith);
+  TORCH_CHECK_VALUE(reach_low >= -range.max && reach_high <= range.max, "nspl_filler: the values of the normal with mean ",
+                    spec.mean, " and std ", spec.std, " on [a, b] = [", spec.lower, ", ", spec.upper, "] reach [",
+                    reach_low, ", ", reach_high, "], beyond the range of ", dtype, " (max ", range.max,
+                    "); use a smaller mean or std, a narrower [a, b], or a wider dtype");
+  const auto [low, high] = trunc_normal_bounds(spec, dtype);
+  TORCH_CHECK_VALUE(low <= high, "nspl_filler: no ", dtype, " value lies in [a, b] = [", spec.lower, ", ", spec.upper,
+                    "]; widen it or use a wider dtype");
+}
+
+TruncNormalMasses trunc_normal_masses(const TruncNormalSpec& spec) {
+  const double alpha = (spec.lower - spec.mean) / spec.std;
+  const double beta = (spec.upper - spec.mean) / spec.std;
+  // Φ(x) = erfc(-x/√2) / 2, accurate in the lower tail; Φ(±inf) is 1 or 0.
+  const auto phi = [](double x) { return 0.5 * std::erfc(-x * 0.70710678118654752440); };
+  const double lower = phi(alpha);
+  const double upper = phi(-beta);
+  double mass;
+  if (alpha >= 0) {
+    mass = phi(-alpha) - upper;  // both upper tails: the larger first
+  } else if (beta <= 0) {
+    mass = phi(beta) - lower;  // both lower tails
+  } else {
+    mass = (1.0 - lower) - upper;  // each tail at most 1/2: nothing cancels
+  }
+  return {lower, upper, mass};
+}
+
+template <typename acc_t>
+TruncNormalConstants<acc_t> trunc_normal_constants(const TruncNormalSpec& spec, c10::ScalarType dtype) {
+  const TruncNormalMasses masses = trunc_normal_masses(spec);
+  const auto [low, high] = trunc_normal_bounds(spec, dtype);
+  const auto flushed = [](double mass) {
+    return mass < static_cast<double>(std::numeric_limits<acc_t>::min()) ? acc_t(0) : static_cast<acc_t>(mass);
+  };
+  TruncNormalConstants<acc_t> c{};
+  c.lower_mass = flushed(masses.lower);
+  c.upper_mass = flushed(masses.upper);
+  c.mass = static_cast<acc_t>(masses.mass);
+  c.mean = static_cast<acc_t>(spec.mean + 0.0);  // +0.0 for a mean of -0.0: no zeros of both signs
+  c.std = static_cast<acc_t>(spec.std);
+  c.low = static_cast<acc_t>(low);
+  c.high = static_cast<acc_t>(high);
+  return c;
+}
+
+template TruncNormalConstants<float> trunc_normal_constants<float>(const TruncNormalSpec&, c10::ScalarType);
+template TruncNormalConstants<double> trunc_normal_constants<double>(const TruncNormalSpec&, c10::ScalarType);
+
+// ---------------------------------------------------------------------------------
+// Any distribution
+// ---------------------------------------------------------------------------------
+void check_range(const SampleSpec& spec, c10::ScalarType dtype) {
+  std::visit([dtype](const auto& law) { check_range(law, dtype); }, spec);
+}
 
 }  // namespace nspl

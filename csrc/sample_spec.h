@@ -1,86 +1,83 @@
-// What a fill samples (SampleSpec) and the host-side math of the distributions: constants
-// for the kernels' samplers, the power law's second moment, the normalising scale and the
-// check that a distribution's values fit a dtype. Constants are computed in float64.
+// What a fill samples (SampleSpec) and the host-side math of each distribution: its
+// parameters, the constants of its kernels' samplers, the check that its values fit a dtype;
+// and the power law's second moment and the normalising scale. Constants are computed in
+// float64.
 #pragma once
 
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <utility>
+#include <variant>
 
 #include "nspl_math.h"
 
 namespace nspl {
 
-enum class Distribution : int32_t { PowerLaw, Uniform, Normal, TruncNormal };
+// ---------------------------------------------------------------------------------
+// A distribution is a struct of its parameters in float64, as the caller gave them, and two
+// functions overloaded on it:
+//   check_range(spec, dtype)              ValueError unless its values can be drawn into
+//                                         `dtype`;
+//   visit_sampler<acc_t>(spec, dtype, f)  calls f(sampler) with the sampler of nspl_math.h
+//                                         that draws it in arithmetic acc_t (float for 16/32-bit
+//                                         outputs, double for float64) into `dtype`.
+// SampleSpec holds any of them, and its check_range and visit_sampler call the ones of the
+// distribution it holds: a new distribution is its struct, its spec builder, these two
+// functions and a place in SampleSpec, and no other host code switches over the distributions.
+// Kernels never see a spec: visit_sampler is the one place where a distribution becomes a
+// kernel's functor, every constant computed in float64 first. Backends pass a generic lambda,
+// so each sampler type gets its own instantiation of their kernels.
+// ---------------------------------------------------------------------------------
 
-// The distribution in float64, as the caller gave it. Kernels turn it into a sampler of
-// their arithmetic type with make_*_sampler, so every constant is computed in float64.
-struct SampleSpec {
-  Distribution distribution = Distribution::PowerLaw;
-  double alpha = 1.0;  // power law: exponent of the magnitude density
-  double ratio = 2.0;  // power law: r = high / low
-  double scale = 1.0;  // power law: c (|w| = c·y); uniform: bound; normal, truncated normal: std
-  double mean = 0.0;   // truncated normal: the mean of the normal it truncates
-  double lower = 0.0;  // truncated normal: a (may be -inf)
-  double upper = 0.0;  // truncated normal: b (may be +inf)
-  // |value| bounds, used to keep rounding from stepping outside [c, c·r].
-  double magnitude_low() const;
-  double magnitude_high() const;
+// ---- Symmetric truncated power law (docs/spec.md §2): |w| = c·y, y on [1, r] with density
+// ∝ y^-alpha.
+struct PowerLawSpec {
+  double alpha = 1.0;  // exponent of the magnitude density
+  double ratio = 2.0;  // r = high / low
+  double scale = 1.0;  // c
+  // |value| bounds, [c, c·r], which rounding must not step outside.
+  double magnitude_low() const { return scale; }
+  double magnitude_high() const { return scale * ratio; }
 };
 
-// Whether the power law of `spec` is log-uniform (alpha = 1 up to a float64 rounding).
-bool is_log_uniform(const SampleSpec& spec);
+// The raw power law, |w| in [low, high]; ValueError naming the argument for an out-of-domain
+// value.
+PowerLawSpec power_law_spec(double alpha, double low, double high);
 
-// The constants of the power-law samplers for `spec` in arithmetic acc_t, with the bounds
-// rounded inward to the output dtype.
+// The largest |value| must not overflow the dtype, c must be a normal number of it and
+// [c, c·r] must hold at least one of its values.
+void check_range(const PowerLawSpec& spec, c10::ScalarType dtype);
+
+// Whether the power law is log-uniform (alpha = 1 up to a float64 rounding).
+bool is_log_uniform(const PowerLawSpec& spec);
+
+// The constants of the power-law samplers in arithmetic acc_t, with the bounds rounded inward
+// to the output dtype.
 template <typename acc_t>
-LogUniformConstants<acc_t> log_uniform_constants(const SampleSpec& spec, c10::ScalarType dtype);
+LogUniformConstants<acc_t> log_uniform_constants(const PowerLawSpec& spec, c10::ScalarType dtype);
 template <typename acc_t, PowerLawForm kForm>
-PowerLawConstants<acc_t, kForm> power_law_constants(const SampleSpec& spec, c10::ScalarType dtype);
-// The form of the general power law for `spec` in arithmetic acc_t.
+PowerLawConstants<acc_t, kForm> power_law_constants(const PowerLawSpec& spec, c10::ScalarType dtype);
+// The form of the general power law in arithmetic acc_t.
 template <typename acc_t>
-PowerLawForm power_law_form(const SampleSpec& spec);
-// The constants of the truncated normal's sampler for `spec` in arithmetic acc_t, with [a, b]
-// rounded inward to the output dtype (check_range has passed).
-template <typename acc_t>
-TruncNormalConstants<acc_t> trunc_normal_constants(const SampleSpec& spec, c10::ScalarType dtype);
+PowerLawForm power_law_form(const PowerLawSpec& spec);
 
-// Calls `f(sampler)` with the sampler of nspl_math.h that draws `spec` in arithmetic
-// acc_t (float for 16/32-bit outputs, double for float64) into a tensor of dtype
-// `dtype`: the one place where a distribution becomes a kernel's functor. Backends pass a
-// generic lambda, so each sampler type gets its own instantiation of their kernels.
+// The log-uniform sampler at alpha = 1, else the general one in its form.
 template <typename acc_t, typename F>
-void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
-  switch (spec.distribution) {
-    case Distribution::PowerLaw:
-      if (is_log_uniform(spec)) {
-        f(LogUniformSampler<acc_t>{log_uniform_constants<acc_t>(spec, dtype)});
-        return;
-      }
-      switch (power_law_form<acc_t>(spec)) {
-        case PowerLawForm::AlphaAboveOne:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOne>{
-              power_law_constants<acc_t, PowerLawForm::AlphaAboveOne>(spec, dtype)});
-          return;
-        case PowerLawForm::AlphaAboveOneTinyExpK:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>{
-              power_law_constants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>(spec, dtype)});
-          return;
-        case PowerLawForm::AlphaBelowOne:
-          f(PowerLawSampler<acc_t, PowerLawForm::AlphaBelowOne>{
-              power_law_constants<acc_t, PowerLawForm::AlphaBelowOne>(spec, dtype)});
-          return;
-      }
+void visit_sampler(const PowerLawSpec& spec, c10::ScalarType dtype, F&& f) {
+  if (is_log_uniform(spec)) {
+    f(sampler_for(log_uniform_constants<acc_t>(spec, dtype)));
+    return;
+  }
+  switch (power_law_form<acc_t>(spec)) {
+    case PowerLawForm::AlphaAboveOne:
+      f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaAboveOne>(spec, dtype)));
       return;
-    case Distribution::Uniform:
-      f(UniformSampler<acc_t>{{static_cast<acc_t>(spec.scale)}});
+    case PowerLawForm::AlphaAboveOneTinyExpK:
+      f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>(spec, dtype)));
       return;
-    case Distribution::Normal:
-      f(NormalSampler<acc_t>{{static_cast<acc_t>(spec.scale * 1.4142135623730951)}});
-      return;
-    case Distribution::TruncNormal:
-      f(TruncNormalSampler<acc_t>{trunc_normal_constants<acc_t>(spec, dtype)});
+    case PowerLawForm::AlphaBelowOne:
+      f(sampler_for(power_law_constants<acc_t, PowerLawForm::AlphaBelowOne>(spec, dtype)));
       return;
   }
 }
@@ -96,27 +93,55 @@ double power_law_second_moment(double alpha, double ratio);
 // c such that the variance of the filled values is gain² / n.
 double normalised_scale(double alpha, double ratio, double gain, double n);
 
-// ValueError unless the values of `spec` can be drawn into `dtype`: the largest |value|
-// must not overflow it, and for the power law c must be a normal number of the dtype and
-// [c, c·r] must hold at least one of its values; for the truncated normal, see
-// docs/spec.md §2b (the interval's mass, mean and std in the arithmetic, [a, b] in the dtype).
-void check_range(const SampleSpec& spec, c10::ScalarType dtype);
+// ---- Uniform on (-bound, bound) (Caffe's XavierFiller).
+struct UniformSpec {
+  double bound = 1.0;
+  // The largest |value|, which must not overflow the dtype.
+  double magnitude_high() const { return bound; }
+};
 
-// The dtype's values nearest to [low, high] from inside (low <= high, both finite and within
-// the dtype's range): the smallest value >= low and the largest <= high. They cross
-// (first > second) where the dtype holds no value in [low, high].
-std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype);
-// The smallest positive normal number of the dtype.
-double dtype_min_normal(c10::ScalarType dtype);
+// ValueError unless bound is finite and > 0.
+UniformSpec uniform_spec(double bound);
 
-// Specs of the raw power law (|w| in [low, high]), the symmetric uniform (on ±bound) and the
-// normal (std); ValueError naming the argument for an out-of-domain value.
-SampleSpec power_law_spec(double alpha, double low, double high);
-SampleSpec uniform_spec(double bound);
-SampleSpec normal_spec(double std);
-// N(mean, std²) truncated to [a, b]: finite mean, finite std > 0, a < b (either may be
-// infinite). The dtype-dependent rules are check_range's.
-SampleSpec trunc_normal_spec(double mean, double std, double a, double b);
+void check_range(const UniformSpec& spec, c10::ScalarType dtype);
+
+template <typename acc_t, typename F>
+void visit_sampler(const UniformSpec& spec, c10::ScalarType /*dtype*/, F&& f) {
+  f(sampler_for(UniformConstants<acc_t>{static_cast<acc_t>(spec.bound)}));
+}
+
+// ---- Normal N(0, std²), by inversion (Caffe's MSRAFiller).
+struct NormalSpec {
+  double std = 1.0;
+  // The largest |value|, which must not overflow the dtype: the largest |z| a 53-bit variate
+  // can give is below 8.3 standard deviations.
+  double magnitude_high() const { return std * 8.3; }
+};
+
+// ValueError unless std is finite and > 0.
+NormalSpec normal_spec(double std);
+
+void check_range(const NormalSpec& spec, c10::ScalarType dtype);
+
+template <typename acc_t, typename F>
+void visit_sampler(const NormalSpec& spec, c10::ScalarType /*dtype*/, F&& f) {
+  f(sampler_for(NormalConstants<acc_t>{static_cast<acc_t>(spec.std * 1.4142135623730951)}));
+}
+
+// ---- Normal N(mean, std²) truncated to [lower, upper] (docs/spec.md §2b).
+struct TruncNormalSpec {
+  double mean = 0.0;   // the mean of the normal it truncates
+  double std = 1.0;    // and its standard deviation
+  double lower = 0.0;  // a (may be -inf)
+  double upper = 0.0;  // b (may be +inf)
+};
+
+// Finite mean, finite std > 0, a < b (either may be infinite). The dtype-dependent rules
+// are check_range's.
+TruncNormalSpec trunc_normal_spec(double mean, double std, double a, double b);
+
+// docs/spec.md §2b: the interval's mass, mean and std in the arithmetic, [a, b] in the dtype.
+void check_range(const TruncNormalSpec& spec, c10::ScalarType dtype);
 
 // The truncated normal's masses in float64 (docs/spec.md §2b), with α = (a - mean) / std and
 // β = (b - mean) / std: Φ(α), Φ(-β) and D = Φ(β) - Φ(α), D from the two tails on one side
@@ -126,6 +151,33 @@ struct TruncNormalMasses {
   double upper;
   double mass;
 };
-TruncNormalMasses trunc_normal_masses(const SampleSpec& spec);
+TruncNormalMasses trunc_normal_masses(const TruncNormalSpec& spec);
+
+// The constants of the truncated normal's sampler in arithmetic acc_t, with [a, b] rounded
+// inward to the output dtype (check_range has passed).
+template <typename acc_t>
+TruncNormalConstants<acc_t> trunc_normal_constants(const TruncNormalSpec& spec, c10::ScalarType dtype);
+
+template <typename acc_t, typename F>
+void visit_sampler(const TruncNormalSpec& spec, c10::ScalarType dtype, F&& f) {
+  f(sampler_for(trunc_normal_constants<acc_t>(spec, dtype)));
+}
+
+// ---- Any of them.
+using SampleSpec = std::variant<PowerLawSpec, UniformSpec, NormalSpec, TruncNormalSpec>;
+
+void check_range(const SampleSpec& spec, c10::ScalarType dtype);
+
+template <typename acc_t, typename F>
+void visit_sampler(const SampleSpec& spec, c10::ScalarType dtype, F&& f) {
+  std::visit([&](const auto& law) { visit_sampler<acc_t>(law, dtype, f); }, spec);
+}
+
+// The dtype's values nearest to [low, high] from inside (low <= high, both finite and within
+// the dtype's range): the smallest value >= low and the largest <= high. They cross
+// (first > second) where the dtype holds no value in [low, high].
+std::pair<double, double> dtype_values_within(double low, double high, c10::ScalarType dtype);
+// The smallest positive normal number of the dtype.
+double dtype_min_normal(c10::ScalarType dtype);
 
 }  // namespace nspl

@@ -12,8 +12,7 @@ namespace NSPL_SIMD_NAMESPACE {
 template <typename scalar_t, typename Constants>
 void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Constants& constants,
               const StreamPosition& pos) {
-  const typename SamplerFor<Constants>::type sampler{constants};
-  fill_run_vector<NSPL_SIMD_ISA>(out, stride, first, count, sampler, pos);
+  fill_run_vector<NSPL_SIMD_ISA>(out, stride, first, count, sampler_for(constants), pos);
 }
 
 template <typename T>

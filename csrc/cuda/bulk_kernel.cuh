@@ -100,15 +100,6 @@ void launch_table(const Table& table, unsigned int grid, const LaunchStream& str
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The bulk op fills with the power law alone (its samplers: the log-uniform form and the
-// general forms), so only those get a table kernel; other distributions need no entry here.
-template <typename Sampler>
-constexpr bool kBulkSampler = false;
-template <typename acc_t>
-constexpr bool kBulkSampler<LogUniformSampler<acc_t>> = true;
-template <typename acc_t, PowerLawForm kForm>
-constexpr bool kBulkSampler<PowerLawSampler<acc_t, kForm>> = true;
-
 bool global_runs(const ManyFillItem& item, int64_t* run, int64_t* run_stride) {
   return cuda_map::global_runs(item.view.local_sizes, item.view.global_sizes, item.view.global_strides, run,
                                run_stride);
@@ -124,56 +115,54 @@ void plan_tables(const std::vector<const ManyFillItem*>& group, bool slot_keys, 
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   constexpr int per = Lanes<acc_t>::kPerBlock;
   const c10::ScalarType dtype = group.front()->tensor.scalar_type();
+  // The items' specs are power laws (ManyFillItem), so their samplers are the power law's
+  // forms: the log-uniform one and the general ones, the only samplers with a table kernel.
   visit_sampler<acc_t>(group.front()->spec, dtype, [&](const auto& first) {
     using Sampler = std::decay_t<decltype(first)>;
-    if constexpr (!kBulkSampler<Sampler>) {
-      TORCH_INTERNAL_ASSERT(false, "nspl_filler: the bulk op fills with the power law only");
-    } else {
-      using Table = BulkTable<Sampler>;
-      Table table{};
-      int slots = 0;
-      const auto flush = [&] {
-        if (slots == 0) return;
-        if (slot_keys) {
-          constexpr auto kernel = nspl_many_kernel<scalar_t, acc_t, Sampler, true, false>;
-          launches->push_back([table, grid = table_grid<kernel>(table.tiles)](const LaunchStream& stream) {
-            launch_table<kernel>(table, grid, stream);
-          });
-        } else {
-          const KeySourceGrids grids{table_grid<nspl_many_kernel<scalar_t, acc_t, Sampler, false, false>>(table.tiles),
-                                     table_grid<nspl_many_kernel<scalar_t, acc_t, Sampler, false, true>>(table.tiles)};
-          launches->push_back([table, grids](const LaunchStream& stream) {
-            with_key_source(stream, [&](auto key_on_device) {
-              launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, false, decltype(key_on_device)::value>>(
-                  table, grids.get(key_on_device), stream);
-            });
-          });
-        }
-        table = Table{};
-        slots = 0;
-      };
-      for (const ManyFillItem* item : group) {
-        if (slots == Table::kSlots) flush();
-        BulkSlot<Sampler>& slot = table.slot[slots];
-        visit_sampler<acc_t>(item->spec, dtype, [&](const auto& sampler) {
-          if constexpr (std::is_same_v<std::decay_t<decltype(sampler)>, Sampler>) {
-            slot.sampler = sampler;
-          } else {
-            TORCH_INTERNAL_ASSERT(false, "nspl_filler: tensors of one bulk call need different sampler types");
-          }
+    using Table = BulkTable<Sampler>;
+    Table table{};
+    int slots = 0;
+    const auto flush = [&] {
+      if (slots == 0) return;
+      if (slot_keys) {
+        constexpr auto kernel = nspl_many_kernel<scalar_t, acc_t, Sampler, true, false>;
+        launches->push_back([table, grid = table_grid<kernel>(table.tiles)](const LaunchStream& stream) {
+          launch_table<kernel>(table, grid, stream);
         });
-        int64_t run = 0, run_stride = 0;
-        global_runs(*item, &run, &run_stride);
-        slot.data = item->tensor.data_ptr();
-        slot.key = item->key;
-        slot.first_block = item->offset;
-        slot.geometry = cuda_map::run_geometry(item->tensor.numel(), item->view.base, run, run_stride, per);
-        table.tiles += (slot.geometry.units + kTileUnits - 1) / kTileUnits;
-        slot.tile_end = table.tiles;
-        ++slots;
+      } else {
+        const KeySourceGrids grids{table_grid<nspl_many_kernel<scalar_t, acc_t, Sampler, false, false>>(table.tiles),
+                                   table_grid<nspl_many_kernel<scalar_t, acc_t, Sampler, false, true>>(table.tiles)};
+        launches->push_back([table, grids](const LaunchStream& stream) {
+          with_key_source(stream, [&](auto key_on_device) {
+            launch_table<nspl_many_kernel<scalar_t, acc_t, Sampler, false, decltype(key_on_device)::value>>(
+                table, grids.get(key_on_device), stream);
+          });
+        });
       }
-      flush();
+      table = Table{};
+      slots = 0;
+    };
+    for (const ManyFillItem* item : group) {
+      if (slots == Table::kSlots) flush();
+      BulkSlot<Sampler>& slot = table.slot[slots];
+      visit_sampler<acc_t>(item->spec, dtype, [&](const auto& sampler) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(sampler)>, Sampler>) {
+          slot.sampler = sampler;
+        } else {
+          TORCH_INTERNAL_ASSERT(false, "nspl_filler: tensors of one bulk call need different sampler types");
+        }
+      });
+      int64_t run = 0, run_stride = 0;
+      global_runs(*item, &run, &run_stride);
+      slot.data = item->tensor.data_ptr();
+      slot.key = item->key;
+      slot.first_block = item->offset;
+      slot.geometry = cuda_map::run_geometry(item->tensor.numel(), item->view.base, run, run_stride, per);
+      table.tiles += (slot.geometry.units + kTileUnits - 1) / kTileUnits;
+      slot.tile_end = table.tiles;
+      ++slots;
     }
+    flush();
   });
 }
 

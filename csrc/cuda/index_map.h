@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "../mul_high.h"
+
 #if defined(__CUDACC__)
 #define NSPL_MAP_HD __host__ __device__ __forceinline__
 #else
@@ -32,25 +34,9 @@ constexpr int kMaxDims = 25;
 // m = floor(2^N·(2^l − d) / d) + 1 (N = 32 or 64, computed once on the host),
 //   q = (t + ((n − t) >> min(l, 1))) >> max(l − 1, 0),  t = high half of m·n,
 // is floor(n / d) for every N-bit n and 1 <= d < 2^N (Granlund & Montgomery, PLDI'94, §4):
-// one multiply-high, two shifts and two adds. tests/index_map_model.cpp checks it against
-// plain division at the edges of the range and on random operands.
+// one multiply-high (mul_high.h), two shifts and two adds. tests/index_map_model.cpp checks
+// it against plain division at the edges of the range and on random operands.
 // ---------------------------------------------------------------------------------
-// The high half of a·b.
-NSPL_MAP_HD uint32_t mul_high(uint32_t a, uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __umulhi(a, b);
-#else
-  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
-#endif
-}
-NSPL_MAP_HD uint64_t mul_high(uint64_t a, uint64_t b) {
-#if defined(__CUDA_ARCH__)
-  return __umul64hi(a, b);
-#else
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
-#endif
-}
-
 // The unsigned type twice as wide as T, in which the host works the magic number out.
 template <typename T>
 struct Wider;
