@@ -43,6 +43,8 @@ def _mode_name(mode: Union[str, VarianceNorm]) -> str:
 
 
 def _real(name: str, value: object) -> float:
+    if type(value) is float:  # the common case, without the slower check of numbers.Real below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"nspl_filler: {name} must be a real number, got {type(value).__name__} {value!r}")
     try:
