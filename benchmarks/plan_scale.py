@@ -13,7 +13,10 @@ process's CPU time (which a shared machine's other work does not inflate).
 Planning alone, on the model built on the meta device: the planner with init_module_'s
 defaults and with a table of glob rules, the planner plus the keys of stream="name", and
 init_plan (the report); and init_module_ itself on meta (planning, streams and every op's
-checks: all but the writing).
+checks: all but the writing). The planning paths and torch's named_parameters() are timed
+twice: as above, where a small model stays in the caches between runs, and from cold caches
+(EVICT_BYTES written before each run), where every size reads its model from memory, as a
+model too large for the caches always does.
 
     python benchmarks/plan_scale.py                       # table on stdout
     python benchmarks/plan_scale.py --save benchmarks/results
@@ -79,15 +82,30 @@ def torch_loop(model: nn.Module) -> None:
             nn.init.kaiming_uniform_(p, nonlinearity="relu")
 
 
-def best(function, repeats: int, collect: bool) -> tuple[float, float]:
+# Written before each run from cold caches: more than the last-level cache of the machines
+# this runs on, so that the model's objects are read from memory, as they are where a program
+# did other work between building a model and initialising it.
+EVICT_BYTES = 256 * 2**20
+_evict: list[torch.Tensor] = []
+
+
+def evict_caches() -> None:
+    if not _evict:
+        _evict.append(torch.empty(EVICT_BYTES // 4))
+    _evict[0].fill_(1.0)
+
+
+def best(function, repeats: int, collect: bool, cold: bool = False) -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds of the process), each the best of `repeats` runs after
-    one warm-up. On a shared machine the wall clock also counts time spent waiting for a
-    core; the process's CPU time does not (it counts every thread's, so a fill spread over
-    two threads counts twice)."""
+    one warm-up; `cold`: each run after evict_caches(). On a shared machine the wall clock
+    also counts time spent waiting for a core; the process's CPU time does not (it counts
+    every thread's, so a fill spread over two threads counts twice)."""
     function()
     walls, cpus = [], []
     gc.collect()  # once: a full collection costs far more than planning a small model
     for _ in range(repeats):
+        if cold:
+            evict_caches()
         if not collect:
             gc.disable()
         try:
@@ -133,6 +151,12 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
             wall, cpu = best(function, repeats, True)
             row[f"{key}_us"] = 1e6 * wall / count
             row[f"{key}_cpu_us"] = 1e6 * cpu / count
+        # The same from cold caches: a model too large for them is read from memory on every
+        # run, a small one only here, so these compare every size from one state.
+        for key in COLD:
+            wall, cpu = best(plans[key], repeats, True, cold=True)
+            row[f"{key}_cold_us"] = 1e6 * wall / count
+            row[f"{key}_cold_cpu_us"] = 1e6 * cpu / count
     return row
 
 
@@ -142,6 +166,19 @@ def name_keys(model: nn.Module) -> list[int]:
     the_plan = planning.plan(model, resolve("plan", {}, PlanOptions))
     names = stream.check_names(the_plan.names, len(the_plan), "the parameters' names", model)
     return stream._keys(0, names)
+
+
+# The planning paths measured from cold caches too.
+COLD = ("planner", "planner_globs", "planner_name", "init_plan", "named_parameters")
+
+
+def cold_table(rows: list[dict]) -> str:
+    lines = ["| model | parameters | planner: defaults | globs | stream=name keys | init_plan | named_parameters() |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['parameters']:,} | "
+                     + " | ".join(f"{r[f'{key}_cold_us']:.2f}" for key in COLD) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -183,11 +220,12 @@ def main() -> None:
     for n in args.layers:
         rows.append(measure(f"Sequential({n:,} x Linear(16, 16))", sequential(n), sequential(n, "meta"),
                             args.repeats))
-        print(table(rows[-1:]), flush=True)
+        print(table(rows[-1:]), cold_table(rows[-1:]), sep="\n", flush=True)
     layers, experts, _ = args.moe
     rows.append(measure(f"MoE {layers} layers x {experts} experts x 3 projections", moe(layers, experts),
                         moe(layers, experts, "meta"), args.repeats))
-    text = table(rows)
+    text = table(rows) + "\n\nPlanning from cold caches (each run after writing " \
+        f"{EVICT_BYTES >> 20} MiB), µs per parameter:\n\n" + cold_table(rows)
     print(text)
     if args.save:
         date = datetime.date.today().isoformat()
@@ -208,7 +246,8 @@ def main() -> None:
                     "defaults and with a table of globs, the planner and the keys of stream=\"name\" (names "
                     "checked and hashed), and init_plan (the report). On meta: init_module_ of that model "
                     "(planning, streams and every op's checks; nothing is written). named_parameters(): torch's own "
-                    "listing of the meta model's parameters, for scale (what a walk of its modules costs).\n\n"
+                    "listing of the meta model's parameters, for scale (what a walk of its modules costs). "
+                    "The second table times the planning paths again from cold caches.\n\n"
                     + text + "\n")
 
 
