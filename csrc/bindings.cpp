@@ -298,7 +298,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("walk_modules", &nspl::walk_modules, py::arg("root"), py::arg("attributes"), py::arg("plain_types"),
         "One pass over the module tree for init_module_'s planner (module_walk.h): its parameters as columns, "
         "each with the kind that decides its role and fans.");
-  m.def("plan_records", &nspl::plan_records, py::arg("cls"), py::arg("names"), py::arg("tensors"),
+  m.def("plan_records", &nspl::plan_records, py::arg("cls"), py::arg("fields"), py::arg("names"), py::arg("tensors"),
         py::arg("decisions"), py::arg("aliases"), py::arg("special"), py::arg("common_of"), py::arg("special_record"),
         py::arg("measure"), py::arg("plain_types"),
         "The rows of init_plan's report (module_walk.h), an instance of `cls` per parameter made without "

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <torch/csrc/autograd/python_variable.h>
+#include <structmember.h>
 #include <torch/extension.h>
 
 #include "nspl_filler/stream.h"
@@ -333,35 +334,59 @@ inline py::object tensor_facts(py::list tensors, py::tuple plain_types) {
   return py::make_tuple(blocks, inference, one_device);
 }
 
-// plan_records(cls, names, tensors, decisions, aliases, special, common_of, special_record,
-// measure, plain_types) -> (records, measured): the report's rows of a plan (plan.py's
-// Plan.records), an instance of `cls` (ParamInit) per row, made without its __init__:
+// plan_records(cls, fields, names, tensors, decisions, aliases, special, common_of,
+// special_record, measure, plain_types) -> (records, measured): the report's rows of a plan
+// (plan.py's Plan.report), an instance of `cls` (ParamInit, a class with __slots__ named
+// `fields`) per row, made without its __init__ by setting its slots:
 //   a row k in `special` (the weight of a parametrization) is special_record(k);
-//   any other row's fields are common_of(j) -> (fields, measured), a dict asked once per
-//     decision (a tuple the rows deciding alike share) of its first row j, copied, with "name" names[k],
-//     "aliases" aliases[k] where it has them, and, where `measured`, "own_std" measure(tensors[k])
-//     (left None without a call for a plain tensor on meta, which measure gives None for);
+//   any other row's fields are common_of(j) -> (values, measured), the values of `fields`
+//     asked once per decision (a tuple the rows deciding alike share) of its first row j,
+//     with "name" names[k], "aliases" aliases[k] where it has them, and, where `measured`,
+//     "own_std" measure(tensors[k]) (left None without a call for a plain tensor on meta,
+//     which measure gives None for);
 //   measured: the rows whose own_std is not None.
-inline py::tuple plan_records(py::handle cls, py::list names, py::list tensors, py::list decisions, py::dict aliases,
-                              py::dict special, py::handle common_of, py::handle special_record, py::handle measure,
-                              py::tuple plain_types) {
+// A record with slots takes a fifth of the memory of one with a __dict__, which a model of
+// 10^5 parameters would otherwise take from the system on every report.
+inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, py::list tensors, py::list decisions,
+                              py::dict aliases, py::dict special, py::handle common_of, py::handle special_record,
+                              py::handle measure, py::tuple plain_types) {
   if (!PyType_Check(cls.ptr())) throw py::type_error("nspl_filler: plan_records needs a class");
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
   const Py_ssize_t count = PyList_GET_SIZE(names.ptr());
   if (PyList_GET_SIZE(tensors.ptr()) != count || PyList_GET_SIZE(decisions.ptr()) != count) {
     throw py::value_error("nspl_filler: plan_records needs columns of one length");
   }
+  // Where each field's slot lies in an instance: its member descriptor's offset.
+  const Py_ssize_t field_count = static_cast<Py_ssize_t>(fields.size());
+  std::vector<Py_ssize_t> offsets;
+  Py_ssize_t name_field = -1, aliases_field = -1, own_field = -1;
+  for (Py_ssize_t f = 0; f < field_count; ++f) {
+    PyObject* field = PyTuple_GET_ITEM(fields.ptr(), f);
+    PyObject* descriptor = PyDict_GetItemWithError(type->tp_dict, field);  // borrowed
+    if (descriptor == nullptr || !Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      throw py::type_error("nspl_filler: plan_records needs a class whose fields are slots");
+    }
+    const PyMemberDef* member = reinterpret_cast<PyMemberDescrObject*>(descriptor)->d_member;
+    if (member->type != T_OBJECT_EX) throw py::type_error("nspl_filler: plan_records needs object slots");
+    offsets.push_back(member->offset);
+    if (walk::text_equals(field, "name")) name_field = f;
+    if (walk::text_equals(field, "aliases")) aliases_field = f;
+    if (walk::text_equals(field, "own_std")) own_field = f;
+  }
+  if (name_field < 0 || aliases_field < 0 || own_field < 0) {
+    throw py::type_error("nspl_filler: plan_records needs the fields name, aliases and own_std");
+  }
   std::vector<PyObject*> plain_list;
   for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
-  const py::str name_key = walk::interned("name"), aliases_key = walk::interned("aliases"),
-                own_key = walk::interned("own_std");
-  const py::tuple no_arguments;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  const py::str own_key = walk::interned("own_std");
   struct Common {
-    py::object fields;
+    py::tuple values;
     bool measured;
   };
   std::unordered_map<PyObject*, Common> commons;  // decision -> what its rows share
   py::list records(count), measured;
+  std::vector<PyObject*> values(static_cast<size_t>(field_count));  // borrowed, one row's
   for (Py_ssize_t k = 0; k < count; ++k) {
     py::object index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(k));
     if (!index) throw py::error_already_set();
@@ -377,38 +402,38 @@ inline py::tuple plan_records(py::handle cls, py::list names, py::list tensors, 
     auto found = commons.find(decision);
     if (found == commons.end()) {
       py::tuple shared = common_of(index);
-      if (shared.size() != 2 || !PyDict_Check(shared[0].ptr())) {
-        throw py::type_error("nspl_filler: common_of must give (dict, bool)");
+      if (shared.size() != 2 || !PyTuple_Check(shared[0].ptr()) ||
+          PyTuple_GET_SIZE(shared[0].ptr()) != field_count) {
+        throw py::type_error("nspl_filler: common_of must give (a value per field, bool)");
       }
-      found = commons.emplace(decision, Common{shared[0], shared[1].cast<bool>()}).first;
+      found = commons.emplace(decision, Common{py::reinterpret_borrow<py::tuple>(shared[0]), shared[1].cast<bool>()})
+                  .first;
     }
-    py::object fields = py::reinterpret_steal<py::object>(PyDict_Copy(found->second.fields.ptr()));
-    if (!fields) throw py::error_already_set();
-    if (PyDict_SetItem(fields.ptr(), name_key.ptr(), PyList_GET_ITEM(names.ptr(), k)) != 0) {
-      throw py::error_already_set();
-    }
+    for (Py_ssize_t f = 0; f < field_count; ++f) values[f] = PyTuple_GET_ITEM(found->second.values.ptr(), f);
+    values[name_field] = PyList_GET_ITEM(names.ptr(), k);
     if (PyDict_GET_SIZE(aliases.ptr()) > 0) {
       PyObject* own = PyDict_GetItemWithError(aliases.ptr(), index.ptr());  // borrowed
       if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
-      if (own != nullptr && PyDict_SetItem(fields.ptr(), aliases_key.ptr(), own) != 0) throw py::error_already_set();
+      if (own != nullptr) values[aliases_field] = own;
     }
+    py::object std;  // holds a measured own_std while the record takes it
     if (found->second.measured) {
       PyObject* tensor = PyList_GET_ITEM(tensors.ptr(), k);
       bool plain = false;
       for (PyObject* kind : plain_list) plain = plain || reinterpret_cast<PyObject*>(Py_TYPE(tensor)) == kind;
       if (!plain || !THPVariable_Unpack(tensor).is_meta()) {
-        py::object std = measure(py::handle(tensor));
+        std = measure(py::handle(tensor));
         if (!std.is_none()) {
-          if (PyDict_SetItem(fields.ptr(), own_key.ptr(), std.ptr()) != 0) throw py::error_already_set();
+          values[own_field] = std.ptr();
           measured.append(index);
         }
       }
     }
-    PyObject* record = PyBaseObject_Type.tp_new(type, no_arguments.ptr(), nullptr);
+    PyObject* record = type->tp_alloc(type, 0);
     if (record == nullptr) throw py::error_already_set();
-    if (PyObject_GenericSetDict(record, fields.ptr(), nullptr) != 0) {
-      Py_DECREF(record);
-      throw py::error_already_set();
+    for (Py_ssize_t f = 0; f < field_count; ++f) {
+      Py_INCREF(values[f]);
+      *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(record) + offsets[f]) = values[f];
     }
     PyList_SET_ITEM(records.ptr(), k, record);
   }

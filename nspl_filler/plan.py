@@ -29,7 +29,7 @@ from .rules import (
 )
 from .sharded import PLAIN_TYPES, is_dtensor
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParamInit:
     """One row of the report: parameter `name`, of (global) `shape`, got `rule`.
 
@@ -54,8 +54,10 @@ class ParamInit:
     own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
 
 
-# ParamInit's fields, in order; Plan.records sets them without the frozen dataclass's __init__.
+# ParamInit's fields, in order (Plan.report's common_of gives their values so); Plan.report
+# sets their slots without the frozen dataclass's __init__.
 _RECORD_FIELDS = tuple(ParamInit.__dataclass_fields__)
+assert _RECORD_FIELDS == ("name", "shape", "rule", "fan", "std", "role", "aliases", "own_std")
 
 
 @dataclass(frozen=True)
@@ -317,14 +319,15 @@ class Plan:
         (`own_std`: measure, for init_plan), made in C++ without an Entry or a ParamInit.__init__
         per parameter: what a row's decision gives (label, fan, std, role, and the shape, which
         the rows of one decision share) is worked out once per decision."""
-        def common_of(k: int) -> tuple[dict, bool]:  # row k, the first of its decision
+        def common_of(k: int) -> tuple[tuple, bool]:  # row k, the first of its decision: its fields' values
             role, action, scaled = self.decisions[k]
             record = Entry(self.names[k], (), self.tensors[k], None, role, action, scaled).record()
-            return dict(zip(_RECORD_FIELDS, (record.name, record.shape, record.rule, record.fan, record.std,
-                                             record.role, (), None))), own_std and action.rule in RANDOM_RULES
+            return (record.name, record.shape, record.rule, record.fan, record.std, record.role, (), None), \
+                own_std and action.rule in RANDOM_RULES
 
-        return _C.plan_records(ParamInit, self.names, self.tensors, self.decisions, self.aliases, self.through,
-                               common_of, lambda k: self.entry(k).record(own_std), _measured_std, PLAIN_TYPES)
+        return _C.plan_records(ParamInit, _RECORD_FIELDS, self.names, self.tensors, self.decisions, self.aliases,
+                               self.through, common_of, lambda k: self.entry(k).record(own_std), _measured_std,
+                               PLAIN_TYPES)
 
 
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
