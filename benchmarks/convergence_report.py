@@ -22,6 +22,7 @@ import numpy as np
 
 import convergence_inits
 import convergence_stats as st
+from nspl_filler._json import json_safe
 
 # Fixed before the study, for both datasets, from a one-seed pilot: the levels the
 # reference (He normal) reaches within the step budget on every model; the scaled AlexNet on
@@ -246,22 +247,11 @@ def overview(results: Sequence[dict]) -> str:
 # ---------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------
-def _finite(value):
-    # Strict JSON has no NaN or Infinity: they become null.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(result: dict, path: str) -> None:
     """Writes a study's record to `path` as strict JSON (NaN as null), creating folders."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(_finite(result), f, separators=(",", ":"))
+        json.dump(json_safe(result), f, separators=(",", ":"))
         f.write("\n")
 
 

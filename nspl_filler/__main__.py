@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import tempfile
@@ -36,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import demo
+from ._json import json_safe
 from .demo import positive_int
 from .fit import DEFAULT_QUANTILES, PowerLawFit, fit, is_fittable, load_weights
 from .plots import plot_fits
@@ -171,17 +171,6 @@ def _write_whole(path: Path, text: str) -> None:
         raise
 
 
-def _json_value(value: object) -> object:
-    """`value` for JSON: NaN and infinities, which JSON has not, become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(item) for item in value]
-    return value
-
-
 def _run_fit(args: argparse.Namespace) -> int:
     outputs = {"--json": args.json, "--plot": args.plot}
     for option, path in outputs.items():
@@ -222,7 +211,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             "median_alpha": statistics.median(r.alpha for r in fits.values()) if fits else None,
             "median_ratio": statistics.median(r.ratio for r in fits.values()) if fits else None,
         }
-        _write_whole(args.json, json.dumps(_json_value(payload), indent=2, allow_nan=False) + "\n")
+        _write_whole(args.json, json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
     if args.plot is not None:
         plot_fits(weights, dict(list(fits.items())[: args.plot_panels]), args.plot)
     return 0
