@@ -1,5 +1,5 @@
-// The check functions of checks.h: one per op, shared by its eager kernels (every backend)
-// and its fake kernel.
+// The checks of checks.h, shared by the ops' eager kernels (every backend) and their fake
+// kernels.
 #include "checks.h"
 
 #include <c10/core/InferenceMode.h>
@@ -34,8 +34,8 @@ void check_stream_args(const StreamArgs& stream) {
   check_offset(stream.offset);
 }
 
-// The checks every op makes of its tensor and stream; std::nullopt when sizes are symbols,
-// else the tensor's shard view. The blocks a fill consumes are those of the global tensor.
+}  // namespace
+
 std::optional<ShardView> check_target(const at::Tensor& self, const StreamArgs& stream,
                                       at::OptionalIntArrayRef global_shape,
                                       at::OptionalIntArrayRef global_start) {
@@ -47,15 +47,12 @@ std::optional<ShardView> check_target(const at::Tensor& self, const StreamArgs& 
   return view;
 }
 
-// The range check needs only the spec, so it is made for symbolic sizes too.
 std::optional<CheckedFill> with_spec(const at::Tensor& self, std::optional<ShardView> view,
                                      const SampleSpec& spec) {
   check_range(spec, self.scalar_type());
   if (!view) return std::nullopt;
   return CheckedFill{spec, std::move(*view)};
 }
-
-}  // namespace
 
 std::optional<CheckedFill> check_nspl(const at::Tensor& self, c10::string_view variance_norm,
                                       double alpha, double ratio, double gain,
@@ -75,36 +72,6 @@ std::optional<CheckedFill> check_nspl(const at::Tensor& self, c10::string_view v
   const PowerLawSpec spec =
       nspl_spec(view->global_sizes, variance_norm, alpha, ratio, gain, fan_in, fan_out, /*caffe_1d=*/false);
   return with_spec(self, std::move(view), spec);
-}
-
-std::optional<CheckedFill> check_symmetric_power_law(const at::Tensor& self, double alpha, double low,
-                                                     double high, const StreamArgs& stream,
-                                                     at::OptionalIntArrayRef global_shape,
-                                                     at::OptionalIntArrayRef global_start) {
-  std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
-  return with_spec(self, std::move(view), power_law_spec(alpha, low, high));
-}
-
-std::optional<CheckedFill> check_symmetric_uniform(const at::Tensor& self, double bound,
-                                                   const StreamArgs& stream,
-                                                   at::OptionalIntArrayRef global_shape,
-                                                   at::OptionalIntArrayRef global_start) {
-  std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
-  return with_spec(self, std::move(view), uniform_spec(bound));
-}
-
-std::optional<CheckedFill> check_normal(const at::Tensor& self, double std, const StreamArgs& stream,
-                                        at::OptionalIntArrayRef global_shape,
-                                        at::OptionalIntArrayRef global_start) {
-  std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
-  return with_spec(self, std::move(view), normal_spec(std));
-}
-
-std::optional<CheckedFill> check_trunc_normal(const at::Tensor& self, double mean, double std, double a, double b,
-                                              const StreamArgs& stream, at::OptionalIntArrayRef global_shape,
-                                              at::OptionalIntArrayRef global_start) {
-  std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
-  return with_spec(self, std::move(view), trunc_normal_spec(mean, std, a, b));
 }
 
 void check_inplace_allowed(const at::Tensor& self) {

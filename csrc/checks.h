@@ -1,5 +1,5 @@
-// What each op refuses: one check function per op, holding every rule of the contract that
-// can turn a fill away (docs/spec.md §5). The op bodies (op_table.h, every backend) call it before
+// What each op refuses: one check function per op (LawCheck's for an op whose parameters give
+// its law alone), holding every rule of the contract that can turn a fill away (docs/spec.md §5). The op bodies (op_table.h, every backend) call it before
 // they write; the fake kernels (nspl_filler/_extension.py, through bindings.cpp) call the
 // same function, so a meta tensor or a traced program is refused exactly where eager is.
 //
@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include "fill.h"
 
@@ -43,27 +45,36 @@ void check_stream_room(int64_t offset, uint64_t blocks, const char* what);
 // Whether blocks [offset, offset + blocks) lie inside the stream (what check_stream_room checks).
 bool stream_has_room(int64_t offset, uint64_t blocks);
 
-// The checks of each op, in argument order of its schema.
+// The check of nspl_, in argument order of its schema: its scale needs the fans.
 std::optional<CheckedFill> check_nspl(const at::Tensor& self, c10::string_view variance_norm,
                                       double alpha, double ratio, double gain,
                                       std::optional<double> fan_in, std::optional<double> fan_out,
                                       const StreamArgs& stream, at::OptionalIntArrayRef global_shape,
                                       at::OptionalIntArrayRef global_start);
-std::optional<CheckedFill> check_symmetric_power_law(const at::Tensor& self, double alpha, double low,
-                                                     double high, const StreamArgs& stream,
-                                                     at::OptionalIntArrayRef global_shape,
-                                                     at::OptionalIntArrayRef global_start);
-std::optional<CheckedFill> check_symmetric_uniform(const at::Tensor& self, double bound,
-                                                   const StreamArgs& stream,
-                                                   at::OptionalIntArrayRef global_shape,
-                                                   at::OptionalIntArrayRef global_start);
-std::optional<CheckedFill> check_normal(const at::Tensor& self, double std, const StreamArgs& stream,
-                                        at::OptionalIntArrayRef global_shape,
-                                        at::OptionalIntArrayRef global_start);
+// The checks every op makes of its tensor and stream; std::nullopt when sizes are symbols,
+// else the tensor's shard view. The blocks a fill consumes are those of the global tensor.
+std::optional<ShardView> check_target(const at::Tensor& self, const StreamArgs& stream,
+                                      at::OptionalIntArrayRef global_shape, at::OptionalIntArrayRef global_start);
 
-std::optional<CheckedFill> check_trunc_normal(const at::Tensor& self, double mean, double std, double a, double b,
-                                              const StreamArgs& stream, at::OptionalIntArrayRef global_shape,
-                                              at::OptionalIntArrayRef global_start);
+// The fill of `spec` into `self` where `view` is its shard view, once `spec` fits the dtype
+// (check_range); std::nullopt for symbolic sizes (no view), where the range is still checked.
+std::optional<CheckedFill> with_spec(const at::Tensor& self, std::optional<ShardView> view, const SampleSpec& spec);
+
+// The check of an op whose law its parameters give alone, through `spec_of(params...)` (the
+// spec builders of sample_spec.h, which refuse out-of-domain values): the target's checks,
+// then the law's range. Params is the op's std::tuple of parameter types.
+template <auto spec_of, typename Params>
+struct LawCheck;
+
+template <auto spec_of, typename... Params>
+struct LawCheck<spec_of, std::tuple<Params...>> {
+  static std::optional<CheckedFill> check(const at::Tensor& self, Params... params, const StreamArgs& stream,
+                                          at::OptionalIntArrayRef global_shape,
+                                          at::OptionalIntArrayRef global_start) {
+    std::optional<ShardView> view = check_target(self, stream, global_shape, global_start);
+    return with_spec(self, std::move(view), spec_of(params...));
+  }
+};
 
 // torch's rule for in-place writes to inference tensors (RuntimeError outside InferenceMode),
 // made before anything is written.

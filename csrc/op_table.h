@@ -8,7 +8,8 @@
 //   name        the op (torch.ops.nspl_filler.<name>), ending in '_' as in-place ops do
 //   Params      its own parameters, as a std::tuple of their C++ types
 //   parameters  the same parameters in torch's schema language, defaults included
-//   check       its check function (checks.h): (self, params..., StreamArgs, global_shape,
+//   check       its check function (checks.h; LawCheck<spec builder, Params>::check where the
+//               parameters give the law alone): (self, params..., StreamArgs, global_shape,
 //               global_start) -> the fill it allows
 // Each op takes `Tensor(a!) self` first and the stream arguments (kStreamParameters) last,
 // and returns nothing. The bulk op nspl_many_ has a shape of its own (fill_many.h); it is
@@ -65,21 +66,21 @@ struct SymmetricPowerLawOp {
   static constexpr const char* name = "symmetric_power_law_";
   using Params = std::tuple<double, double, double>;
   static std::string parameters() { return "float alpha, float low, float high"; }
-  static constexpr auto check = &check_symmetric_power_law;
+  static constexpr auto check = &LawCheck<&power_law_spec, Params>::check;
 };
 
 struct SymmetricUniformOp {
   static constexpr const char* name = "symmetric_uniform_";
   using Params = std::tuple<double>;
   static std::string parameters() { return "float bound"; }
-  static constexpr auto check = &check_symmetric_uniform;
+  static constexpr auto check = &LawCheck<&uniform_spec, Params>::check;
 };
 
 struct NormalOp {
   static constexpr const char* name = "normal_";
   using Params = std::tuple<double>;
   static std::string parameters() { return "float std"; }
-  static constexpr auto check = &check_normal;
+  static constexpr auto check = &LawCheck<&normal_spec, Params>::check;
 };
 
 struct TruncNormalOp {
@@ -91,7 +92,7 @@ struct TruncNormalOp {
     return "float mean=" + schema_float(defaults.mean) + ", float std=" + schema_float(defaults.std) +
            ", float a=" + schema_float(defaults.a) + ", float b=" + schema_float(defaults.b);
   }
-  static constexpr auto check = &check_trunc_normal;
+  static constexpr auto check = &LawCheck<&trunc_normal_spec, Params>::check;
 };
 
 using SingleTensorOps = std::tuple<NsplOp, SymmetricPowerLawOp, SymmetricUniformOp, NormalOp, TruncNormalOp>;
