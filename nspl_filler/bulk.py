@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Optional, Sequence, Union, Unpack
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
 from .init import VarianceNorm, _check_tensor, _mode_name, _real
-from .options import LawOptions, resolve, takes
+from .options import LawOptions, Unpack, resolve, takes
 from .sharded import any_dtensor, is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_names, check_stream, tensor_facts, with_streams
 
@@ -218,7 +218,7 @@ def fill_many_(
     overridable = [t for t in tensors if not is_dtensor(t)]
     if torch.overrides.has_torch_function(overridable):
         return torch.overrides.handle_torch_function(
-            fill_many_, overridable, tensors, mode, gain=gain, seed=seed, generator=generator, names=names, **law,
+            fill_many_, overridable, tensors, mode, gain=gain, seed=seed, generator=generator, names=names, **options,
         )
     for k, t in enumerate(tensors):
         _check_tensor(t, f"tensors[{k}]")

@@ -3,30 +3,21 @@ torch.nn.init. Thin wrappers over torch.ops.nspl_filler; fans, scale and argumen
 live in the compiled core, so Python, C++ and every device agree on them."""
 from __future__ import annotations
 
-import enum
 import numbers
-from typing import Optional, Union, Unpack
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
 from ._extension import _C, ops
 from .generator import as_signed64
-from .options import DEFAULTS, LawOptions, resolve, takes
+from .options import DEFAULTS, LawOptions, Unpack, VarianceNorm, resolve, takes
 from .sharded import is_dtensor, local_shard
 from .stream import GeneratorLike, Streams, check_name, explicit_key, with_streams
 
 #: Default power-law exponent and truncation ratio (see docs/fitting.md), the core's.
 DEFAULT_ALPHA: float = DEFAULTS["alpha"]
 DEFAULT_RATIO: float = DEFAULTS["ratio"]
-
-
-class VarianceNorm(str, enum.Enum):
-    """Caffe's variance_norm: which fan n sets the target variance gain² / n."""
-
-    FAN_IN = "fan_in"
-    FAN_OUT = "fan_out"
-    AVERAGE = "average"
 
 
 # Every name mode takes, lower case, to the norm's own name: the core's table.
@@ -209,7 +200,7 @@ def fill_(
     if not is_dtensor(tensor) and torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             fill_, (tensor,), tensor, mode, gain=gain, fan_in=fan_in, fan_out=fan_out,
-            seed=seed, generator=generator, name=name, **law,
+            seed=seed, generator=generator, name=name, **options,
         )
     _check_tensor(tensor)
     mode_name = _mode_name(mode)

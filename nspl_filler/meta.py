@@ -16,14 +16,14 @@ import math
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Iterator, Optional, Union, Unpack
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from .layouts import weight_layout
 from .module import init_module_, write_module, write_plan
-from .options import InitOptions, resolve, takes
+from .options import InitOptions, Unpack, resolve, takes
 from .plan import Plan, collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
 from .stream import check_stream, check_stream_kind

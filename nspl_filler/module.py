@@ -10,7 +10,7 @@ meta-built models (see meta.py) and DTensor (FSDP2) parameters."""
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Optional, Unpack
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ from ._extension import _C, ops
 from .bulk import _check_writable, _inference, _Labels, _named, _nspl_many_calls, _OpCall, _run_all
 from .generator import as_signed64
 from .init import GeneratorLike
-from .options import InitOptions, resolve, takes
+from .options import InitOptions, Unpack, resolve, takes
 from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
 from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES
 from .sharded import PLAIN_TYPES, any_dtensor, local_shard

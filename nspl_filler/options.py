@@ -11,15 +11,27 @@ where the call gave none.
 """
 from __future__ import annotations
 
+import enum
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypedDict, TypeVar, Union
+import sys
+from typing import Any, Callable, Optional, TypedDict, TypeVar, Union
 
 from ._extension import _C
+from .rules import Rules
+from .stream import GeneratorLike
 
-if TYPE_CHECKING:
-    from .init import VarianceNorm
-    from .rules import Rules
-    from .stream import GeneratorLike
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # a dependency of torch
+    from typing_extensions import Unpack
+
+
+class VarianceNorm(str, enum.Enum):
+    """Caffe's variance_norm: which fan n sets the target variance gain² / n."""
+
+    FAN_IN = "fan_in"
+    FAN_OUT = "fan_out"
+    AVERAGE = "average"
 
 
 class LawOptions(TypedDict, total=False):
@@ -117,4 +129,4 @@ def takes(kind: type) -> Callable[[Function], Function]:
     return decorate
 
 
-__all__ = ["DEFAULTS", "InitOptions", "LawOptions", "PlanOptions", "resolve", "takes"]
+__all__ = ["DEFAULTS", "InitOptions", "LawOptions", "PlanOptions", "Unpack", "VarianceNorm", "resolve", "takes"]

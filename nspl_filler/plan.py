@@ -9,12 +9,13 @@ one pass over the module tree, rules compiled once per call (rules.py), what a p
 slots in the Plan's columns, and the cyclic collector paused meanwhile (collector_paused)."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Union, Unpack
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from ._extension import _C
 from .init import _mode_name, _real, compute_fans
 from .layouts import Layout, is_norm, weight_layout
-from .options import PlanOptions, resolve, takes
+from .options import PlanOptions, Unpack, resolve, takes
 from .rules import (
     DEFAULT_ACTIONS, FLAT, FROZEN, LABELS, NO_INVERSE, RANDOM_RULES, SCALES, WRITING_RULES,
     Action, CompiledRules, attribute_of, default_action, parse_rules,
@@ -52,6 +53,14 @@ class ParamInit:
     role: str = "other"
     aliases: tuple[str, ...] = ()
     own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
+
+    def __setstate__(self, state: Union[list, tuple, dict]) -> None:
+        # The fields' values in order (this class's pickles), or, from a pickle made while the
+        # records had a __dict__, that dict.
+        names = [f.name for f in dataclasses.fields(self)]
+        values = [state[name] for name in names] if isinstance(state, dict) else state
+        for name, value in zip(names, values, strict=True):
+            object.__setattr__(self, name, value)
 
 
 # ParamInit's fields, in order (Plan.report's common_of gives their values so); Plan.report

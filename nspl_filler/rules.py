@@ -37,7 +37,7 @@ _RULE_OPTIONS = {
     "uniform": _COMMON_OPTIONS | {"bound"},
 }
 
-RuleKey = Union[str, "re.Pattern[str]", type, Callable[[str, Tensor, nn.Module], bool]]
+RuleKey = Union[str, re.Pattern[str], type, Callable[[str, Tensor, nn.Module], bool]]
 RuleValue = Union[str, float, Mapping[str, Any], Callable[..., Any]]
 Rules = Union[Mapping[RuleKey, RuleValue], Sequence[tuple[RuleKey, RuleValue]]]
 

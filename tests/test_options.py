@@ -1,6 +1,8 @@
 """The options the initialisers share (nspl_filler/options.py): one declaration gives each
 function its keywords, their defaults and the error for a keyword it does not take."""
 import inspect
+import pickle
+import typing
 
 import pytest
 import torch
@@ -116,3 +118,42 @@ def test_one_set_of_options_means_the_same_to_every_function(options):
     for record, p in zip(nspl_filler.init_plan(model, **options), model.parameters()):
         n = p.shape[1] if mode == "fan_in" else p.shape[0]
         assert record.std == pytest.approx(gain / n ** 0.5, rel=1e-12)
+
+
+def test_typed_dicts_resolve_their_annotations():
+    for kind in (LawOptions, PlanOptions, InitOptions):
+        assert set(typing.get_type_hints(kind)) == set(kind.__optional_keys__)
+
+
+class Recording(torch.Tensor):
+    """A tensor subclass whose __torch_function__ records the keywords it is handed."""
+
+    seen: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (nspl_filler.fill_, nspl_filler.fill_many_):
+            cls.seen.append(sorted(kwargs))
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["fill_", "fill_many_"])
+def test_a_torch_function_handler_is_handed_every_law_option(name):
+    Recording.seen.clear()
+    tensor = torch.empty(4, 4).as_subclass(Recording)
+    if name == "fill_":
+        nspl_filler.fill_(tensor, seed=1)
+    else:
+        nspl_filler.fill_many_([tensor], seed=1)
+    assert Recording.seen and set(LawOptions.__optional_keys__) <= set(Recording.seen[0])
+
+
+def test_records_pickle_and_unpickle_from_the_dict_they_had_before_slots():
+    (record, _) = nspl_filler.init_plan(nn.Linear(3, 4))
+    assert pickle.loads(pickle.dumps(record)) == record
+    # What unpickling a record pickled while records had a __dict__ does: __setstate__(dict).
+    old = object.__new__(type(record))
+    old.__setstate__({"name": "weight", "shape": (4, 3), "rule": record.rule, "fan": record.fan, "std": record.std,
+                      "role": "layer", "aliases": (), "own_std": record.own_std})
+    assert old == record and old.own_std == record.own_std
