@@ -83,4 +83,16 @@ struct TruncNormalConstants {
   acc_t high;
 };
 
+// X(constants type) for the constants of every sampler in arithmetic acc_t: the list that
+// code instantiating a kernel per sampler expands (the SIMD translation units,
+// cpu/simd_kernels.h). X takes `...`: a type may hold a comma.
+#define NSPL_FOR_EACH_SAMPLER_CONSTANTS(X, acc_t)            \
+  X(PowerLawConstants<acc_t, PowerLawForm::AlphaAboveOne>)         \
+  X(PowerLawConstants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>) \
+  X(PowerLawConstants<acc_t, PowerLawForm::AlphaBelowOne>)         \
+  X(LogUniformConstants<acc_t>)                                    \
+  X(UniformConstants<acc_t>)                                       \
+  X(NormalConstants<acc_t>)                                        \
+  X(TruncNormalConstants<acc_t>)
+
 }  // namespace nspl

@@ -43,21 +43,13 @@ NSPL_DECLARE_SIMD_KERNELS
 }
 #undef NSPL_DECLARE_SIMD_KERNELS
 
-// Whether the SIMD kernels exist for this output type and sampler constants: every
-// sampler into float32, float16 and bfloat16, and all but the normal into float64 (its
-// refinement uses libm's erf and stays on the portable path).
+// Whether the SIMD kernels run for this output type and sampler constants: every sampler
+// into float32, float16 and bfloat16, and all but the normal into float64 (its refinement
+// uses libm's erf and stays on the portable path).
 template <typename Constants>
-struct SimdSampler : std::false_type {};
-template <typename acc_t, PowerLawForm kForm>
-struct SimdSampler<PowerLawConstants<acc_t, kForm>> : std::true_type {};
-template <typename acc_t>
-struct SimdSampler<LogUniformConstants<acc_t>> : std::true_type {};
-template <typename acc_t>
-struct SimdSampler<UniformConstants<acc_t>> : std::true_type {};
+struct SimdSampler : std::true_type {};
 template <>
-struct SimdSampler<NormalConstants<float>> : std::true_type {};
-template <typename acc_t>
-struct SimdSampler<TruncNormalConstants<acc_t>> : std::true_type {};
+struct SimdSampler<NormalConstants<double>> : std::false_type {};
 
 template <typename scalar_t, typename Constants>
 constexpr bool kHasSimdKernel = NSPL_HAVE_SIMD_KERNELS && SimdSampler<Constants>::value;

@@ -4,15 +4,23 @@
 // points (avx2, avx512).
 #pragma once
 
+#include "fill_cpu_simd.h"  // SimdSampler (included first, for the default target, by each unit)
 #include "fill_simd.h"
 
 namespace nspl {
 namespace NSPL_SIMD_NAMESPACE {
 
+// Instantiated for every sampler (NSPL_FOR_EACH_SAMPLER_CONSTANTS); where SimdSampler says
+// the SIMD kernels do not run (the callers then take the portable path), it is the portable
+// kernel.
 template <typename scalar_t, typename Constants>
 void fill_run(scalar_t* out, int64_t stride, uint64_t first, int64_t count, const Constants& constants,
               const StreamPosition& pos) {
-  fill_run_vector<NSPL_SIMD_ISA>(out, stride, first, count, sampler_for(constants), pos);
+  if constexpr (SimdSampler<Constants>::value) {
+    fill_run_vector<NSPL_SIMD_ISA>(out, stride, first, count, sampler_for(constants), pos);
+  } else {
+    fill_run_scalar(out, stride, first, count, sampler_for(constants), pos);
+  }
 }
 
 template <typename T>
@@ -28,21 +36,14 @@ void math(MathFunction function, const T* in, T* out, int64_t n) {
   NSPL_INSTANTIATE_RUN(float, __VA_ARGS__);         \
   NSPL_INSTANTIATE_RUN(c10::Half, __VA_ARGS__);     \
   NSPL_INSTANTIATE_RUN(c10::BFloat16, __VA_ARGS__)
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaAboveOne>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaAboveOneTinyExpK>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(PowerLawConstants<float, PowerLawForm::AlphaBelowOne>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(LogUniformConstants<float>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(UniformConstants<float>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(NormalConstants<float>);
-NSPL_INSTANTIATE_FLOAT_OUTPUTS(TruncNormalConstants<float>);
-NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOne>);
-NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaAboveOneTinyExpK>);
-NSPL_INSTANTIATE_RUN(double, PowerLawConstants<double, PowerLawForm::AlphaBelowOne>);
-NSPL_INSTANTIATE_RUN(double, LogUniformConstants<double>);
-NSPL_INSTANTIATE_RUN(double, UniformConstants<double>);
-NSPL_INSTANTIATE_RUN(double, TruncNormalConstants<double>);
+#define NSPL_INSTANTIATE_FLOAT(...) NSPL_INSTANTIATE_FLOAT_OUTPUTS(__VA_ARGS__);
+#define NSPL_INSTANTIATE_DOUBLE(...) NSPL_INSTANTIATE_RUN(double, __VA_ARGS__);
+NSPL_FOR_EACH_SAMPLER_CONSTANTS(NSPL_INSTANTIATE_FLOAT, float)
+NSPL_FOR_EACH_SAMPLER_CONSTANTS(NSPL_INSTANTIATE_DOUBLE, double)
 template void math<float>(MathFunction, const float*, float*, int64_t);
 template void math<double>(MathFunction, const double*, double*, int64_t);
+#undef NSPL_INSTANTIATE_DOUBLE
+#undef NSPL_INSTANTIATE_FLOAT
 #undef NSPL_INSTANTIATE_FLOAT_OUTPUTS
 #undef NSPL_INSTANTIATE_RUN
 
