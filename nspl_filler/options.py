@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 import inspect
 import sys
-from typing import Any, Callable, Optional, TypedDict, TypeVar, Union
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional, TypedDict, TypeVar, Union
 
 from ._extension import _C
 from .rules import Rules
@@ -65,7 +66,8 @@ class InitOptions(PlanOptions, total=False):
 
 
 #: Every option's default, in the order signatures list them; alpha and ratio are the core's.
-DEFAULTS: dict[str, Any] = {
+#: Read-only: the signatures and resolve are made from it once.
+DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "mode": "fan_in",
     "alpha": _C.DEFAULT_ALPHA,
     "ratio": _C.DEFAULT_RATIO,
@@ -79,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "strict": False,
     "verbose": False,
     "stream": "sequential",
-}
+})
 
 Options = TypeVar("Options", LawOptions, PlanOptions, InitOptions)
 Function = TypeVar("Function", bound=Callable[..., Any])
