@@ -239,7 +239,8 @@ def materialize_(
     for caught in planning_warnings:
         warnings.warn(caught.message, stacklevel=2)
     the_plan.tensors = [moved.get(id(tensor), tensor) for tensor in the_plan.tensors]
-    write_module(module, the_plan, options, by_name)
+    # Without values= the moved tensors hold uninitialised memory: the report has no own std.
+    write_module(module, the_plan, options, by_name, measure=False)
     return module
 
 

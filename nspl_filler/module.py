@@ -348,13 +348,15 @@ def init_module_(module: nn.Module, **options: Unpack[InitOptions]) -> nn.Module
     return module
 
 
-def write_module(module: nn.Module, the_plan: Plan, options: InitOptions, by_name: bool) -> None:
+def write_module(module: nn.Module, the_plan: Plan, options: InitOptions, by_name: bool, measure: bool = True) -> None:
     """What init_module_ does with the plan of `module` (plan() with the call's `options`,
     on the tensors the module holds now): write it, streams by name where `by_name`, and
-    print the report where options["verbose"]; the collector paused throughout."""
+    print the report where options["verbose"], with the std each drawn tensor had before
+    where `measure` (not where the tensors hold uninitialised memory); the collector paused
+    throughout."""
     verbose = options["verbose"]
     with collector_paused():
-        records = the_plan.records(own_std=True) if verbose else None
+        records = the_plan.records(own_std=measure) if verbose else None
         write_plan(the_plan, options["seed"], options["generator"], named_in=module if by_name else None)
     if verbose:
         print(format_report(records))

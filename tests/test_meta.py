@@ -337,7 +337,15 @@ def test_materialize_plans_the_model_once_and_warns_once(monkeypatch, capsys):
         materialize_(deferred, "cpu", seed=5, rules=rules, verbose=True)
     assert len(walks) == 1  # planned once: checked on meta, then written on the moved tensors
     assert sum("match no parameter" in str(w.message) for w in caught) == 1
-    assert "hidden.weight" in capsys.readouterr().out  # verbose: the report
+    report = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("hidden.weight") for line in report)  # verbose: the report
+    # The moved tensors held uninitialised memory: no "own std" is measured from it, where
+    # init_module_ on a built model measures one for every drawn tensor.
+    own_column = report[0].index("own std")
+    assert all(len(line) <= own_column for line in report[1:])
+    init_module_(Net(), seed=5, rules=rules, verbose=True)
+    built = capsys.readouterr().out.splitlines()
+    assert any(len(line) > built[0].index("own std") for line in built[1:] if line.startswith("hidden.weight"))
     # The values are those of planning the moved model afresh (init_module_).
     direct = Net()
     direct.load_state_dict(deferred.state_dict())
