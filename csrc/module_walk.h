@@ -127,15 +127,26 @@ class RowOf {
     return {row, true};
   }
 
+  // Reads the slot that emplace(object, ...) probes first, so that its cache miss comes early
+  // (walk_modules reads ahead).
+  void touch(PyObject* object) const {
+    if (slots_.empty()) return;
+    (void)*static_cast<PyObject* const volatile*>(&slots_[home(object, slots_.size() - 1)].object);
+  }
+
  private:
   struct Slot {
     PyObject* object = nullptr;
     int64_t row = 0;
   };
+  // The first slot probed for `object` in a table of mask + 1 slots.
+  static size_t home(PyObject* object, size_t mask) {
+    // Objects are 16-byte aligned: the bits above those, mixed, spread them.
+    return static_cast<size_t>((reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull) & mask;
+  }
   static Slot& find(std::vector<Slot>& slots, PyObject* object) {
     const size_t mask = slots.size() - 1;
-    // Objects are 16-byte aligned: the bits above those, mixed, spread them.
-    size_t at = static_cast<size_t>((reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull) & mask;
+    size_t at = home(object, mask);
     while (slots[at].object != nullptr && slots[at].object != object) at = (at + 1) & mask;
     return slots[at];
   }
@@ -148,16 +159,6 @@ class RowOf {
   }
   std::vector<Slot> slots_;
   size_t count_ = 0;
-
- public:
-  // Reads the slot that emplace(object, ...) probes first, so that its cache miss comes early
-  // (walk_modules reads ahead).
-  void touch(PyObject* object) const {
-    if (slots_.empty()) return;
-    const size_t mask = slots_.size() - 1;
-    const Slot& slot = slots_[static_cast<size_t>((reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull) & mask];
-    (void)*static_cast<PyObject* const volatile*>(&slot.object);
-  }
 };
 
 }  // namespace walk
