@@ -54,13 +54,19 @@ class ParamInit:
     aliases: tuple[str, ...] = ()
     own_std: Optional[float] = field(default=None, compare=False)  # a measurement, not the plan
 
-    def __setstate__(self, state: Union[list, tuple, dict]) -> None:
-        # The fields' values in order (this class's pickles), or, from a pickle made while the
-        # records had a __dict__, that dict.
-        names = [f.name for f in dataclasses.fields(self)]
-        values = [state[name] for name in names] if isinstance(state, dict) else state
-        for name, value in zip(names, values, strict=True):
-            object.__setattr__(self, name, value)
+
+def _set_record_state(self: ParamInit, state: Union[list, tuple, dict]) -> None:
+    # The fields' values in order (the pickles of a slotted record), or, from a pickle made
+    # while the records had a __dict__, that dict.
+    names = [f.name for f in dataclasses.fields(self)]
+    values = [state[name] for name in names] if isinstance(state, dict) else state
+    for name, value in zip(names, values, strict=True):
+        object.__setattr__(self, name, value)
+
+
+# Set after the decorator: on Python 3.10, dataclass(frozen=True, slots=True) replaces a
+# __setstate__ defined in the class body with its own, which reads only the list of values.
+ParamInit.__setstate__ = _set_record_state
 
 
 # ParamInit's fields, in order (Plan.report's common_of gives their values so); Plan.report

@@ -23,9 +23,11 @@ def _figure_class() -> type[Figure]:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(
+        # A ModuleNotFoundError naming the module, as the failed import itself would be.
+        raise ModuleNotFoundError(
             "nspl_filler: plotting needs matplotlib, an optional dependency: "
-            'pip install "nspl_filler[plot]" (or pip install matplotlib)'
+            'pip install "nspl_filler[plot]" (or pip install matplotlib)',
+            name="matplotlib",
         ) from exc
     return Figure
 
