@@ -5,6 +5,8 @@ import operator
 import threading
 from typing import Callable
 
+import numpy as np
+
 _UINT64 = 1 << 64
 #: Offsets travel through the ops as int64: a fill may end at block 2**63 - 1 at the latest,
 #: so every offset a Generator reaches is one set_state takes back.
@@ -12,9 +14,10 @@ _OFFSET_LIMIT = (1 << 63) - 1
 
 
 def _integer(name: str, value: object) -> int:
-    """`value` as an int if it is one (anything with __index__: numpy's integers too), bool
-    excluded; else TypeError naming `name`."""
-    if not isinstance(value, bool):
+    """`value` as an int if it is one (anything with __index__: numpy's integers too), bools
+    excluded (numpy's too, to which numpy 2.2 still gives an __index__); else TypeError naming
+    `name`."""
+    if not isinstance(value, (bool, np.bool_)):
         try:
             return operator.index(value)
         except TypeError:
