@@ -23,7 +23,7 @@ from .stream import GeneratorLike
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
-else:  # a dependency of torch
+else:  # declared for Python 3.10 in pyproject.toml (and a dependency of torch)
     from typing_extensions import Unpack
 
 
