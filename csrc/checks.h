@@ -1,7 +1,8 @@
 // What each op refuses: one check function per op (LawCheck's for an op whose parameters give
-// its law alone), holding every rule of the contract that can turn a fill away (docs/spec.md §5). The op bodies (op_table.h, every backend) call it before
-// they write; the fake kernels (nspl_filler/_extension.py, through bindings.cpp) call the
-// same function, so a meta tensor or a traced program is refused exactly where eager is.
+// its law alone), holding every rule of the contract that can turn a fill away (docs/spec.md
+// §5). The op bodies (op_table.h, every backend) call it before they write; the fake kernels
+// (nspl_filler/_extension.py, through bindings.cpp) call the same function, so a meta tensor
+// or a traced program is refused exactly where eager is.
 //
 // Tracing may give tensors whose sizes are symbols. The checks then make every test that
 // does not depend on sizes (dtype, layout, arguments, stream) and return std::nullopt; with

@@ -86,7 +86,7 @@ struct TruncNormalConstants {
 // X(constants type) for the constants of every sampler in arithmetic acc_t: the list that
 // code instantiating a kernel per sampler expands (the SIMD translation units,
 // cpu/simd_kernels.h). X takes `...`: a type may hold a comma.
-#define NSPL_FOR_EACH_SAMPLER_CONSTANTS(X, acc_t)            \
+#define NSPL_FOR_EACH_SAMPLER_CONSTANTS(X, acc_t)                  \
   X(PowerLawConstants<acc_t, PowerLawForm::AlphaAboveOne>)         \
   X(PowerLawConstants<acc_t, PowerLawForm::AlphaAboveOneTinyExpK>) \
   X(PowerLawConstants<acc_t, PowerLawForm::AlphaBelowOne>)         \
