@@ -26,7 +26,7 @@ from .module import init_module_, write_module, write_plan
 from .options import InitOptions, Unpack, resolve, takes
 from .plan import Plan, collector_paused, plan
 from .sharded import all_passed, check_placeable, is_dtensor, materialise_shard, reset_fsdp_shards, root_meshes
-from .stream import check_stream, check_stream_kind
+from .stream import check_stream_options
 
 # nn.Module.register_parameter is patched while any thread is inside empty_weights(); the
 # patch acts only for the threads inside (_INSIDE), so a model that another thread builds
@@ -256,8 +256,7 @@ def _check_arguments(device, values, meta_buffers: str, options: InitOptions) ->
     device = torch.get_default_device() if device is None else torch.device(device)
     if device.type == "meta":
         raise ValueError("nspl_filler: device must be a device with memory, got meta")
-    by_name = check_stream_kind(options["stream"])
-    check_stream(options["seed"], options["generator"], "stream='name'" if by_name else None)
+    by_name = check_stream_options(options)
     return device, by_name
 
 

@@ -23,7 +23,7 @@ from .options import InitOptions, Unpack, resolve, takes
 from .plan import DEPARTURE, Entry, ParamInit, Plan, collector_paused, format_report, init_plan, plan
 from .rules import EMBEDDING_RULE, RANDOM_RULES, SCALES, WRITING_RULES
 from .sharded import PLAIN_TYPES, any_dtensor, local_shard
-from .stream import Streams, check_names, check_stream, check_stream_kind, preview_streams, with_streams
+from .stream import Streams, check_names, check_stream_options, preview_streams, with_streams
 
 _CONSTANT_RULES = frozenset(("zeros", "ones", "constant"))
 _CONSTANT_VALUES = {"zeros": 0.0, "ones": 1.0}
@@ -338,8 +338,7 @@ def init_module_(module: nn.Module, **options: Unpack[InitOptions]) -> nn.Module
     model (docs/benchmarks.md).
     """
     the_options = resolve("init_module_", options, InitOptions)
-    by_name = check_stream_kind(the_options["stream"])
-    check_stream(the_options["seed"], the_options["generator"], "stream='name'" if by_name else None)
+    by_name = check_stream_options(the_options)
     # One pause for both: the collector, back on between them, would collect then what
     # planning allocated (its count of allocations keeps growing while it is off).
     with collector_paused():

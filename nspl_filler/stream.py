@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -58,13 +58,18 @@ def check_stream(seed: object, generator: object, by_name: Optional[str] = None)
     return None if seed is None else _check_seed(seed)
 
 
-def check_stream_kind(stream: object) -> bool:
-    """True for stream="name", False for "sequential"; TypeError / ValueError otherwise."""
+def check_stream_options(options: Mapping[str, object]) -> bool:
+    """Whether the options of init_module_ or materialize_ ask for streams by name: True for
+    stream="name", False for "sequential", TypeError / ValueError otherwise, after the checks
+    check_stream makes of their seed and generator for that kind of stream."""
+    stream = options["stream"]
     if not isinstance(stream, str):
         raise TypeError(f"nspl_filler: stream must be 'sequential' or 'name', got {type(stream).__name__} {stream!r}")
     if stream not in STREAMS:
         raise ValueError(f"nspl_filler: stream must be 'sequential' or 'name', got {stream!r}")
-    return stream == "name"
+    by_name = stream == "name"
+    check_stream(options["seed"], options["generator"], "stream='name'" if by_name else None)
+    return by_name
 
 
 def _under_ddp(model: nn.Module) -> bool:
