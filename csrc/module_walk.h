@@ -7,11 +7,13 @@
 #pragma once
 
 #include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/autograd/variable.h>
 #include <structmember.h>
 #include <torch/extension.h>
 
 #include "nspl_filler/stream.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -127,11 +129,18 @@ class RowOf {
     return {row, true};
   }
 
-  // Reads the slot that emplace(object, ...) probes first, so that its cache miss comes early
-  // (walk_modules reads ahead).
-  void touch(PyObject* object) const {
-    if (slots_.empty()) return;
-    (void)*static_cast<PyObject* const volatile*>(&slots_[home(object, slots_.size() - 1)].object);
+  // Room for `count` objects in all, made at once rather than by doubling (each doubling moves
+  // every slot, a cache miss apiece in a large table).
+  void reserve(size_t count) {
+    size_t size = slots_.empty() ? 64 : slots_.size();
+    while (size < 2 * count) size *= 2;
+    if (size > slots_.size()) rehash(size);
+  }
+
+  // Asks the memory for the slot that emplace(object, ...) probes first (walk_modules reads
+  // ahead).
+  void prefetch(PyObject* object) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[home(object, slots_.size() - 1)]);
   }
 
  private:
@@ -150,10 +159,16 @@ class RowOf {
     while (slots[at].object != nullptr && slots[at].object != object) at = (at + 1) & mask;
     return slots[at];
   }
-  void grow() {
-    std::vector<Slot> larger(slots_.empty() ? 64 : 2 * slots_.size());
-    for (const Slot& slot : slots_) {
-      if (slot.object != nullptr) find(larger, slot.object) = slot;
+  void grow() { rehash(slots_.empty() ? 64 : 2 * slots_.size()); }
+  void rehash(size_t size) {
+    std::vector<Slot> larger(size);
+    const size_t mask = larger.size() - 1;
+    constexpr size_t kAhead = 16;  // a table past the caches: ask for each home slot early
+    for (size_t at = 0; at < slots_.size(); ++at) {
+      if (at + kAhead < slots_.size() && slots_[at + kAhead].object != nullptr) {
+        __builtin_prefetch(&larger[home(slots_[at + kAhead].object, mask)], 1);
+      }
+      if (slots_[at].object != nullptr) find(larger, slots_[at].object) = slots_[at];
     }
     slots_.swap(larger);
   }
@@ -196,87 +211,136 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     std::string prefix;    // qualified name of the module and a dot ("" at the root)
     py::object attribute;  // its name in its parent (None at the root)
     py::object module;
+    py::object params;     // its _parameters dict, once reading ahead has found it (see below)
   };
   std::vector<Frame> stack;
-  // What the walk of a module reads lies in a chain of objects (its __dict__, the dicts it
-  // holds, each parameter, its TensorImpl and AutogradMeta, the parameter's slot in `first`),
-  // and in a model larger than a core's caches each is a cache miss, which the walk's own work
-  // between two of them keeps the processor from overlapping. So every kReadAhead modules the
-  // walk first reads the chains of the next kReadAhead, a link of every chain at a time, in
-  // loops that do little else, where the misses overlap. Below kReadAheadAfter rows a model's
-  // objects stay in the caches from one walk to the next and reading ahead only adds work.
-  constexpr size_t kReadAhead = 16;
+  // What the walk of a module reads lies in a chain of objects (the module, its __dict__, the
+  // dicts it holds, each parameter, its TensorImpl and AutogradMeta, the parameter's slot in
+  // `first`), and in a model larger than a core's caches each link is a cache miss that waits
+  // for the one before. So the walk reads ahead in a pipeline: before it visits a module, it
+  // takes one step along the chain of each of the kStages modules kSpacing, 2 * kSpacing, ...
+  // places down the stack (step 0, the module itself, for the farthest). A step only asks the
+  // memory for the links it finds (a prefetch, which the processor serves while the walk works
+  // on) and reads only links an earlier step asked for, so the walk waits on none; the lines
+  // asked for are those the visit reads, no more, since the misses a core can have in flight
+  // bound the walk of a large model. A module reaches the top of the stack with its chain in
+  // the caches where its siblings were pushed together (the layers of a Sequential or
+  // ModuleList, the common case). Reading ahead holds the _parameters dict it finds (a
+  // reference), so no step reads an object that Python code run meanwhile (a property read
+  // through getattr) could have freed; the visit reads everything afresh. Below
+  // kReadAheadAfter rows a model's objects stay in the caches from one walk to the next and
+  // reading ahead only adds work.
+  constexpr size_t kStages = 8, kSpacing = 2;
   constexpr Py_ssize_t kReadAheadAfter = 4096;
-  std::vector<PyObject*> ahead_dicts, ahead_values;  // buffers, reused
-  // A read that nothing waits for.
-  auto touch = [](const void* at) { (void)*static_cast<const volatile unsigned char*>(at); };
-  auto read_ahead = [&](const std::vector<Frame>& frames) {
-    const size_t from = frames.size() > kReadAhead ? frames.size() - kReadAhead : 0;
-    ahead_dicts.clear();
-    for (size_t i = frames.size(); i-- > from;) {
-      PyObject** dict = _PyObject_GetDictPtr(frames[i].module.ptr());
-      if (dict == nullptr || *dict == nullptr || !PyDict_CheckExact(*dict)) continue;
-      touch(*dict);
-      ahead_dicts.push_back(*dict);
-    }
-    for (PyObject* dict : ahead_dicts) {
-      PyDictObject* d = reinterpret_cast<PyDictObject*>(dict);
-      if (d->ma_values != nullptr) touch(d->ma_values);
-      touch(d->ma_keys);
-    }
-    size_t kept = 0;
-    for (PyObject* dict : ahead_dicts) {
-      for (PyObject* name : {modules_name.ptr(), hooks_name.ptr()}) {
-        PyObject* item = PyDict_GetItem(dict, name);  // borrowed; a failed lookup is no error here
-        if (item != nullptr) touch(item);
-      }
-      PyObject* params = PyDict_GetItem(dict, parameters_name.ptr());
-      if (params != nullptr && PyDict_CheckExact(params)) {
-        touch(params);
-        ahead_dicts[kept++] = params;
-      }
-    }
-    ahead_dicts.resize(kept);
-    for (PyObject* params : ahead_dicts) touch(reinterpret_cast<PyDictObject*>(params)->ma_keys);
-    ahead_values.clear();
-    for (PyObject* params : ahead_dicts) {
-      PyObject* local = nullptr;
-      PyObject* value = nullptr;
-      Py_ssize_t position = 0;
-      while (PyDict_Next(params, &position, &local, &value)) {
-        touch(value);
-        first.touch(value);
-        ahead_values.push_back(value);
-      }
-    }
-    kept = 0;
-    for (PyObject* value : ahead_values) {
-      PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
+  auto fetch = [](const void* at) { __builtin_prefetch(at); };
+  auto fetch_lines = [&](const void* at, size_t size) {  // every 64-byte line of [at, at + size)
+    const uintptr_t from = reinterpret_cast<uintptr_t>(at), to = from + size;
+    for (uintptr_t line = from & ~uintptr_t{63}; line < to; line += 64) fetch(reinterpret_cast<const void*>(line));
+  };
+  // The tensors of `params` whose type is plain (borrowed), for the steps that read into them.
+  auto plain_values = [&](PyObject* params, auto&& each) {
+    PyObject* local = nullptr;
+    PyObject* value = nullptr;
+    Py_ssize_t position = 0;
+    while (PyDict_Next(params, &position, &local, &value)) {
+      const PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
       for (PyObject* kind : plain_list) {
         if (tensor_type == kind) {
-          const char* impl = reinterpret_cast<const char*>(THPVariable_Unpack(value).unsafeGetTensorImpl());
-          for (size_t at = 0; at < sizeof(c10::TensorImpl); at += 64) touch(impl + at);
-          ahead_values[kept++] = value;
+          each(THPVariable_Unpack(value).unsafeGetTensorImpl());
           break;
         }
       }
     }
-    ahead_values.resize(kept);
-    for (PyObject* value : ahead_values) {
-      const void* meta = THPVariable_Unpack(value).unsafeGetTensorImpl()->autograd_meta();
-      if (meta != nullptr) touch(meta);
+  };
+  // Step `step` (0 first) of reading the chain of `frame` ahead.
+  auto read_ahead = [&](Frame& frame, size_t step) {
+    PyObject* module = frame.module.ptr();
+    switch (step) {
+      case 0:  // the module (with the words before it, where CPython keeps its __dict__) and its name
+        fetch(reinterpret_cast<const char*>(module) - 32);
+        fetch(module);
+        fetch(frame.attribute.ptr());
+        return;
+      case 1:
+      case 2:
+      case 3:
+      case 4: {
+        PyObject** dict = _PyObject_GetDictPtr(module);
+        if (dict == nullptr || *dict == nullptr) return;
+        if (step == 1) {  // the step that finds an object asks for it, and reads it a step later
+          fetch(*dict);
+          return;
+        }
+        if (!PyDict_CheckExact(*dict)) return;
+        PyDictObject* d = reinterpret_cast<PyDictObject*>(*dict);
+        if (step == 2) {
+          fetch(d->ma_keys);
+          if (d->ma_values != nullptr) fetch_lines(d->ma_values, 192);
+          return;
+        }
+        if (step == 3) {
+          for (PyObject* name : {parameters_name.ptr(), modules_name.ptr(), hooks_name.ptr()}) {
+            PyObject* item = PyDict_GetItem(*dict, name);  // borrowed; a failed lookup is no error here
+            if (item != nullptr) fetch(item);
+          }
+          return;
+        }
+        // Step 4: the _parameters dict, asked for at step 3, is held from here on.
+        PyObject* params = PyDict_GetItem(*dict, parameters_name.ptr());
+        if (params == nullptr || !PyDict_CheckExact(params)) return;
+        frame.params = py::reinterpret_borrow<py::object>(params);
+        fetch_lines(reinterpret_cast<PyDictObject*>(params)->ma_keys, 128);
+        return;
+      }
+      default:
+        break;
+    }
+    if (!frame.params) return;
+    PyObject* params = frame.params.ptr();
+    if (step == 5) {
+      PyObject* local = nullptr;
+      PyObject* value = nullptr;
+      Py_ssize_t position = 0;
+      while (PyDict_Next(params, &position, &local, &value)) {
+        fetch(value);
+        first.prefetch(value);
+      }
+    } else if (step == 6) {
+      plain_values(params, [&](const c10::TensorImpl* impl) { fetch_lines(impl, sizeof(c10::TensorImpl)); });
+    } else {
+      plain_values(params, [&](const c10::TensorImpl* impl) {
+        // What requires_grad() reads: the vtable, requires_grad_ and grad_fn_.
+        const auto* meta = static_cast<const torch::autograd::AutogradMeta*>(impl->autograd_meta());
+        if (meta == nullptr) return;
+        fetch(meta);
+        fetch(&meta->requires_grad_);
+        fetch(&meta->grad_fn_);
+      });
     }
   };
-  stack.push_back({std::string(), py::none(), py::reinterpret_borrow<py::object>(root)});
+  stack.push_back({std::string(), py::none(), py::reinterpret_borrow<py::object>(root), py::object()});
   std::string owner_key, key, name;  // buffers, reused
   std::vector<Frame> frames;
-  size_t credit = 0;
+  bool reserved = false;
   while (!stack.empty()) {
-    if (credit == 0) {
-      if (PyList_GET_SIZE(names.ptr()) >= kReadAheadAfter) read_ahead(stack);
-      credit = kReadAhead;
+    const Py_ssize_t rows = PyList_GET_SIZE(names.ptr());
+    if (rows >= kReadAheadAfter) {
+      const size_t size = stack.size();
+      if (!reserved) {
+        // A model this large has as many rows again for each module still on the stack as
+        // each module walked so far had: room for them all in `first` at once.
+        const double per_module = static_cast<double>(rows) / static_cast<double>(PyList_GET_SIZE(modules.ptr()));
+        first.reserve(static_cast<size_t>(std::min(static_cast<double>(rows) + per_module * static_cast<double>(size), 1e6)));
+        reserved = true;
+      }
+      // The stack's own frames, a few beyond the deepest step.
+      constexpr size_t kFrameAhead = (kStages + 2) * kSpacing;
+      if (kFrameAhead < size) fetch(&stack[size - 1 - kFrameAhead]);
+      for (size_t step = 0; step < kStages; ++step) {
+        const size_t down = (kStages - step) * kSpacing;  // places below the top
+        if (down < size) read_ahead(stack[size - 1 - down], step);
+      }
     }
-    --credit;
     Frame frame = std::move(stack.back());
     stack.pop_back();
     py::handle owner = frame.module;
@@ -383,7 +447,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
         walk::append_text(prefix, child_name);
         prefix.push_back('.');
         frames.push_back({std::move(prefix), py::reinterpret_borrow<py::object>(child_name),
-                          py::reinterpret_borrow<py::object>(child)});
+                          py::reinterpret_borrow<py::object>(child), py::object()});
       }
       for (auto it = frames.rbegin(); it != frames.rend(); ++it) stack.push_back(std::move(*it));
     }

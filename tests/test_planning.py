@@ -311,6 +311,40 @@ def test_tied_parameters_among_many_keep_their_first_row_and_every_name(count):
     assert [r.rule for r in plan_of(model).records()] == [r.rule for r in one_by_one(model)]
 
 
+def test_the_walk_sees_what_python_code_run_during_it_changed_in_modules_ahead():
+    # Past 4096 rows the walk reads ahead of the module it visits (csrc/module_walk.h). A
+    # module type with a `groups` property is asked through getattr, which runs Python code:
+    # here it replaces the parameters (freeing the old ones), the _parameters dict and the
+    # child of modules the walk has read ahead, which must then be planned as they are when
+    # it reaches them. (The sanitizer build runs this too.)
+    class Swapper(nn.Linear):
+        targets: list = []
+
+        @property
+        def groups(self):
+            for k, layer in enumerate(Swapper.targets):
+                if k % 3 == 0:
+                    layer.weight = nn.Parameter(torch.empty(3, 2))
+                elif k % 3 == 1:
+                    layer._parameters = {"bias": nn.Parameter(torch.empty(5))}
+                else:
+                    layer.add_module("inner", nn.Linear(2, 4, bias=False))
+            Swapper.targets = []
+            return 1
+
+    layers = [nn.Linear(2, 2) for _ in range(2600)]
+    at = 2200  # row 4400: past the first 4096
+    layers[at] = Swapper(2, 2)
+    Swapper.targets = layers[at + 1:at + 40]
+    model = nn.Sequential(*layers)
+    the_plan = plan_of(model)
+    assert not Swapper.targets  # the property ran during the walk
+    assert the_plan.names == [name for name, _ in model.named_parameters()]
+    assert [id(t) for t in the_plan.tensors] == [id(t) for t in model.parameters()]
+    assert [tuple(t.shape) for t in the_plan.tensors] == [tuple(t.shape) for t in model.parameters()]
+    assert [r.rule for r in the_plan.records()] == [r.rule for r in one_by_one(model)]
+
+
 def test_an_overflowing_constant_names_the_first_parameter_it_overflows():
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).half(), nn.Linear(2, 2).half())
     with pytest.raises(ValueError, match=r"parameter '1.bias' \(rule 'constant\(1e\+06\)'\): the constant 1e\+06 "
