@@ -113,6 +113,18 @@ inline void append_skeleton(std::string& out, const std::string& name) {
   std::memcpy(&out[at], &size, sizeof size);
 }
 
+// Whether `value` holds no reference that could lead back to an object holding it: a value the
+// cyclic collector does not track (str, int, float, None) or an exact tuple of such values
+// (two levels deep). CPython untracks its own tuples and dicts of atomic values on this ground.
+inline bool atomic(PyObject* value, int depth = 2) {
+  if (!PyObject_IS_GC(value)) return true;
+  if (depth == 0 || !PyTuple_CheckExact(value)) return false;
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(value); ++i) {
+    if (!atomic(PyTuple_GET_ITEM(value, i), depth - 1)) return false;
+  }
+  return true;
+}
+
 constexpr const char* kFlatParam = "_flat_param";  // FSDP's flat parameter: planned on its own
 
 // The row of each parameter met so far, by object: open addressing in one array (a model
@@ -533,11 +545,31 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
   struct Common {
     py::tuple values;
     bool measured;
+    bool atomic;  // whether every shared value is (walk::atomic)
   };
   std::unordered_map<PyObject*, Common> commons;  // decision -> what its rows share
   py::list records(count), measured;
   std::vector<PyObject*> values(static_cast<size_t>(field_count));  // borrowed, one row's
+  // Each row reads its name and, to tell a meta tensor, its tensor and that tensor's
+  // TensorImpl, cache misses in a report past the caches: asked for ahead, the tensor 2 * kAhead
+  // rows ahead, the rest kAhead rows ahead.
+  constexpr Py_ssize_t kAhead = 8;
   for (Py_ssize_t k = 0; k < count; ++k) {
+    if (count > 4096) {
+      if (k + 2 * kAhead < count) __builtin_prefetch(PyList_GET_ITEM(tensors.ptr(), k + 2 * kAhead));
+      if (k + kAhead < count) {
+        __builtin_prefetch(PyList_GET_ITEM(names.ptr(), k + kAhead));
+        PyObject* ahead = PyList_GET_ITEM(tensors.ptr(), k + kAhead);
+        for (PyObject* kind : plain_list) {
+          if (reinterpret_cast<PyObject*>(Py_TYPE(ahead)) == kind) {
+            // is_meta() reads the device, near the end of a TensorImpl.
+            const char* impl = reinterpret_cast<const char*>(THPVariable_Unpack(ahead).unsafeGetTensorImpl());
+            __builtin_prefetch(impl + sizeof(c10::TensorImpl) - 16);
+            break;
+          }
+        }
+      }
+    }
     py::object index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(k));
     if (!index) throw py::error_already_set();
     const int is_special = PyDict_GET_SIZE(special.ptr()) > 0 ? PyDict_Contains(special.ptr(), index.ptr()) : 0;
@@ -556,7 +588,10 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
           PyTuple_GET_SIZE(shared[0].ptr()) != field_count) {
         throw py::type_error("nspl_filler: common_of must give (a value per field, bool)");
       }
-      found = commons.emplace(decision, Common{py::reinterpret_borrow<py::tuple>(shared[0]), shared[1].cast<bool>()})
+      bool atomic = true;
+      for (py::handle value : py::reinterpret_borrow<py::tuple>(shared[0])) atomic = atomic && walk::atomic(value.ptr());
+      found = commons.emplace(decision, Common{py::reinterpret_borrow<py::tuple>(shared[0]), shared[1].cast<bool>(),
+                                               atomic})
                   .first;
     }
     for (Py_ssize_t f = 0; f < field_count; ++f) values[f] = PyTuple_GET_ITEM(found->second.values.ptr(), f);
@@ -584,6 +619,12 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
     for (Py_ssize_t f = 0; f < field_count; ++f) {
       Py_INCREF(values[f]);
       *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(record) + offsets[f]) = values[f];
+    }
+    // A record of atomic values is in no reference cycle (it is frozen): the collector, which
+    // would otherwise scan every record of a report again at its next pass, leaves it alone.
+    if (found->second.atomic && walk::atomic(values[name_field]) && walk::atomic(values[aliases_field]) &&
+        walk::atomic(values[own_field])) {
+      PyObject_GC_UnTrack(record);
     }
     PyList_SET_ITEM(records.ptr(), k, record);
   }

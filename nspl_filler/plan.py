@@ -789,8 +789,9 @@ def init_plan(module: nn.Module, **options: Unpack[PlanOptions]) -> list[ParamIn
     measured."""
     the_options = resolve("init_plan", options, PlanOptions)
     with collector_paused():
-        the_plan = plan(module, the_options)
-        records, measured = the_plan.report(own_std=True)
+        records, measured = plan(module, the_options).report(own_std=True)
+        # The plan goes before the collector is back: its columns hold every parameter, which
+        # its first pass (at the next allocation) would otherwise scan.
     departures = [records[k] for k in measured if _departs(records[k])]
     if departures:
         shown = "; ".join(f"{r.name}: own {r.own_std:.3g}, planned {r.std:.3g}" for r in departures[:8])
