@@ -200,7 +200,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[100, 1000, 10000, 30000, 50000])  # 2 params each
+    parser.add_argument("--layers", type=int, nargs="+", default=[100, 500, 1000, 10000, 30000, 50000])  # 2 params each
     parser.add_argument("--moe", type=int, nargs=3, default=[24, 64, 3], metavar=("LAYERS", "EXPERTS", "PROJ"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
