@@ -162,8 +162,11 @@ class RowOf {
   };
   // The first slot probed for `object` in a table of mask + 1 slots.
   static size_t home(PyObject* object, size_t mask) {
-    // Objects are 16-byte aligned: the bits above those, mixed, spread them.
-    return static_cast<size_t>((reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull) & mask;
+    // Fibonacci hashing: the product's high bits, which every bit of the address mixes into.
+    // (Its low bits depend only on the address's low bits, and objects of one size class lie
+    // at a fixed stride: 96-byte parameters would reach every other slot and pile up in runs.)
+    const uint64_t mixed = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull;
+    return static_cast<size_t>(mixed >> __builtin_clzll(static_cast<uint64_t>(mask))) & mask;  // mask + 1 >= 64
   }
   static Slot& find(std::vector<Slot>& slots, PyObject* object) {
     const size_t mask = slots.size() - 1;
