@@ -335,7 +335,6 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   };
   stack.push_back({std::string(), py::none(), py::reinterpret_borrow<py::object>(root), py::object()});
   std::string owner_key, key, name;  // buffers, reused
-  std::vector<Frame> frames;
   bool reserved = false;
   while (!stack.empty()) {
     const Py_ssize_t rows = PyList_GET_SIZE(names.ptr());
@@ -451,20 +450,34 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     }
     py::handle children = walk::own_item(*own, modules_name);
     if (children && PyDict_Check(children.ptr()) && PyDict_GET_SIZE(children.ptr()) > 0) {
-      // Pushed in reverse, so that the first child is walked first.
-      frames.clear();
+      // Pushed, then reversed in place, so that the first child is walked first.
+      const size_t bottom = stack.size();
       PyObject* child_name = nullptr;
       PyObject* child = nullptr;
       Py_ssize_t position = 0;
+      // Taking a reference to a child writes to it and reading its name reads it: in a large
+      // model each is a cache miss, asked for here kChildrenAhead children early.
+      constexpr int kChildrenAhead = 16;
+      Py_ssize_t ahead = 0;
+      PyObject* ahead_name = nullptr;
+      PyObject* ahead_child = nullptr;
+      for (int k = 0; k < kChildrenAhead && PyDict_Next(children.ptr(), &ahead, &ahead_name, &ahead_child); ++k) {
+        fetch(ahead_name);
+        fetch(ahead_child);
+      }
       while (PyDict_Next(children.ptr(), &position, &child_name, &child)) {
+        if (PyDict_Next(children.ptr(), &ahead, &ahead_name, &ahead_child)) {
+          fetch(ahead_name);
+          fetch(ahead_child);
+        }
         if (child == Py_None) continue;
         std::string prefix = frame.prefix;
         walk::append_text(prefix, child_name);
         prefix.push_back('.');
-        frames.push_back({std::move(prefix), py::reinterpret_borrow<py::object>(child_name),
+        stack.push_back({std::move(prefix), py::reinterpret_borrow<py::object>(child_name),
                           py::reinterpret_borrow<py::object>(child), py::object()});
       }
-      for (auto it = frames.rbegin(); it != frames.rend(); ++it) stack.push_back(std::move(*it));
+      std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(bottom), stack.end());
     }
   }
   return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, modules, plain);
