@@ -15,12 +15,18 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace nspl {
 
@@ -127,6 +133,45 @@ inline bool atomic(PyObject* value, int depth = 2) {
 
 constexpr const char* kFlatParam = "_flat_param";  // FSDP's flat parameter: planned on its own
 
+// An allocator whose blocks of 2 MiB and more lie on 2 MiB pages where the system has them
+// (Linux's transparent huge pages, on request): a table of that size probed at random costs a
+// TLB miss per probe on 4 KiB pages, and one of a few entries on these.
+template <class T>
+struct LargePages {
+  using value_type = T;
+  static constexpr size_t kPage = size_t{2} << 20;
+  LargePages() = default;
+  template <class U>
+  LargePages(const LargePages<U>&) noexcept {}
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  static bool large(size_t count) { return count * sizeof(T) >= kPage; }
+#else
+  static bool large(size_t) { return false; }
+#endif
+  T* allocate(size_t count) {
+    if (count > std::numeric_limits<size_t>::max() / sizeof(T) - kPage) throw std::bad_alloc();
+    if (!large(count)) return static_cast<T*>(::operator new(count * sizeof(T)));
+    const size_t bytes = (count * sizeof(T) + kPage - 1) / kPage * kPage;
+    void* block = std::aligned_alloc(kPage, bytes);
+    if (block == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(block, bytes, MADV_HUGEPAGE);  // advice: where the system declines, 4 KiB pages serve
+#endif
+    return static_cast<T*>(block);
+  }
+  void deallocate(T* block, size_t count) noexcept {
+    if (large(count)) {
+      std::free(block);
+    } else {
+      ::operator delete(block);
+    }
+  }
+  template <class U>
+  bool operator==(const LargePages<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const LargePages<U>&) const noexcept { return false; }
+};
+
 // The row of each parameter met so far, by object: open addressing in one array (a model
 // has up to 10^5 parameters, and a map of nodes would cost a cache miss or two per lookup).
 class RowOf {
@@ -164,11 +209,13 @@ class RowOf {
   static size_t home(PyObject* object, size_t mask) {
     // Fibonacci hashing: the product's high bits, which every bit of the address mixes into.
     // (Its low bits depend only on the address's low bits, and objects of one size class lie
-    // at a fixed stride: 96-byte parameters would reach every other slot and pile up in runs.)
+    // at a fixed stride, 80 bytes for a Parameter under CPython 3.11: they reached some slots
+    // only, in runs.)
     const uint64_t mixed = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(object) >> 4) * 0x9E3779B97F4A7C15ull;
     return static_cast<size_t>(mixed >> __builtin_clzll(static_cast<uint64_t>(mask))) & mask;  // mask + 1 >= 64
   }
-  static Slot& find(std::vector<Slot>& slots, PyObject* object) {
+  using Slots = std::vector<Slot, LargePages<Slot>>;
+  static Slot& find(Slots& slots, PyObject* object) {
     const size_t mask = slots.size() - 1;
     size_t at = home(object, mask);
     while (slots[at].object != nullptr && slots[at].object != object) at = (at + 1) & mask;
@@ -176,7 +223,7 @@ class RowOf {
   }
   void grow() { rehash(slots_.empty() ? 64 : 2 * slots_.size()); }
   void rehash(size_t size) {
-    std::vector<Slot> larger(size);
+    Slots larger(size);
     const size_t mask = larger.size() - 1;
     constexpr size_t kAhead = 16;  // a table past the caches: ask for each home slot early
     for (size_t at = 0; at < slots_.size(); ++at) {
@@ -187,7 +234,7 @@ class RowOf {
     }
     slots_.swap(larger);
   }
-  std::vector<Slot> slots_;
+  Slots slots_;
   size_t count_ = 0;
 };
 
@@ -228,7 +275,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     py::object module;
     py::object params;     // its _parameters dict, once reading ahead has found it (see below)
   };
-  std::vector<Frame> stack;
+  std::vector<Frame, walk::LargePages<Frame>> stack;  // a Sequential of 10^5 modules: megabytes
   // What the walk of a module reads lies in a chain of objects (the module, its __dict__, the
   // dicts it holds, each parameter, its TensorImpl and AutogradMeta, the parameter's slot in
   // `first`), and in a model larger than a core's caches each link is a cache miss that waits

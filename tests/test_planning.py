@@ -285,11 +285,12 @@ def test_tensor_facts_agree_with_what_each_tensor_says():
     assert stream.block_counts([torch.empty(2).as_subclass(Marked)]) == [1]
 
 
-@pytest.mark.parametrize("count", [300, 3000])
+@pytest.mark.parametrize("count", [300, 3000, 40000])
 def test_tied_parameters_among_many_keep_their_first_row_and_every_name(count):
     # Enough parameters that the walk's table of the parameters met grows several times, and
     # (3000 layers) that it reads ahead of the modules it walks (csrc/module_walk.h), past a
-    # frozen parameter, a parameter set to None and a module held twice.
+    # frozen parameter, a parameter set to None and a module held twice; at 40000 layers the
+    # table and the walk's stack pass 2 MiB, and lie on large pages where Linux gives them.
     layers = [nn.Linear(2, 2) for _ in range(count)]
     for k in range(3, count, 7):
         layers[k].weight = layers[k - 3].weight
