@@ -292,7 +292,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   // through getattr) could have freed; the visit reads everything afresh. Below
   // kReadAheadAfter rows a model's objects stay in the caches from one walk to the next and
   // reading ahead only adds work.
-  constexpr size_t kStages = 8, kSpacing = 2;
+  constexpr size_t kStages = 8, kSpacing = 1;
   constexpr Py_ssize_t kReadAheadAfter = 4096;
   auto fetch = [](const void* at) { __builtin_prefetch(at); };
   auto fetch_lines = [&](const void* at, size_t size) {  // every 64-byte line of [at, at + size)
