@@ -82,6 +82,17 @@ inline void append_key_text(std::string& out, PyObject* text) {
   out.append(data, static_cast<size_t>(size));
 }
 
+// The types of `plain_types` (torch.Tensor and nn.Parameter), whose instances unpack to a
+// Tensor and answer as it does; and whether `object` is exactly of one of them.
+inline std::vector<PyObject*> type_list(py::tuple plain_types) {
+  std::vector<PyObject*> types;
+  for (py::handle kind : plain_types) types.push_back(kind.ptr());
+  return types;
+}
+inline bool of_type_in(PyObject* object, const std::vector<PyObject*>& types) {
+  return std::find(types.begin(), types.end(), reinterpret_cast<PyObject*>(Py_TYPE(object))) != types.end();
+}
+
 inline bool text_equals(PyObject* text, const char* expected) {
   return PyUnicode_CompareWithASCIIString(text, expected) == 0;
 }
@@ -266,8 +277,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   const py::str parameters_name = walk::interned("_parameters"), modules_name = walk::interned("_modules"),
                 hooks_name = walk::interned("_forward_pre_hooks"), groups_name = walk::interned("groups"),
                 transposed_name = walk::interned("is_transposed");
-  std::vector<PyObject*> plain_list;
-  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+  const std::vector<PyObject*> plain_list = walk::type_list(plain_types);
 
   struct Frame {
     std::string prefix;    // qualified name of the module and a dot ("" at the root)
@@ -305,13 +315,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     PyObject* value = nullptr;
     Py_ssize_t position = 0;
     while (PyDict_Next(params, &position, &local, &value)) {
-      const PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
-      for (PyObject* kind : plain_list) {
-        if (tensor_type == kind) {
-          each(THPVariable_Unpack(value).unsafeGetTensorImpl());
-          break;
-        }
-      }
+      if (walk::of_type_in(value, plain_list)) each(THPVariable_Unpack(value).unsafeGetTensorImpl());
     }
   };
   // Step `step` (0 first) of reading the chain of `frame` ahead.
@@ -464,8 +468,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
           continue;
         }
         PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
-        bool is_plain = false;
-        for (PyObject* kind : plain_list) is_plain = is_plain || tensor_type == kind;
+        const bool is_plain = walk::of_type_in(value, plain_list);
         plain = plain && is_plain;
         int64_t kind = -1;
         // plain_types are torch.Tensor and its subclass nn.Parameter: their instances unpack.
@@ -506,17 +509,19 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
       // model each is a cache miss, asked for here kChildrenAhead children early.
       constexpr int kChildrenAhead = 16;
       Py_ssize_t ahead = 0;
-      PyObject* ahead_name = nullptr;
-      PyObject* ahead_child = nullptr;
-      for (int k = 0; k < kChildrenAhead && PyDict_Next(children.ptr(), &ahead, &ahead_name, &ahead_child); ++k) {
+      auto fetch_next = [&] {  // the next child ahead and its name; false past the last
+        PyObject* ahead_name = nullptr;
+        PyObject* ahead_child = nullptr;
+        if (!PyDict_Next(children.ptr(), &ahead, &ahead_name, &ahead_child)) return false;
         fetch(ahead_name);
         fetch(ahead_child);
+        return true;
+      };
+      for (int k = 0; k < kChildrenAhead; ++k) {
+        if (!fetch_next()) break;
       }
       while (PyDict_Next(children.ptr(), &position, &child_name, &child)) {
-        if (PyDict_Next(children.ptr(), &ahead, &ahead_name, &ahead_child)) {
-          fetch(ahead_name);
-          fetch(ahead_child);
-        }
+        fetch_next();
         if (child == Py_None) continue;
         std::string prefix = frame.prefix;
         walk::append_text(prefix, child_name);
@@ -537,17 +542,14 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
 //   inference: the indices of the inference tensors;
 //   one_device: whether every tensor is on the device of the first (True for none).
 inline py::object tensor_facts(py::list tensors, py::tuple plain_types) {
-  std::vector<PyObject*> plain_list;
-  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+  const std::vector<PyObject*> plain_list = walk::type_list(plain_types);
   const Py_ssize_t count = PyList_GET_SIZE(tensors.ptr());
   py::list blocks(count), inference;
   bool one_device = true;
   std::optional<c10::Device> first;
   for (Py_ssize_t k = 0; k < count; ++k) {
     PyObject* item = PyList_GET_ITEM(tensors.ptr(), k);
-    bool plain = false;
-    for (PyObject* kind : plain_list) plain = plain || reinterpret_cast<PyObject*>(Py_TYPE(item)) == kind;
-    if (!plain) return py::none();
+    if (!walk::of_type_in(item, plain_list)) return py::none();
     const at::Tensor& tensor = THPVariable_Unpack(item);
     PyObject* count_of = PyLong_FromUnsignedLongLong(blocks_for(tensor.numel(), tensor.scalar_type()));
     if (count_of == nullptr) throw py::error_already_set();
@@ -602,8 +604,7 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
   if (name_field < 0 || aliases_field < 0 || own_field < 0) {
     throw py::type_error("nspl_filler: plan_records needs the fields name, aliases and own_std");
   }
-  std::vector<PyObject*> plain_list;
-  for (py::handle kind : plain_types) plain_list.push_back(kind.ptr());
+  const std::vector<PyObject*> plain_list = walk::type_list(plain_types);
   const py::str own_key = walk::interned("own_std");
   struct Common {
     py::tuple values;
@@ -623,13 +624,10 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
       if (k + kAhead < count) {
         __builtin_prefetch(PyList_GET_ITEM(names.ptr(), k + kAhead));
         PyObject* ahead = PyList_GET_ITEM(tensors.ptr(), k + kAhead);
-        for (PyObject* kind : plain_list) {
-          if (reinterpret_cast<PyObject*>(Py_TYPE(ahead)) == kind) {
-            // is_meta() reads the device, near the end of a TensorImpl.
-            const char* impl = reinterpret_cast<const char*>(THPVariable_Unpack(ahead).unsafeGetTensorImpl());
-            __builtin_prefetch(impl + sizeof(c10::TensorImpl) - 16);
-            break;
-          }
+        if (walk::of_type_in(ahead, plain_list)) {
+          // is_meta() reads the device, near the end of a TensorImpl.
+          const char* impl = reinterpret_cast<const char*>(THPVariable_Unpack(ahead).unsafeGetTensorImpl());
+          __builtin_prefetch(impl + sizeof(c10::TensorImpl) - 16);
         }
       }
     }
@@ -667,9 +665,7 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
     py::object std;  // holds a measured own_std while the record takes it
     if (found->second.measured) {
       PyObject* tensor = PyList_GET_ITEM(tensors.ptr(), k);
-      bool plain = false;
-      for (PyObject* kind : plain_list) plain = plain || reinterpret_cast<PyObject*>(Py_TYPE(tensor)) == kind;
-      if (!plain || !THPVariable_Unpack(tensor).is_meta()) {
+      if (!walk::of_type_in(tensor, plain_list) || !THPVariable_Unpack(tensor).is_meta()) {
         std = measure(py::handle(tensor));
         if (!std.is_none()) {
           values[own_field] = std.ptr();
