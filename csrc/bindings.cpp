@@ -296,6 +296,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       [](const std::string& mode) { return std::string(nspl::variance_norm_name(nspl::parse_variance_norm(mode))); },
       py::arg("mode"), "The norm's own name for `mode`, any case; the ValueError of an op for no name of MODE_ALIASES.");
   m.def("walk_modules", &nspl::walk_modules, py::arg("root"), py::arg("attributes"), py::arg("plain_types"),
+        py::arg("collect"),
         "One pass over the module tree for init_module_'s planner (module_walk.h): its parameters as columns, "
         "each with the kind that decides its role and fans.");
   m.def("plan_records", &nspl::plan_records, py::arg("cls"), py::arg("fields"), py::arg("names"), py::arg("tensors"),

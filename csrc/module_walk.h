@@ -36,10 +36,12 @@ namespace walk {
 
 // What the walk asks of a module type once: whether its instances read `groups` or
 // `is_transposed` from the class (then through getattr, else from the instance's __dict__,
-// which spares nn.Module.__getattr__'s AttributeError for the types that have neither).
+// which spares nn.Module.__getattr__'s AttributeError for the types that have neither), and
+// whether the caller collects its instances.
 struct TypeInfo {
   bool class_groups;
   bool class_transposed;
+  bool collect;
 };
 
 // The owner's attribute `name`, as Python's getattr(owner, name, None) gives it for a type
@@ -251,8 +253,8 @@ class RowOf {
 
 }  // namespace walk
 
-// walk_modules(root, attributes, plain_types) -> (names, local_names, tensors, owners,
-// parents, kinds, examples, tied, modules, plain):
+// walk_modules(root, attributes, plain_types, collect) -> (names, local_names, tensors, owners,
+// parents, kinds, examples, tied, types, collected, plain):
 //   names[k], local_names[k], tensors[k], owners[k], parents[k]: row k's first qualified name,
 //     own name, tensor, owning module and that module's name in its parent (None at the root);
 //   kinds[k]: the index of the row's kind in `examples` (the first row of each kind), or -1
@@ -260,14 +262,21 @@ class RowOf {
 //     whose owner has forward pre-hooks (an old-style weight norm), one whose type is not in
 //     `plain_types`, FSDP's flat parameter, or one with symbolic sizes;
 //   tied: {row: [(qualified name, own name, owner), ...]} the other names of tied rows;
-//   modules: every module visited (a shared module each time it is reached);
+//   types: the type of every module visited, each once, in the order first met;
+//   collected: every module visited (a shared module each time it is reached) whose type is a
+//     subclass of a type in the tuple `collect`, so that a caller after the modules of a few
+//     types makes no pass of its own over a model of 10^5 modules;
 //   plain: whether every tensor's type is in `plain_types`.
 // A row's kind is (owner's type, the owner's name in its parent where it is one of
 // `attributes`, whether the owner is transposed, its groups (where a positive int, else 1),
 // own name, requires_grad, the qualified name with its runs of digits as one mark, tensor
 // type, sizes): everything the planner's decisions read but the names' digits.
-inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple plain_types) {
-  py::list names, local_names, tensors, owners, parents, kinds, examples, modules;
+inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple plain_types, py::tuple collect) {
+  for (py::handle kind : collect) {
+    if (!PyType_Check(kind.ptr())) throw py::type_error("nspl_filler: walk_modules collects instances of types only");
+  }
+  py::list names, local_names, tensors, owners, parents, kinds, examples, types, collected;
+  size_t visited = 0;  // modules visited so far
   py::dict tied;
   bool plain = true;
   walk::RowOf first;                                    // parameter -> its row
@@ -394,7 +403,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
       if (!reserved) {
         // A model this large has as many rows again for each module still on the stack as
         // each module walked so far had: room for them all in `first` at once.
-        const double per_module = static_cast<double>(rows) / static_cast<double>(PyList_GET_SIZE(modules.ptr()));
+        const double per_module = static_cast<double>(rows) / static_cast<double>(visited);
         first.reserve(static_cast<size_t>(std::min(static_cast<double>(rows) + per_module * static_cast<double>(size), 1e6)));
         reserved = true;
       }
@@ -409,14 +418,22 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
     Frame frame = std::move(stack.back());
     stack.pop_back();
     py::handle owner = frame.module;
-    modules.append(owner);
+    ++visited;
     PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(owner.ptr()));
     auto info = infos.find(type);
     if (info == infos.end()) {
       py::handle kind(type);
-      info = infos.emplace(type, walk::TypeInfo{py::hasattr(kind, "groups"), py::hasattr(kind, "is_transposed")})
+      bool collect_it = false;
+      for (py::handle base : collect) {
+        collect_it = collect_it || PyType_IsSubtype(Py_TYPE(owner.ptr()), reinterpret_cast<PyTypeObject*>(base.ptr()));
+      }
+      info = infos
+                 .emplace(type, walk::TypeInfo{py::hasattr(kind, "groups"), py::hasattr(kind, "is_transposed"),
+                                               collect_it})
                  .first;
+      types.append(kind);
     }
+    if (info->second.collect) collected.append(owner);
     // nn.Module keeps these in the instance's __dict__: read there, not through getattr.
     PyObject** own = _PyObject_GetDictPtr(owner.ptr());
     if (own == nullptr || *own == nullptr) throw py::type_error("nspl_filler: a module without __dict__");
@@ -532,7 +549,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
       std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(bottom), stack.end());
     }
   }
-  return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, modules, plain);
+  return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, types, collected, plain);
 }
 
 // tensor_facts(tensors, plain_types) -> (blocks, inference, one_device), what a bulk write of

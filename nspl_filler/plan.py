@@ -94,6 +94,8 @@ class _Draw:
 BIAS_TABLES = ("relative_attention_bias",)
 # The names in the parent that decide a role (see layouts.is_experts, is_router).
 _ATTRIBUTES = frozenset(BIAS_TABLES + ("experts", "router"))
+# The modules whose running statistics init_module_ resets (BatchNorm*, SyncBatchNorm, InstanceNorm*).
+_NORMS = (nn.modules.batchnorm._NormBase,)
 
 
 def _role(owner: nn.Module, local_name: str, dim: Optional[int] = None, attribute: Optional[str] = None
@@ -355,31 +357,28 @@ class _Columns:
     is parameter tensors[k], under its first qualified name names[k] (own name locals[k]) in
     owners[k], whose name in its parent is parents[k]; kinds[k] the index in `examples` (the
     first row of each kind) of what decides its role, fans and default rule, -1 for a row
-    planned on its own; `tied` the other names of tied rows; `modules` every module met."""
+    planned on its own; `tied` the other names of tied rows; `types` the type of every module
+    met, once each; `norms` every module met whose running statistics init_module_ resets
+    (BatchNorm, InstanceNorm), which the walk collects so that no pass over the modules follows."""
 
-    __slots__ = ("names", "locals", "tensors", "owners", "parents", "kinds", "examples", "tied", "modules", "plain")
+    __slots__ = ("names", "locals", "tensors", "owners", "parents", "kinds", "examples", "tied", "types", "norms",
+                 "plain")
 
     def __init__(self, module: nn.Module) -> None:
         (self.names, self.locals, self.tensors, self.owners, self.parents, self.kinds, self.examples, self.tied,
-         self.modules, self.plain) = _C.walk_modules(module, _ATTRIBUTES, PLAIN_TYPES)
+         self.types, self.norms, self.plain) = _C.walk_modules(module, _ATTRIBUTES, PLAIN_TYPES, _NORMS)
 
     def parametrized(self) -> bool:
         """Whether any module is a ParametrizationList (torch.nn.utils.parametrize)."""
         from torch.nn.utils.parametrize import ParametrizationList
 
-        return any(issubclass(kind, ParametrizationList) for kind in self.module_types())
-
-    def module_types(self) -> set[type]:
-        return set(map(type, self.modules))
+        return any(issubclass(kind, ParametrizationList) for kind in self.types)
 
     def statistics(self, into: dict[int, nn.Module]) -> None:
         """Adds to `into` (by id) every module whose running statistics init_module_ resets
         (BatchNorm, InstanceNorm)."""
-        kinds = {kind for kind in self.module_types() if issubclass(kind, nn.modules.batchnorm._NormBase)}
-        if kinds:
-            for m in self.modules:
-                if type(m) in kinds:
-                    into.setdefault(id(m), m)
+        for m in self.norms:
+            into.setdefault(id(m), m)
 
     def rows(self) -> list[_Row]:
         return list(zip(self.names, self.locals, self.owners, self.tensors, self.parents, self.kinds))

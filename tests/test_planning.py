@@ -179,6 +179,30 @@ def test_running_statistics_are_reset_once_per_module_even_when_shared():
     assert list(plan_of(model).statistics.values()) == [norm]
 
 
+def test_the_walk_collects_every_norm_with_running_statistics_and_nothing_else():
+    class OwnNorm(nn.BatchNorm1d):  # a subclass, two levels below _NormBase
+        pass
+
+    instance = nn.InstanceNorm1d(3, track_running_stats=True)
+    own, batch = OwnNorm(3), nn.BatchNorm2d(3)
+    model = nn.Sequential(nn.LayerNorm(3), nn.ModuleList([instance, nn.GroupNorm(1, 3)]),
+                          nn.ModuleDict({"own": own, "linear": nn.Linear(3, 3)}), batch)
+    # By torch's own listing: the modules whose running statistics init_module_ resets.
+    expected = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    assert expected == [instance, own, batch]
+    assert list(plan_of(model).statistics.values()) == expected
+    own.running_var.fill_(4.0)
+    init_module_(model, seed=0)
+    assert torch.equal(own.running_var, torch.ones(3))
+    columns = planning._Columns(model)
+    assert set(columns.types) == {type(m) for m in model.modules()} and len(columns.types) == 9
+
+
+def test_the_walk_collects_instances_of_types_only():
+    with pytest.raises(TypeError, match="types only"):
+        planning._C.walk_modules(nn.Linear(2, 2), planning._ATTRIBUTES, planning.PLAIN_TYPES, ("BatchNorm1d",))
+
+
 def test_a_class_level_groups_attribute_is_read_like_an_instance_one():
     class ClassGroups(nn.ConvTranspose2d):
         groups = 2  # a class attribute: the instance's __dict__ value set by __init__ wins
