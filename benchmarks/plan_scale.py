@@ -16,7 +16,10 @@ init_plan (the report); and init_module_ itself on meta (planning, streams and e
 checks: all but the writing). The planning paths and torch's named_parameters() are timed
 twice: as above, where a small model stays in the caches between runs, and from cold caches
 (EVICT_BYTES written before each run), where every size reads its model from memory, as a
-model too large for the caches always does.
+model too large for the caches always does. Their times are the best of PLAN_REPEATS runs at
+every size (with warm caches, more for a model under 10^3 parameters), so that the growth from one size to
+another compares the best of as many runs: the best of a few runs is the slower, by how often
+a run meets a slow spell of the machine.
 
     python benchmarks/plan_scale.py                       # table on stdout
     python benchmarks/plan_scale.py --save benchmarks/results
@@ -147,15 +150,16 @@ def measure(label: str, model: nn.Module, meta_model: nn.Module, repeats: int) -
             "plan_name": lambda: nspl_filler.init_module_(meta_model, seed=0, stream="name"),
             "init_plan": lambda: nspl_filler.init_plan(meta_model),
         }
+        plan_repeats = max(repeats, PLAN_REPEATS)
         for key, function in plans.items():
-            wall, cpu = best(function, repeats, True)
+            wall, cpu = best(function, plan_repeats, True)
             row[f"{key}_us"] = 1e6 * wall / count
             row[f"{key}_cpu_us"] = 1e6 * cpu / count
         # The same from cold caches: a model too large for them is read from memory on every
         # run, a small one only here, so these compare every size from one state.
         for key in COLD:
-            # Each cold run first writes EVICT_BYTES (tens of ms): at most COLD_REPEATS of them.
-            wall, cpu = best(plans[key], min(repeats, COLD_REPEATS), True, cold=True)
+            # Each cold run first writes EVICT_BYTES (tens of ms): PLAN_REPEATS of them at every size.
+            wall, cpu = best(plans[key], PLAN_REPEATS, True, cold=True)
             row[f"{key}_cold_us"] = 1e6 * wall / count
             row[f"{key}_cold_cpu_us"] = 1e6 * cpu / count
     return row
@@ -169,9 +173,9 @@ def name_keys(model: nn.Module) -> list[int]:
     return stream._keys(0, names)
 
 
-# The planning paths measured from cold caches too, and the most runs of each.
+# The planning paths measured from cold caches too; the runs of every planning path at every size.
 COLD = ("planner", "planner_globs", "planner_name", "init_plan", "named_parameters")
-COLD_REPEATS = 20
+PLAN_REPEATS = 20
 
 
 def cold_table(rows: list[dict]) -> str:
@@ -249,7 +253,10 @@ def main() -> None:
                     "checked and hashed), and init_plan (the report). On meta: init_module_ of that model "
                     "(planning, streams and every op's checks; nothing is written). named_parameters(): torch's own "
                     "listing of the meta model's parameters, for scale (what a walk of its modules costs). "
-                    "The second table times the planning paths again from cold caches.\n\n"
+                    f"These planning times are the best of {PLAN_REPEATS} runs at every size (of more for a small "
+                    "model), so that the growth from one size to another compares the best of as many runs. "
+                    "The second table times the planning paths again from cold caches, the best of "
+                    f"{PLAN_REPEATS} runs at every size.\n\n"
                     + text + "\n")
 
 
