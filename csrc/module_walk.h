@@ -254,7 +254,7 @@ class RowOf {
 }  // namespace walk
 
 // walk_modules(root, attributes, plain_types, collect) -> (names, local_names, tensors, owners,
-// parents, kinds, examples, tied, types, collected, plain):
+// parents, kinds, examples, tied, types, collected, plain, meta):
 //   names[k], local_names[k], tensors[k], owners[k], parents[k]: row k's first qualified name,
 //     own name, tensor, owning module and that module's name in its parent (None at the root);
 //   kinds[k]: the index of the row's kind in `examples` (the first row of each kind), or -1
@@ -266,7 +266,8 @@ class RowOf {
 //   collected: every module visited (a shared module each time it is reached) whose type is a
 //     subclass of a type in the tuple `collect`, so that a caller after the modules of a few
 //     types makes no pass of its own over a model of 10^5 modules;
-//   plain: whether every tensor's type is in `plain_types`.
+//   plain: whether every tensor's type is in `plain_types`;
+//   meta: whether, besides, every tensor is on the meta device (none has values to measure).
 // A row's kind is (owner's type, the owner's name in its parent where it is one of
 // `attributes`, whether the owner is transposed, its groups (where a positive int, else 1),
 // own name, requires_grad, the qualified name with its runs of digits as one mark, tensor
@@ -278,7 +279,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
   py::list names, local_names, tensors, owners, parents, kinds, examples, types, collected;
   size_t visited = 0;  // modules visited so far
   py::dict tied;
-  bool plain = true;
+  bool plain = true, meta = true;
   walk::RowOf first;                                    // parameter -> its row
   std::unordered_map<PyObject*, walk::TypeInfo> infos;  // module type -> what the walk asks of it
   std::unordered_map<std::string, int64_t> kind_of;     // kind key -> index in examples
@@ -487,6 +488,7 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
         PyObject* tensor_type = reinterpret_cast<PyObject*>(Py_TYPE(value));
         const bool is_plain = walk::of_type_in(value, plain_list);
         plain = plain && is_plain;
+        meta = meta && is_plain && THPVariable_Unpack(value).is_meta();
         int64_t kind = -1;
         // plain_types are torch.Tensor and its subclass nn.Parameter: their instances unpack.
         if (is_plain && !owner_key.empty() && !walk::text_equals(local, walk::kFlatParam)) {
@@ -549,7 +551,8 @@ inline py::tuple walk_modules(py::handle root, py::object attributes, py::tuple 
       std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(bottom), stack.end());
     }
   }
-  return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, types, collected, plain);
+  return py::make_tuple(names, local_names, tensors, owners, parents, kinds, examples, tied, types, collected, plain,
+                        meta);
 }
 
 // tensor_facts(tensors, plain_types) -> (blocks, inference, one_device), what a bulk write of
@@ -587,7 +590,8 @@ inline py::object tensor_facts(py::list tensors, py::tuple plain_types) {
 //     asked once per decision (a tuple the rows deciding alike share) of its first row j,
 //     with "name" names[k], "aliases" aliases[k] where it has them, and, where `measured`,
 //     "own_std" measure(tensors[k]) (left None without a call for a plain tensor on meta,
-//     which measure gives None for);
+//     which measure gives None for; and for every row where `measure` is None, when no row is
+//     measured: then no tensor is read);
 //   measured: the rows whose own_std is not None.
 // A record with slots takes a fifth of the memory of one with a __dict__, which a model of
 // 10^5 parameters would otherwise take from the system on every report.
@@ -635,13 +639,14 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
   // TensorImpl, cache misses in a report past the caches: asked for ahead, the tensor 2 * kAhead
   // rows ahead, the rest kAhead rows ahead.
   constexpr Py_ssize_t kAhead = 8;
+  const bool measuring = !measure.is_none();
   for (Py_ssize_t k = 0; k < count; ++k) {
     if (count > 4096) {
-      if (k + 2 * kAhead < count) __builtin_prefetch(PyList_GET_ITEM(tensors.ptr(), k + 2 * kAhead));
+      if (measuring && k + 2 * kAhead < count) __builtin_prefetch(PyList_GET_ITEM(tensors.ptr(), k + 2 * kAhead));
       if (k + kAhead < count) {
         __builtin_prefetch(PyList_GET_ITEM(names.ptr(), k + kAhead));
         PyObject* ahead = PyList_GET_ITEM(tensors.ptr(), k + kAhead);
-        if (walk::of_type_in(ahead, plain_list)) {
+        if (measuring && walk::of_type_in(ahead, plain_list)) {
           // is_meta() reads the device, near the end of a TensorImpl.
           const char* impl = reinterpret_cast<const char*>(THPVariable_Unpack(ahead).unsafeGetTensorImpl());
           __builtin_prefetch(impl + sizeof(c10::TensorImpl) - 16);
@@ -680,7 +685,7 @@ inline py::tuple plan_records(py::handle cls, py::tuple fields, py::list names, 
       if (own != nullptr) values[aliases_field] = own;
     }
     py::object std;  // holds a measured own_std while the record takes it
-    if (found->second.measured) {
+    if (measuring && found->second.measured) {
       PyObject* tensor = PyList_GET_ITEM(tensors.ptr(), k);
       if (!walk::of_type_in(tensor, plain_list) || !THPVariable_Unpack(tensor).is_meta()) {
         std = measure(py::handle(tensor));

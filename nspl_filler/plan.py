@@ -288,7 +288,8 @@ class Plan:
     statistics module.py resets. Columns keep a parameter to a few list slots: a model of 10^5
     parameters plans in one pass without an object per parameter."""
 
-    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain", "asked")
+    __slots__ = ("names", "tensors", "owners", "decisions", "aliases", "through", "statistics", "plain", "meta",
+                 "asked")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -298,8 +299,10 @@ class Plan:
         self.aliases: dict[int, tuple[str, ...]] = {}
         self.through: dict[int, nn.Module] = {}
         self.statistics: dict[int, nn.Module] = {}
-        # Whether every tensor is a plain Parameter or Tensor (no DTensor: no shard to look up).
+        # Whether every tensor is a plain Parameter or Tensor (no DTensor: no shard to look up),
+        # and whether, besides, the walk found every one on meta (no values to measure).
         self.plain = True
+        self.meta = False
         # Whether the rules asked predicates about the parameters (whose answers may depend on
         # the tensors themselves, not only on their names, owners and shapes).
         self.asked = False
@@ -335,7 +338,10 @@ class Plan:
         """The report's rows (Entry.record) and the indices of those whose own std was measured
         (`own_std`: measure, for init_plan), made in C++ without an Entry or a ParamInit.__init__
         per parameter: what a row's decision gives (label, fan, std, role, and the shape, which
-        the rows of one decision share) is worked out once per decision."""
+        the rows of one decision share) is worked out once per decision. A plan of meta tensors
+        has no values to measure: then no tensor is read."""
+        own_std = own_std and not self.meta
+
         def common_of(k: int) -> tuple[tuple, bool]:  # row k, the first of its decision: its fields' values
             role, action, scaled = self.decisions[k]
             record = Entry(self.names[k], (), self.tensors[k], None, role, action, scaled).record()
@@ -343,8 +349,8 @@ class Plan:
                 own_std and action.rule in RANDOM_RULES
 
         return _C.plan_records(ParamInit, _RECORD_FIELDS, self.names, self.tensors, self.decisions, self.aliases,
-                               self.through, common_of, lambda k: self.entry(k).record(own_std), _measured_std,
-                               PLAIN_TYPES)
+                               self.through, common_of, lambda k: self.entry(k).record(own_std),
+                               _measured_std if own_std else None, PLAIN_TYPES)
 
 
 # One parameter as the walk finds it: (qualified name, own name, owning module, tensor, the
@@ -359,14 +365,16 @@ class _Columns:
     first row of each kind) of what decides its role, fans and default rule, -1 for a row
     planned on its own; `tied` the other names of tied rows; `types` the type of every module
     met, once each; `norms` every module met whose running statistics init_module_ resets
-    (BatchNorm, InstanceNorm), which the walk collects so that no pass over the modules follows."""
+    (BatchNorm, InstanceNorm), which the walk collects so that no pass over the modules follows;
+    `plain` whether every tensor is a plain Parameter or Tensor, `meta` whether every one is
+    also on the meta device."""
 
     __slots__ = ("names", "locals", "tensors", "owners", "parents", "kinds", "examples", "tied", "types", "norms",
-                 "plain")
+                 "plain", "meta")
 
     def __init__(self, module: nn.Module) -> None:
         (self.names, self.locals, self.tensors, self.owners, self.parents, self.kinds, self.examples, self.tied,
-         self.types, self.norms, self.plain) = _C.walk_modules(module, _ATTRIBUTES, PLAIN_TYPES, _NORMS)
+         self.types, self.norms, self.plain, self.meta) = _C.walk_modules(module, _ATTRIBUTES, PLAIN_TYPES, _NORMS)
 
     def parametrized(self) -> bool:
         """Whether any module is a ParametrizationList (torch.nn.utils.parametrize)."""
@@ -535,7 +543,7 @@ class Planner:
                     raise
             decided[key] = decision
         into.decisions = list(map(decided.__getitem__, keys))
-        into.plain = columns.plain
+        into.plain, into.meta = columns.plain, columns.meta
         return into
 
     def _row(self, columns: _Columns, k: int, templates: list, into: Plan) -> tuple[str, Action, Scaled]:

@@ -198,6 +198,20 @@ def test_the_walk_collects_every_norm_with_running_statistics_and_nothing_else()
     assert set(columns.types) == {type(m) for m in model.modules()} and len(columns.types) == 9
 
 
+def test_a_plan_of_meta_tensors_has_its_report_made_without_reading_a_tensor(monkeypatch):
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    assert plan_of(model).meta
+    measured = []
+    monkeypatch.setattr(planning, "_measured_std", lambda tensor: measured.append(tensor) or 1.0)
+    assert all(r.own_std is None for r in init_plan(model)) and not measured
+    mixed = nn.Sequential(model[0], nn.Linear(4, 4))  # the second layer on the CPU
+    assert not plan_of(mixed).meta
+    report = {r.name: r.own_std for r in init_plan(mixed)}
+    assert report["0.weight"] is None and report["1.weight"] == 1.0
+    assert len(measured) == 1 and measured[0] is mixed[1].weight
+
+
 def test_the_walk_collects_instances_of_types_only():
     with pytest.raises(TypeError, match="types only"):
         planning._C.walk_modules(nn.Linear(2, 2), planning._ATTRIBUTES, planning.PLAIN_TYPES, ("BatchNorm1d",))
