@@ -590,8 +590,8 @@ inline py::object tensor_facts(py::list tensors, py::tuple plain_types) {
 //     asked once per decision (a tuple the rows deciding alike share) of its first row j,
 //     with "name" names[k], "aliases" aliases[k] where it has them, and, where `measured`,
 //     "own_std" measure(tensors[k]) (left None without a call for a plain tensor on meta,
-//     which measure gives None for; and for every row where `measure` is None, when no row is
-//     measured: then no tensor is read);
+//     which measure gives None for); where `measure` is None, no row is measured and no
+//     tensor is read;
 //   measured: the rows whose own_std is not None.
 // A record with slots takes a fifth of the memory of one with a __dict__, which a model of
 // 10^5 parameters would otherwise take from the system on every report.
